@@ -1,0 +1,13 @@
+//! routesim: a trace-driven simulator for LLM request routing under multi-axis provider limits.
+//!
+//! The crate is organised one concept per module (see `DESIGN.md`): [`time`] (virtual clock),
+//! [`limiter`] (the real, sans-IO rate limiter), [`dist`] (seeded distributions), [`rng`]
+//! (common random numbers), [`trace`] (requests in), [`provider`] (modelled upstreams),
+//! [`policy`] (the real, sans-IO routing policies), [`engine`] (the event loop), [`metrics`]
+//! (outcomes out), [`scenario`] (configuration) and [`report`] (writers).
+
+pub mod dist;
+pub mod limiter;
+pub mod rng;
+pub mod time;
+pub mod trace;
