@@ -7,7 +7,13 @@
 //! (outcomes out), [`scenario`] (configuration) and [`report`] (writers).
 
 pub mod dist;
+pub mod engine;
 pub mod limiter;
+pub mod metrics;
+pub mod policy;
+pub mod provider;
+pub mod report;
 pub mod rng;
+pub mod scenario;
 pub mod time;
 pub mod trace;

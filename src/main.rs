@@ -1,1 +1,162 @@
-fn main() {}
+//! `sim`: the command line of routesim. Parses arguments, calls the library, prints, and sets
+//! the exit code: 0 success, 1 runtime failure, 2 bad input (scenario, trace, arguments).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use routesim::engine::{run_scenario, EngineError};
+use routesim::report::{format_table, write_outputs, RunSummary};
+use routesim::scenario::{Scenario, ScenarioError};
+use routesim::trace::gen::{generate_agent_trace, AgentTraceConfig};
+use routesim::trace::{TraceError, TraceWriter};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "sim",
+    version,
+    about = "Trace-driven simulator for LLM request routing under provider rate limits"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a scenario's trace under each of its strategies and compare them.
+    Run {
+        /// Scenario TOML file.
+        scenario: PathBuf,
+        /// Replay this trace instead of the scenario's.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Write summary.json and timeseries.csv into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print summary.json to stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trace tools.
+    Trace {
+        #[command(subcommand)]
+        command: TraceCommand,
+    },
+    /// List the built-in deployment presets.
+    Presets,
+}
+
+#[derive(Subcommand)]
+enum TraceCommand {
+    /// Generate a bursty agent trace (sessions, tool calls, bulk and async jobs).
+    Gen {
+        /// Generator configuration (TOML); flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Length of the trace, e.g. "1h".
+        #[arg(long)]
+        duration: Option<String>,
+        /// Output CSV.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+/// An error in what the user gave us (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let input = error.chain().any(|cause| {
+        cause.is::<ScenarioError>()
+            || cause.is::<TraceError>()
+            || cause.is::<UsageError>()
+            || cause.downcast_ref::<EngineError>().is_some_and(EngineError::is_input_error)
+    });
+    if input {
+        2
+    } else {
+        1
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { scenario, trace, out, seed, json } => {
+            let scenario = Scenario::load(&scenario)?;
+            let result = run_scenario(&scenario, trace.as_deref(), seed)?;
+            let summary = RunSummary::of(&result);
+            if let Some(dir) = &out {
+                write_outputs(&result, dir)
+                    .with_context(|| format!("cannot write results to {}", dir.display()))?;
+            }
+            if json {
+                print!("{}", summary.to_json());
+            } else {
+                println!("scenario {} · seed {} · trace {}", summary.scenario, summary.seed, summary.trace);
+                print!("{}", format_table(&summary));
+                if let Some(dir) = &out {
+                    println!("\nwrote {}/summary.json and timeseries.csv", dir.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Trace { command: TraceCommand::Gen { config, seed, duration, output } } => {
+            let mut gen_config = match &config {
+                None => AgentTraceConfig::default(),
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        UsageError(format!("{}: cannot read generator config: {e}", path.display()))
+                    })?;
+                    toml::from_str(&text)
+                        .map_err(|e| UsageError(format!("{}: {}", path.display(), e.message())))?
+                }
+            };
+            if let Some(seed) = seed {
+                gen_config.seed = seed;
+            }
+            if let Some(duration) = duration {
+                gen_config.duration = duration.parse().map_err(|e| UsageError(format!("--duration: {e}")))?;
+            }
+            let file = std::fs::File::create(&output)
+                .with_context(|| format!("cannot create {}", output.display()))?;
+            let mut writer = TraceWriter::new(std::io::BufWriter::new(file))?;
+            let summary = generate_agent_trace(&gen_config, &mut writer)?;
+            writer.finish()?.into_inner().map_err(|e| e.into_error())?;
+            eprintln!(
+                "wrote {}: {} requests, {} sessions over {:.0} min; {}",
+                output.display(),
+                summary.requests,
+                summary.sessions,
+                summary.duration_ms as f64 / 60_000.0,
+                summary.by_class.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
+        }
+        Command::Presets => {
+            for name in routesim::scenario::preset_names() {
+                println!("{name}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -69,12 +69,7 @@ impl DrawKey {
     #[inline]
     pub fn rng(self) -> SplitMix64 {
         let mut state = mix64(self.seed ^ 0x5851_f42d_4c95_7f2d);
-        for part in [
-            self.request,
-            u64::from(self.attempt),
-            self.deployment,
-            self.purpose as u64,
-        ] {
+        for part in [self.request, u64::from(self.attempt), self.deployment, self.purpose as u64] {
             state = mix64(state ^ part.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         }
         SplitMix64::new(state)
@@ -131,9 +126,18 @@ mod tests {
 
     #[test]
     fn same_key_same_numbers_different_key_different_numbers() {
-        assert_eq!(key(1, Purpose::FirstToken).rng().next_u64(), key(1, Purpose::FirstToken).rng().next_u64());
-        assert_ne!(key(1, Purpose::FirstToken).rng().next_u64(), key(2, Purpose::FirstToken).rng().next_u64());
-        assert_ne!(key(1, Purpose::FirstToken).rng().next_u64(), key(1, Purpose::OutputSpeed).rng().next_u64());
+        assert_eq!(
+            key(1, Purpose::FirstToken).rng().next_u64(),
+            key(1, Purpose::FirstToken).rng().next_u64()
+        );
+        assert_ne!(
+            key(1, Purpose::FirstToken).rng().next_u64(),
+            key(2, Purpose::FirstToken).rng().next_u64()
+        );
+        assert_ne!(
+            key(1, Purpose::FirstToken).rng().next_u64(),
+            key(1, Purpose::OutputSpeed).rng().next_u64()
+        );
     }
 
     #[test]

@@ -141,14 +141,9 @@ impl FromStr for Duration {
     /// Parses `<number><unit>` with unit `us`, `ms`, `s`, `m`, `h` or `d`; the number may be
     /// fractional. Whitespace around the number is allowed; negative, NaN and infinite are not.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ParseDurationError {
-            input: input.to_string(),
-            reason,
-        };
+        let err = |reason| ParseDurationError { input: input.to_string(), reason };
         let text = input.trim();
-        let split = text
-            .find(|c: char| c.is_ascii_alphabetic())
-            .ok_or_else(|| err("missing unit"))?;
+        let split = text.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| err("missing unit"))?;
         let (number, unit) = text.split_at(split);
         let number = number.trim();
         if number.is_empty() {
@@ -182,13 +177,10 @@ impl fmt::Display for Duration {
     /// The shortest exact form among `h`, `m`, `s`, `ms`, `us`: parses back to the same value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let micros = self.0;
-        for (unit, per) in [
-            ("h", MICROS_PER_HOUR),
-            ("m", MICROS_PER_MIN),
-            ("s", MICROS_PER_S),
-            ("ms", MICROS_PER_MS),
-        ] {
-            if micros >= per && micros % per == 0 {
+        for (unit, per) in
+            [("h", MICROS_PER_HOUR), ("m", MICROS_PER_MIN), ("s", MICROS_PER_S), ("ms", MICROS_PER_MS)]
+        {
+            if micros >= per && micros.is_multiple_of(per) {
                 return write!(f, "{}{unit}", micros / per);
             }
         }

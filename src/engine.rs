@@ -1,0 +1,528 @@
+//! The discrete-event engine: moves requests between the trace, a policy and the modelled
+//! deployments on a virtual clock.
+//!
+//! One binary heap of events keyed by (time, sequence number), so ties resolve in insertion
+//! order and every run is the same. The trace is read incrementally: memory grows with the
+//! requests in flight, not with the trace's length (closed-loop replay additionally keeps a
+//! 16-byte record per request id so children can find their parents).
+//!
+//! Replay modes:
+//! - **open loop**: every request starts at its `arrival_ms`;
+//! - **closed loop**: a request with a `parent` starts when its parent finishes (whatever the
+//!   outcome: a failed parent still releases its children, so no work is silently lost) plus
+//!   `think_ms`; requests without a parent start at `arrival_ms`. Rows are read up to
+//!   `lookahead` ahead of the clock; a child whose row is read after its start instant starts
+//!   late and is counted in `late_child_starts`.
+//!
+//! The engine knows the [`Policy`] trait, not policy internals: it keeps each request's
+//! [`History`], asks the policy what to do, runs attempts against [`DeploymentState`]s, and
+//! reports outcomes to [`StrategyMetrics`].
+
+use crate::metrics::{AttemptRecord, FailureCause, RequestOutcome, StrategyMetrics};
+use crate::policy::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use crate::provider::{AttemptPlan, Deployment, DeploymentId, DeploymentState, FailureKind, PlannedOutcome};
+use crate::rng::{DrawKey, Purpose};
+use crate::time::{Duration, Instant};
+use crate::trace::{Request, TraceError};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// How arrivals are driven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replay {
+    /// Every request starts at its `arrival_ms`; `parent` is ignored.
+    Open,
+    /// Children start at their parent's completion + `think_ms`.
+    #[default]
+    Closed,
+}
+
+/// Engine settings for one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    pub seed: u64,
+    pub replay: Replay,
+    /// Closed loop: how far ahead of the clock trace rows are read.
+    pub lookahead: Duration,
+    /// Stop the clock here; requests still in the system are `unfinished`.
+    pub horizon: Option<Instant>,
+    /// Safety cap on attempts per request, against a policy that never gives up.
+    pub max_attempts_per_request: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            seed: 1,
+            replay: Replay::Closed,
+            lookahead: Duration::from_mins(10),
+            horizon: None,
+            max_attempts_per_request: 1_000,
+        }
+    }
+}
+
+/// Why a run could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Bad trace input (exit code 2 at the CLI).
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// A child row names a parent id that did not appear earlier in the trace.
+    #[error("{file}:{line}: field \"parent\": unknown parent id (a parent must appear on an earlier row)")]
+    UnknownParent { file: String, line: u64 },
+    /// The books do not balance: a bug, never bad input.
+    #[error("conservation violated: {0}")]
+    Conservation(String),
+}
+
+impl EngineError {
+    /// Whether the error is the user's input (exit 2) rather than a failure of the run (exit 1).
+    pub fn is_input_error(&self) -> bool {
+        matches!(self, EngineError::Trace(_) | EngineError::UnknownParent { .. })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    Start(u32),
+    Wake(u32),
+    AttemptEnd(u32),
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    time: Instant,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    /// Reversed, so the max-heap pops the earliest (time, seq) first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.time, other.seq).cmp(&(self.time, self.seq))
+    }
+}
+
+struct LiveAttempt {
+    deployment: DeploymentId,
+    number: u32,
+    started_at: Instant,
+    batch: bool,
+    plan: AttemptPlan,
+}
+
+struct Active {
+    request: Request,
+    /// When the request entered the system (its latency clock starts here).
+    arrival: Instant,
+    history: History,
+    attempt: Option<LiveAttempt>,
+}
+
+/// Request ids are already well-mixed 64-bit hashes: hashing them again is wasted work.
+#[derive(Default)]
+struct IdHasher(u64);
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
+}
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// Closed-loop bookkeeping: which ids exist, which finished when, who waits for whom.
+#[derive(Default)]
+struct Family {
+    /// `None` = still in the system; `Some(t)` = finished at `t`.
+    finished_at: IdMap<Option<Instant>>,
+    waiting_children: IdMap<Vec<Request>>,
+}
+
+/// Runs one strategy over one trace.
+pub struct Engine<'a> {
+    config: &'a EngineConfig,
+    deployments: &'a [Deployment],
+    states: Vec<DeploymentState>,
+    policy: &'a mut dyn Policy,
+    metrics: StrategyMetrics,
+    heap: BinaryHeap<Scheduled>,
+    seq: u64,
+    now: Instant,
+    slots: Vec<Option<Active>>,
+    free_slots: Vec<u32>,
+    family: Family,
+    trace_name: String,
+    /// Requests started and not yet finished.
+    in_system: u64,
+}
+
+/// Simulates `trace` under `policy` against `deployments` and returns the strategy's metrics.
+/// `trace_name` is used in error messages (the file name).
+pub fn simulate<I>(
+    name: &str,
+    config: &EngineConfig,
+    deployments: &[Deployment],
+    policy: &mut dyn Policy,
+    trace: I,
+    trace_name: &str,
+) -> Result<StrategyMetrics, EngineError>
+where
+    I: Iterator<Item = Result<Request, TraceError>>,
+{
+    let mut engine = Engine {
+        config,
+        deployments,
+        states: deployments.iter().map(|d| DeploymentState::new(d, config.seed)).collect(),
+        policy,
+        metrics: StrategyMetrics::new(name, 4, deployments.len()),
+        heap: BinaryHeap::new(),
+        seq: 0,
+        now: Instant::ZERO,
+        slots: Vec::new(),
+        free_slots: Vec::new(),
+        family: Family::default(),
+        trace_name: trace_name.to_string(),
+        in_system: 0,
+    };
+    engine.run(trace)?;
+    Ok(engine.metrics)
+}
+
+impl Engine<'_> {
+    fn run<I>(&mut self, mut trace: I) -> Result<(), EngineError>
+    where
+        I: Iterator<Item = Result<Request, TraceError>>,
+    {
+        let horizon = self.config.horizon.unwrap_or(Instant::FAR_FUTURE);
+        let mut next_row = trace.next().transpose()?;
+        loop {
+            let next_event = self.heap.peek().map(|e| e.time);
+            if let Some(row) = &next_row {
+                let read_until = match (self.config.replay, next_event) {
+                    (_, None) => Instant::FAR_FUTURE,
+                    (Replay::Open, Some(t)) => t,
+                    (Replay::Closed, Some(t)) => t + self.config.lookahead,
+                };
+                if row.arrival <= read_until && row.arrival <= horizon {
+                    let row = next_row.take().expect("checked just above");
+                    self.admit_row(row)?;
+                    next_row = trace.next().transpose()?;
+                    continue;
+                }
+            }
+            match next_event {
+                Some(t) if t <= horizon => {
+                    let scheduled = self.heap.pop().expect("peeked");
+                    self.advance_clock(scheduled.time);
+                    self.handle(scheduled.event);
+                }
+                _ => break,
+            }
+        }
+        // Past the horizon (or the end): whatever is left is unfinished, and rows never read
+        // are still counted, so every request of the trace is accounted for.
+        while let Some(row) = next_row {
+            self.metrics.record_arrival(row.class);
+            self.metrics.record_unfinished(row.class);
+            next_row = trace.next().transpose()?;
+        }
+        for slot in self.slots.iter().flatten() {
+            self.metrics.record_unfinished(slot.request.class);
+        }
+        for children in self.family.waiting_children.values() {
+            for child in children {
+                self.metrics.record_unfinished(child.class);
+            }
+        }
+        self.metrics.check_conservation().map_err(EngineError::Conservation)
+    }
+
+    fn advance_clock(&mut self, to: Instant) {
+        let elapsed = to.saturating_since(self.now).as_micros();
+        self.metrics.in_system_area += u128::from(self.in_system) * u128::from(elapsed);
+        self.now = to;
+        self.metrics.last_event_at = to;
+    }
+
+    fn schedule(&mut self, time: Instant, event: Event) {
+        self.seq += 1;
+        self.heap.push(Scheduled { time, seq: self.seq, event });
+    }
+
+    fn admit_row(&mut self, request: Request) -> Result<(), EngineError> {
+        self.metrics.record_arrival(request.class);
+        if self.config.replay == Replay::Open {
+            let start = request.arrival;
+            let slot = self.allocate(request, start);
+            self.schedule(start, Event::Start(slot));
+            return Ok(());
+        }
+        if self.family.finished_at.insert(request.id, None).is_some() {
+            // A repeated id would make parent links ambiguous; the newest row wins the id and
+            // the older request keeps running normally.
+        }
+        match request.parent {
+            None => {
+                let start = request.arrival;
+                let slot = self.allocate(request, start);
+                self.schedule(start, Event::Start(slot));
+            }
+            Some(parent) => match self.family.finished_at.get(&parent) {
+                None => {
+                    return Err(EngineError::UnknownParent {
+                        file: self.trace_name.clone(),
+                        line: request.line,
+                    });
+                }
+                Some(None) => self.family.waiting_children.entry(parent).or_default().push(request),
+                Some(Some(parent_done)) => {
+                    let due = *parent_done + request.think;
+                    if due < self.now {
+                        self.metrics.late_child_starts += 1;
+                    }
+                    let start = due.max(self.now);
+                    let slot = self.allocate(request, start);
+                    self.schedule(start, Event::Start(slot));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn allocate(&mut self, request: Request, arrival: Instant) -> u32 {
+        let active = Active { request, arrival, history: History::default(), attempt: None };
+        match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(active);
+                slot
+            }
+            None => {
+                self.slots.push(Some(active));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 4 billion requests in flight")
+            }
+        }
+    }
+
+    fn active(&mut self, slot: u32) -> &mut Active {
+        self.slots[slot as usize].as_mut().expect("events only refer to live slots")
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Start(slot) => {
+                self.in_system += 1;
+                self.route(slot);
+            }
+            Event::Wake(slot) => {
+                self.active(slot).history.waited();
+                self.route(slot);
+            }
+            Event::AttemptEnd(slot) => self.end_attempt(slot),
+        }
+    }
+
+    fn route(&mut self, slot: u32) {
+        let now = self.now;
+        let seed = self.config.seed;
+        let cap = self.config.max_attempts_per_request;
+        let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
+        let mut rng = DrawKey {
+            seed,
+            request: active.request.id,
+            attempt: active.history.attempts | (active.history.waits << 16),
+            deployment: 0,
+            purpose: Purpose::Policy,
+        }
+        .rng();
+        match self.policy.route(now, &active.request, &active.history, &mut rng) {
+            Decision::Attempt { deployment, options } => {
+                if active.history.attempts >= cap {
+                    self.finish(slot, RequestOutcome::Failed(FailureCause::AttemptCap));
+                    return;
+                }
+                active.history.attempts += 1;
+                let number = active.history.attempts;
+                let d = deployment.index();
+                let plan = self.states[d].start_attempt(
+                    &self.deployments[d],
+                    seed,
+                    &active.request,
+                    number,
+                    now,
+                    options,
+                );
+                let ends_at = plan.ends_at.max(now + Duration::from_micros(1));
+                active.attempt =
+                    Some(LiveAttempt { deployment, number, started_at: now, batch: options.batch, plan });
+                self.schedule(ends_at, Event::AttemptEnd(slot));
+            }
+            Decision::Wait { until } => {
+                let until = until.max(now + Duration::from_micros(1));
+                self.schedule(until, Event::Wake(slot));
+            }
+            Decision::GiveUp => {
+                let outcome = match active.history.last.as_ref().and_then(AttemptReport::failure) {
+                    Some(FailureKind::RateLimited) => RequestOutcome::RateLimited,
+                    Some(kind) => RequestOutcome::Failed(FailureCause::Attempt(kind)),
+                    None => RequestOutcome::Failed(FailureCause::NoRoute),
+                };
+                self.finish(slot, outcome);
+            }
+        }
+    }
+
+    fn end_attempt(&mut self, slot: u32) {
+        let now = self.now;
+        let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
+        let live = active.attempt.take().expect("an AttemptEnd event follows an attempt start");
+        let LiveAttempt { deployment, number, started_at, batch, plan } = live;
+        let AttemptPlan { first_token_at, outcome, output_tokens, cost_usd, permit, .. } = plan;
+        self.states[deployment.index()].finish(now, outcome, permit, output_tokens, batch);
+        let (failure, retry_after) = match outcome {
+            PlannedOutcome::Failed { kind, retry_after, .. } => (Some(kind), retry_after),
+            _ => (None, None),
+        };
+        let request = &active.request;
+        self.metrics.record_attempt(&AttemptRecord {
+            class: request.class,
+            deployment: deployment.0,
+            started_at,
+            ended_at: now,
+            failure,
+            batch,
+            input_tokens: request.input_tokens,
+            cached_input_tokens: request.cached_input_tokens,
+            output_tokens,
+            cost_usd,
+        });
+        let report = AttemptReport {
+            request_id: request.id,
+            class: request.class,
+            attempt: number,
+            deployment,
+            started_at,
+            ended_at: now,
+            first_token_at,
+            outcome: match outcome {
+                PlannedOutcome::Success => AttemptOutcome::Success,
+                PlannedOutcome::Batched => AttemptOutcome::Batched,
+                PlannedOutcome::Failed { kind, .. } => AttemptOutcome::Failed(kind),
+            },
+            retry_after,
+            output_tokens,
+        };
+        self.policy.observe(now, &report);
+        match outcome {
+            PlannedOutcome::Success => {
+                let first_token_at = first_token_at.unwrap_or(now);
+                self.finish(slot, RequestOutcome::Succeeded { first_token_at, done_at: now });
+            }
+            PlannedOutcome::Batched => self.finish(slot, RequestOutcome::Batched { done_at: now }),
+            PlannedOutcome::Failed { .. } => {
+                active.history.record(report);
+                self.route(slot);
+            }
+        }
+    }
+
+    fn finish(&mut self, slot: u32, outcome: RequestOutcome) {
+        let active = self.slots[slot as usize].take().expect("finishing a live slot");
+        self.free_slots.push(slot);
+        self.in_system -= 1;
+        self.metrics.record_outcome(active.request.class, active.arrival, outcome);
+        if self.config.replay == Replay::Closed {
+            let id = active.request.id;
+            self.family.finished_at.insert(id, Some(self.now));
+            if let Some(children) = self.family.waiting_children.remove(&id) {
+                for child in children {
+                    let start = self.now + child.think;
+                    let child_slot = self.allocate(child, start);
+                    self.schedule(start, Event::Start(child_slot));
+                }
+            }
+        }
+    }
+}
+
+/// The result of running every strategy of a scenario on one trace.
+#[derive(Debug)]
+pub struct RunResult {
+    pub scenario: String,
+    pub seed: u64,
+    pub trace_path: std::path::PathBuf,
+    pub classes: crate::trace::ClassTable,
+    pub deployment_names: Vec<String>,
+    pub strategies: Vec<StrategyMetrics>,
+}
+
+/// Runs every strategy of `scenario` on its trace (or `trace_override`), in parallel: each
+/// strategy streams the trace on its own and draws its own numbers, so the result does not
+/// depend on the thread count.
+pub fn run_scenario(
+    scenario: &crate::scenario::Scenario,
+    trace_override: Option<&std::path::Path>,
+    seed_override: Option<u64>,
+) -> Result<RunResult, EngineError> {
+    use rayon::prelude::*;
+    let trace_path =
+        trace_override.map(std::path::Path::to_path_buf).unwrap_or_else(|| scenario.trace.path.clone());
+    let mut config = scenario.engine_config();
+    if let Some(seed) = seed_override {
+        config.seed = seed;
+    }
+    let trace_name = trace_path.display().to_string();
+    let results: Vec<Result<(StrategyMetrics, crate::trace::ClassTable), EngineError>> = scenario
+        .strategies
+        .par_iter()
+        .map(|strategy| {
+            let mut reader = crate::trace::TraceReader::open(&trace_path)?;
+            let mut policy = strategy.policy.build();
+            let metrics = simulate(
+                &strategy.name,
+                &config,
+                &scenario.deployments,
+                policy.as_mut(),
+                reader.by_ref(),
+                &trace_name,
+            )?;
+            Ok((metrics, reader.into_classes()))
+        })
+        .collect();
+    let mut strategies = Vec::with_capacity(results.len());
+    let mut classes = None;
+    for result in results {
+        let (metrics, table) = result?;
+        strategies.push(metrics);
+        // Every strategy read the same file in the same order, so the class tables are equal.
+        classes.get_or_insert(table);
+    }
+    Ok(RunResult {
+        scenario: scenario.name.clone(),
+        seed: config.seed,
+        trace_path,
+        classes: classes.unwrap_or_default(),
+        deployment_names: scenario.deployment_names(),
+        strategies,
+    })
+}

@@ -1,0 +1,555 @@
+//! Outcomes of a simulation: counts, latency histograms, per-minute series and cost, per
+//! strategy, class and deployment; the conservation check; the serialisable summary.
+//!
+//! Latencies go into HDR histograms (3 significant digits, microsecond values), so percentiles
+//! come from a real histogram in constant memory, not from a sorted copy of every request.
+//! Metrics must not know about plotting or the engine loop: the engine calls `record_*`.
+
+use crate::provider::FailureKind;
+use crate::time::{Duration, Instant};
+use crate::trace::{ClassId, ClassTable};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The final outcome of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    Succeeded {
+        first_token_at: Instant,
+        done_at: Instant,
+    },
+    /// Gave up after a rate-limit refusal.
+    RateLimited,
+    /// Gave up after another failure (5xx, 529, timeout, expired batch, no route).
+    Failed(FailureCause),
+    /// Accepted by a batch API; its result arrives at `done_at`.
+    Batched {
+        done_at: Instant,
+    },
+}
+
+/// Why a request failed, for the `failed_by_cause` breakdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureCause {
+    Attempt(FailureKind),
+    /// The policy gave up before any attempt (nothing qualified).
+    NoRoute,
+    /// The engine's safety cap on attempts per request was hit (a policy that never gives up).
+    AttemptCap,
+}
+
+impl FailureCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCause::Attempt(kind) => kind.as_str(),
+            FailureCause::NoRoute => "no_route",
+            FailureCause::AttemptCap => "attempt_cap",
+        }
+    }
+}
+
+/// A latency histogram in microseconds.
+#[derive(Clone, Debug)]
+pub struct Latency {
+    histogram: Histogram<u64>,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            // Auto-resizing, 3 significant digits: values within 0.1%.
+            histogram: Histogram::new(3).expect("3 significant digits is a valid HDR precision"),
+        }
+    }
+}
+
+impl Latency {
+    pub fn record(&mut self, d: Duration) {
+        // Zero cannot be recorded in a log-bucketed histogram; 1 µs is below any resolution used.
+        let micros = d.as_micros().max(1);
+        // Auto-resizing: `record` grows the range as needed (`saturating_record` would clamp
+        // at the current top instead).
+        if self.histogram.record(micros).is_err() {
+            self.histogram.saturating_record(micros);
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    pub fn merge(&mut self, other: &Latency) {
+        // Auto-resizing histograms never fail to add.
+        let _ = self.histogram.add(&other.histogram);
+    }
+
+    /// Quantile `q` in milliseconds (0 when empty).
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.histogram.is_empty() {
+            return 0.0;
+        }
+        self.histogram.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        let ms = |micros: f64| round3(micros / 1000.0);
+        if self.histogram.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            count: self.histogram.len(),
+            p50: ms(self.histogram.value_at_quantile(0.50) as f64),
+            p90: ms(self.histogram.value_at_quantile(0.90) as f64),
+            p95: ms(self.histogram.value_at_quantile(0.95) as f64),
+            p99: ms(self.histogram.value_at_quantile(0.99) as f64),
+            max: ms(self.histogram.max() as f64),
+            mean: ms(self.histogram.mean()),
+        }
+    }
+}
+
+/// Rounds to 3 decimals so JSON output is stable and readable.
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// Latency percentiles in milliseconds (HDR values: within 0.1%).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    /// Number of values recorded.
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// Counts and latencies of a set of requests (a strategy or one class of it).
+#[derive(Clone, Debug, Default)]
+pub struct RequestMetrics {
+    pub requests: u64,
+    pub succeeded: u64,
+    pub rate_limited: u64,
+    pub failed: u64,
+    pub batched: u64,
+    pub unfinished: u64,
+    pub attempts: u64,
+    pub attempts_429: u64,
+    pub cost_usd: f64,
+    pub failed_by_cause: BTreeMap<FailureCause, u64>,
+    /// Time to first token, from arrival (queueing, retries and backoff included).
+    pub ttft: Latency,
+    /// End to end, from arrival to the last token.
+    pub e2e: Latency,
+    /// Batch submissions: from arrival to the batch result (never mixed into `ttft`/`e2e`).
+    pub batch_completion: Latency,
+}
+
+impl RequestMetrics {
+    fn record_outcome(&mut self, arrival: Instant, outcome: RequestOutcome) {
+        match outcome {
+            RequestOutcome::Succeeded { first_token_at, done_at } => {
+                self.succeeded += 1;
+                self.ttft.record(first_token_at.saturating_since(arrival));
+                self.e2e.record(done_at.saturating_since(arrival));
+            }
+            RequestOutcome::RateLimited => self.rate_limited += 1,
+            RequestOutcome::Failed(cause) => {
+                self.failed += 1;
+                *self.failed_by_cause.entry(cause).or_insert(0) += 1;
+            }
+            RequestOutcome::Batched { done_at } => {
+                self.batched += 1;
+                self.batch_completion.record(done_at.saturating_since(arrival));
+            }
+        }
+    }
+
+    /// `requests = succeeded + rate_limited + failed + batched + unfinished`.
+    pub fn is_conserved(&self) -> bool {
+        self.requests == self.succeeded + self.rate_limited + self.failed + self.batched + self.unfinished
+    }
+
+    pub fn summary(&self) -> OutcomeSummary {
+        let rate = |n: u64, d: u64| if d == 0 { 0.0 } else { round6(n as f64 / d as f64) };
+        OutcomeSummary {
+            requests: self.requests,
+            succeeded: self.succeeded,
+            rate_limited: self.rate_limited,
+            failed: self.failed,
+            batched: self.batched,
+            unfinished: self.unfinished,
+            attempts: self.attempts,
+            attempts_429: self.attempts_429,
+            attempt_429_rate: rate(self.attempts_429, self.attempts),
+            request_429_rate: rate(self.rate_limited, self.requests),
+            attempts_per_request: rate(self.attempts, self.requests),
+            failed_by_cause: self.failed_by_cause.iter().map(|(c, n)| (c.as_str().to_string(), *n)).collect(),
+            ttft_ms: self.ttft.summary(),
+            e2e_ms: self.e2e.summary(),
+            batch_completion_ms: self.batch_completion.summary(),
+            cost_usd: round6(self.cost_usd),
+            cost_per_1k_requests_usd: if self.requests == 0 {
+                0.0
+            } else {
+                round6(self.cost_usd * 1000.0 / self.requests as f64)
+            },
+        }
+    }
+}
+
+/// What happened at one deployment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DeploymentMetrics {
+    pub attempts: u64,
+    pub attempts_429: u64,
+    /// Attempts answered successfully (synchronous).
+    pub successes: u64,
+    pub batch_accepted: u64,
+    pub server_errors: u64,
+    pub overloaded: u64,
+    pub timeouts: u64,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// One minute of one deployment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MinuteCounts {
+    pub attempts: u64,
+    pub attempts_429: u64,
+    pub successes: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// Everything measured for one strategy.
+#[derive(Clone, Debug)]
+pub struct StrategyMetrics {
+    pub name: String,
+    pub total: RequestMetrics,
+    /// Indexed by `ClassId`.
+    pub by_class: Vec<RequestMetrics>,
+    /// Indexed by `DeploymentId`.
+    pub by_deployment: Vec<DeploymentMetrics>,
+    /// (minute index, deployment index) → counts.
+    pub per_minute: BTreeMap<(u64, u16), MinuteCounts>,
+    /// Closed-loop children that started later than their parent allowed because their row was
+    /// read after that instant (the trace lookahead was too short). Zero in a faithful replay.
+    pub late_child_starts: u64,
+    /// Integral over time of the number of requests in the system (arrived, not finished), in
+    /// request·µs; with `last_event_at` it gives the time-average in-system count (Little's L).
+    pub in_system_area: u128,
+    /// Instant of the last event processed.
+    pub last_event_at: Instant,
+}
+
+/// The attempt-level facts the engine reports, whatever the outcome.
+#[derive(Clone, Copy, Debug)]
+pub struct AttemptRecord {
+    pub class: ClassId,
+    pub deployment: u16,
+    pub started_at: Instant,
+    pub ended_at: Instant,
+    pub failure: Option<FailureKind>,
+    pub batch: bool,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+impl StrategyMetrics {
+    pub fn new(name: &str, classes: usize, deployments: usize) -> Self {
+        StrategyMetrics {
+            name: name.to_string(),
+            total: RequestMetrics::default(),
+            by_class: vec![RequestMetrics::default(); classes],
+            by_deployment: vec![DeploymentMetrics::default(); deployments],
+            per_minute: BTreeMap::new(),
+            late_child_starts: 0,
+            in_system_area: 0,
+            last_event_at: Instant::ZERO,
+        }
+    }
+
+    /// Time-average number of requests in the system over the run (Little's L).
+    pub fn mean_in_system(&self) -> f64 {
+        let span = self.last_event_at.as_micros();
+        if span == 0 {
+            0.0
+        } else {
+            self.in_system_area as f64 / span as f64
+        }
+    }
+
+    fn class_mut(&mut self, class: ClassId) -> &mut RequestMetrics {
+        let index = usize::from(class.0);
+        if self.by_class.len() <= index {
+            self.by_class.resize(index + 1, RequestMetrics::default());
+        }
+        &mut self.by_class[index]
+    }
+
+    /// A request entered the system (counted once, whatever happens to it).
+    pub fn record_arrival(&mut self, class: ClassId) {
+        self.total.requests += 1;
+        self.class_mut(class).requests += 1;
+    }
+
+    /// A request reached its final outcome.
+    pub fn record_outcome(&mut self, class: ClassId, arrival: Instant, outcome: RequestOutcome) {
+        self.total.record_outcome(arrival, outcome);
+        self.class_mut(class).record_outcome(arrival, outcome);
+    }
+
+    /// A request was still in the system when the simulation stopped.
+    pub fn record_unfinished(&mut self, class: ClassId) {
+        self.total.unfinished += 1;
+        self.class_mut(class).unfinished += 1;
+    }
+
+    /// An attempt finished (its outcome known to the client).
+    pub fn record_attempt(&mut self, a: &AttemptRecord) {
+        let is_429 = a.failure.is_some_and(FailureKind::is_rate_limit);
+        for m in [
+            &mut self.total,
+            self.by_class.get_mut(usize::from(a.class.0)).expect("class registered at arrival"),
+        ] {
+            m.attempts += 1;
+            m.attempts_429 += u64::from(is_429);
+            m.cost_usd += a.cost_usd;
+        }
+        let d = &mut self.by_deployment[usize::from(a.deployment)];
+        d.attempts += 1;
+        d.attempts_429 += u64::from(is_429);
+        let served = a.failure.is_none();
+        if served && a.batch {
+            d.batch_accepted += 1;
+        } else if served {
+            d.successes += 1;
+        }
+        match a.failure {
+            Some(FailureKind::ServerError) => d.server_errors += 1,
+            Some(FailureKind::Overloaded) => d.overloaded += 1,
+            Some(FailureKind::Timeout | FailureKind::SlowFirstToken) => d.timeouts += 1,
+            _ => {}
+        }
+        let consumed = !is_429
+            && !matches!(
+                a.failure,
+                Some(FailureKind::BatchQueueFull | FailureKind::BatchUnsupported | FailureKind::BatchExpired)
+            );
+        let (input, cached) = if consumed { (a.input_tokens, a.cached_input_tokens) } else { (0, 0) };
+        d.input_tokens += input;
+        d.cached_input_tokens += cached;
+        d.output_tokens += a.output_tokens;
+        d.cost_usd += a.cost_usd;
+
+        let start_minute = self.per_minute.entry((a.started_at.minute_index(), a.deployment)).or_default();
+        start_minute.attempts += 1;
+        start_minute.attempts_429 += u64::from(is_429);
+        start_minute.input_tokens += input;
+        let end_minute = self.per_minute.entry((a.ended_at.minute_index(), a.deployment)).or_default();
+        end_minute.successes += u64::from(served);
+        end_minute.output_tokens += a.output_tokens;
+    }
+
+    /// Checks conservation for the strategy and every class.
+    pub fn check_conservation(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let describe = |m: &RequestMetrics| {
+            format!(
+                "requests {} != succeeded {} + rate_limited {} + failed {} + batched {} + unfinished {}",
+                m.requests, m.succeeded, m.rate_limited, m.failed, m.batched, m.unfinished
+            )
+        };
+        if !self.total.is_conserved() {
+            problems.push(format!("strategy {}: {}", self.name, describe(&self.total)));
+        }
+        for (i, c) in self.by_class.iter().enumerate() {
+            if !c.is_conserved() {
+                problems.push(format!("strategy {} class #{i}: {}", self.name, describe(c)));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// The serialisable summary of this strategy.
+    pub fn summary(&self, classes: &ClassTable, deployment_names: &[String]) -> StrategySummary {
+        let total_successes: u64 = self.by_deployment.iter().map(|d| d.successes + d.batch_accepted).sum();
+        let by_class = classes
+            .iter()
+            .filter_map(|(id, name)| {
+                let m = self.by_class.get(usize::from(id.0))?;
+                (m.requests > 0).then(|| (name.to_string(), m.summary()))
+            })
+            .collect();
+        let by_deployment = deployment_names
+            .iter()
+            .zip(&self.by_deployment)
+            .map(|(name, d)| {
+                let served = d.successes + d.batch_accepted;
+                let share =
+                    if total_successes == 0 { 0.0 } else { round6(served as f64 / total_successes as f64) };
+                (
+                    name.clone(),
+                    DeploymentSummary {
+                        load_share: share,
+                        metrics: DeploymentMetrics { cost_usd: round6(d.cost_usd), ..d.clone() },
+                    },
+                )
+            })
+            .collect();
+        StrategySummary {
+            name: self.name.clone(),
+            outcome: self.total.summary(),
+            late_child_starts: self.late_child_starts,
+            by_class,
+            by_deployment,
+        }
+    }
+}
+
+/// Counts, rates, latencies and cost of a set of requests.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OutcomeSummary {
+    pub requests: u64,
+    pub succeeded: u64,
+    /// Finally failed because of rate limits.
+    pub rate_limited: u64,
+    /// Finally failed for another reason (see `failed_by_cause`).
+    pub failed: u64,
+    /// Accepted by a batch API (completion times in `batch_completion_ms`).
+    pub batched: u64,
+    /// Still in the system when the simulation stopped.
+    pub unfinished: u64,
+    pub attempts: u64,
+    /// Attempts answered 429 (including requests larger than a limit).
+    pub attempts_429: u64,
+    /// Share of attempts answered 429.
+    pub attempt_429_rate: f64,
+    /// Share of requests that finally failed because of rate limits.
+    pub request_429_rate: f64,
+    /// Retry amplification.
+    pub attempts_per_request: f64,
+    pub failed_by_cause: BTreeMap<String, u64>,
+    /// Time to first token from arrival, successful requests.
+    pub ttft_ms: LatencySummary,
+    /// Arrival to last token, successful requests.
+    pub e2e_ms: LatencySummary,
+    /// Arrival to batch result, batched requests.
+    pub batch_completion_ms: LatencySummary,
+    pub cost_usd: f64,
+    pub cost_per_1k_requests_usd: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeploymentSummary {
+    /// Share of all served attempts (synchronous successes and batch acceptances).
+    pub load_share: f64,
+    #[serde(flatten)]
+    pub metrics: DeploymentMetrics,
+}
+
+/// One strategy in `summary.json`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StrategySummary {
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: OutcomeSummary,
+    pub late_child_starts: u64,
+    pub by_class: BTreeMap<String, OutcomeSummary>,
+    pub by_deployment: BTreeMap<String, DeploymentSummary>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_percentiles_match_a_sorted_reference_within_hdr_precision() {
+        let mut latency = Latency::default();
+        let values_ms: Vec<u64> = (1..=10_000).collect();
+        for v in &values_ms {
+            latency.record(Duration::from_millis(*v));
+        }
+        let s = latency.summary();
+        for (got, exact) in
+            [(s.p50, 5000.0), (s.p90, 9000.0), (s.p95, 9500.0), (s.p99, 9900.0), (s.max, 10_000.0)]
+        {
+            assert!((got - exact).abs() / exact < 0.001 + 1e-9, "{got} vs {exact}");
+        }
+        assert!((s.mean - 5000.5).abs() / 5000.5 < 0.001);
+        assert_eq!(s.count, 10_000);
+    }
+
+    #[test]
+    fn outcomes_are_conserved_and_rates_computed_from_the_right_denominators() {
+        let mut m = StrategyMetrics::new("s", 4, 1);
+        let t = Instant::ZERO;
+        for _ in 0..10 {
+            m.record_arrival(ClassId::INTERACTIVE);
+        }
+        m.record_arrival(ClassId::BULK);
+        for _ in 0..6 {
+            m.record_outcome(
+                ClassId::INTERACTIVE,
+                t,
+                RequestOutcome::Succeeded {
+                    first_token_at: Instant::from_millis(5),
+                    done_at: Instant::from_millis(9),
+                },
+            );
+        }
+        m.record_outcome(ClassId::INTERACTIVE, t, RequestOutcome::RateLimited);
+        m.record_outcome(
+            ClassId::INTERACTIVE,
+            t,
+            RequestOutcome::Failed(FailureCause::Attempt(FailureKind::Overloaded)),
+        );
+        m.record_outcome(
+            ClassId::INTERACTIVE,
+            t,
+            RequestOutcome::Batched { done_at: Instant::from_millis(60_000) },
+        );
+        m.record_unfinished(ClassId::INTERACTIVE);
+        assert!(m.check_conservation().is_err(), "the bulk request has no outcome yet");
+        m.record_outcome(ClassId::BULK, t, RequestOutcome::RateLimited);
+        m.check_conservation().unwrap();
+        for i in 0..20u64 {
+            m.record_attempt(&AttemptRecord {
+                class: ClassId::INTERACTIVE,
+                deployment: 0,
+                started_at: t,
+                ended_at: t,
+                failure: (i < 5).then_some(FailureKind::RateLimited),
+                batch: false,
+                input_tokens: 10,
+                cached_input_tokens: 0,
+                output_tokens: 1,
+                cost_usd: 0.5,
+            });
+        }
+        let s = m.total.summary();
+        assert_eq!(s.attempt_429_rate, 0.25); // 5 of 20 attempts
+        assert_eq!(s.request_429_rate, round6(2.0 / 11.0)); // 2 of 11 requests
+        assert_eq!(s.cost_usd, 10.0);
+        assert_eq!(s.ttft_ms.count, 6);
+        assert_eq!(s.batch_completion_ms.count, 1);
+        assert_eq!(m.by_deployment[0].input_tokens, 150, "429s consume no tokens");
+    }
+}

@@ -1,0 +1,579 @@
+//! Scenarios: the TOML a user writes, its defaults and presets, and validation with errors
+//! that name the path (`strategy[1].policy.chain[0]: unknown deployment "anthropic/sonet"`).
+//!
+//! Configuration is read in two steps: serde structs with `deny_unknown_fields` (typos are
+//! errors, with the line) → validated domain types ([`Scenario`], [`Deployment`],
+//! [`PolicySpec`]). Deployments may start from a built-in preset (`presets/providers.toml`,
+//! the figures of PROVIDERS.md) and override any field. It must not know the engine loop: it
+//! produces an [`EngineConfig`] and builds fresh [`Policy`] values for each run.
+
+use crate::engine::{EngineConfig, Replay};
+use crate::policy::{Backoff, BatchOnly, Fallback, Policy};
+use crate::provider::{AttemptOptions, Deployment, DeploymentConfig, DeploymentId};
+use crate::time::{Duration, Instant};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The built-in presets, compiled in so a scenario works from any directory.
+pub const PRESETS_TOML: &str = include_str!("../presets/providers.toml");
+
+/// A scenario that cannot be used. Display is one line: file, then line or path, then what.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}{}: {message}", .line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: Option<usize>,
+    /// Includes the path inside the scenario, e.g. `strategy[1].policy.chain[0]: unknown …`.
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    name: Option<String>,
+    description: Option<String>,
+    /// Seed of every random draw; same seed, same bytes out.
+    #[serde(default = "default_seed")]
+    seed: u64,
+    trace: TraceSection,
+    #[serde(default)]
+    simulation: SimulationSection,
+    /// Deployment name → fields (optionally `preset = "…"` plus overrides).
+    deployments: BTreeMap<String, toml::Table>,
+    strategy: Vec<StrategyConfig>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceSection {
+    /// Path of the routesim CSV, relative to the scenario file.
+    file: PathBuf,
+    #[serde(default)]
+    replay: Replay,
+    lookahead: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimulationSection {
+    /// Stop the clock here (requests still in the system are reported `unfinished`).
+    horizon: Option<Duration>,
+    /// Safety cap on attempts per request.
+    max_attempts_per_request: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrategyConfig {
+    name: String,
+    policy: PolicyConfig,
+}
+
+/// A routing policy as written in `[[strategy]]`.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyConfig {
+    /// Everything to one deployment, with the SDK's retry loop (2 retries, 0.5 s → 8 s).
+    Single {
+        deployment: String,
+        #[serde(default = "default_single_attempts")]
+        max_attempts: u32,
+        #[serde(default)]
+        backoff: Backoff,
+        timeout: Option<Duration>,
+        first_token_timeout: Option<Duration>,
+    },
+    /// An ordered chain: on any failure move on; back off after a full round.
+    Fallback {
+        chain: Vec<String>,
+        #[serde(default = "default_fallback_attempts")]
+        max_attempts: u32,
+        #[serde(default)]
+        backoff: Backoff,
+        timeout: Option<Duration>,
+        first_token_timeout: Option<Duration>,
+    },
+    /// Everything to one deployment's batch API.
+    Batch {
+        deployment: String,
+        #[serde(default = "default_fallback_attempts")]
+        max_attempts: u32,
+        #[serde(default)]
+        backoff: Backoff,
+    },
+}
+
+fn default_single_attempts() -> u32 {
+    3
+}
+fn default_fallback_attempts() -> u32 {
+    6
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated types.
+// ---------------------------------------------------------------------------------------------
+
+/// A policy with deployment names resolved; builds a fresh [`Policy`] per run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PolicySpec {
+    Fallback(Fallback),
+    Batch(BatchOnly),
+}
+
+impl PolicySpec {
+    pub fn build(&self) -> Box<dyn Policy> {
+        match self {
+            PolicySpec::Fallback(p) => Box::new(p.clone()),
+            PolicySpec::Batch(p) => Box::new(p.clone()),
+        }
+    }
+}
+
+/// One strategy compared in a scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Strategy {
+    pub name: String,
+    pub config: PolicyConfig,
+    pub policy: PolicySpec,
+}
+
+/// Where the requests come from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceSpec {
+    pub path: PathBuf,
+    pub replay: Replay,
+    pub lookahead: Duration,
+}
+
+/// A validated scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    pub file: PathBuf,
+    pub name: String,
+    pub description: Option<String>,
+    pub seed: u64,
+    pub trace: TraceSpec,
+    pub horizon: Option<Duration>,
+    pub max_attempts_per_request: u32,
+    pub deployments: Vec<Deployment>,
+    pub strategies: Vec<Strategy>,
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.display().to_string(),
+            line: None,
+            message: format!("cannot read scenario: {e}"),
+        })?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        Scenario::parse(&text, path, base_dir)
+    }
+
+    /// Validates scenario text; `file` is used in errors, `base_dir` resolves the trace path.
+    pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Scenario, ScenarioError> {
+        let file_name = file.display().to_string();
+        let fail = |message: String| ScenarioError { file: file_name.clone(), line: None, message };
+        let raw: ScenarioFile = toml::from_str(text).map_err(|e| ScenarioError {
+            file: file_name.clone(),
+            line: e.span().map(|span| line_of(text, span.start)),
+            message: e.message().replace('\n', " ").trim().to_string(),
+        })?;
+
+        let presets = presets();
+        if raw.deployments.is_empty() {
+            return Err(fail("deployments: at least one deployment is required".into()));
+        }
+        let mut deployments = Vec::with_capacity(raw.deployments.len());
+        for (name, table) in &raw.deployments {
+            let path = format!("deployments.{}", quote_key(name));
+            let config = resolve_deployment(table, &presets).map_err(|m| fail(format!("{path}{m}")))?;
+            let deployment =
+                Deployment::from_config(name, &config).map_err(|e| fail(format!("{path}.{e}")))?;
+            deployments.push(deployment);
+        }
+        if deployments.len() > usize::from(u16::MAX) {
+            return Err(fail("deployments: too many (at most 65535)".into()));
+        }
+        let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
+
+        if raw.strategy.is_empty() {
+            return Err(fail("strategy: at least one [[strategy]] is required".into()));
+        }
+        let mut strategies: Vec<Strategy> = Vec::with_capacity(raw.strategy.len());
+        for (i, s) in raw.strategy.iter().enumerate() {
+            let path = format!("strategy[{i}]");
+            if s.name.trim().is_empty() {
+                return Err(fail(format!("{path}.name: must not be empty")));
+            }
+            if strategies.iter().any(|other| other.name == s.name) {
+                return Err(fail(format!("{path}.name: duplicate strategy name {:?}", s.name)));
+            }
+            let policy = resolve_policy(&s.policy, &names).map_err(|m| fail(format!("{path}.policy.{m}")))?;
+            strategies.push(Strategy { name: s.name.clone(), config: s.policy.clone(), policy });
+        }
+
+        let lookahead = raw.trace.lookahead.unwrap_or(Duration::from_mins(10));
+        if lookahead.is_zero() && raw.trace.replay == Replay::Closed {
+            return Err(fail("trace.lookahead: must be > 0 for closed-loop replay".into()));
+        }
+        let max_attempts_per_request = raw.simulation.max_attempts_per_request.unwrap_or(1_000);
+        if max_attempts_per_request == 0 {
+            return Err(fail("simulation.max_attempts_per_request: must be > 0".into()));
+        }
+        Ok(Scenario {
+            file: file.to_path_buf(),
+            name: raw.name.unwrap_or_else(|| {
+                file.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "scenario".into())
+            }),
+            description: raw.description,
+            seed: raw.seed,
+            trace: TraceSpec { path: base_dir.join(&raw.trace.file), replay: raw.trace.replay, lookahead },
+            horizon: raw.simulation.horizon,
+            max_attempts_per_request,
+            deployments,
+            strategies,
+        })
+    }
+
+    /// Engine settings for this scenario (seed overridable from the command line).
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            seed: self.seed,
+            replay: self.trace.replay,
+            lookahead: self.trace.lookahead,
+            horizon: self.horizon.map(|h| Instant::ZERO + h),
+            max_attempts_per_request: self.max_attempts_per_request,
+        }
+    }
+
+    pub fn deployment_names(&self) -> Vec<String> {
+        self.deployments.iter().map(|d| d.name.clone()).collect()
+    }
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text.as_bytes()[..byte.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+/// `anthropic/sonnet` → `"anthropic/sonnet"` (TOML needs quotes for such keys).
+fn quote_key(key: &str) -> String {
+    if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// The preset file, parsed once per scenario load.
+struct Presets {
+    models: toml::Table,
+    presets: toml::Table,
+}
+
+fn presets() -> Presets {
+    let mut table: toml::Table = PRESETS_TOML.parse().expect("presets/providers.toml is valid TOML (tested)");
+    let take = |t: &mut toml::Table, key: &str| match t.remove(key) {
+        Some(toml::Value::Table(inner)) => inner,
+        _ => toml::Table::new(),
+    };
+    Presets { models: take(&mut table, "models"), presets: take(&mut table, "presets") }
+}
+
+/// Names of every built-in preset.
+pub fn preset_names() -> Vec<String> {
+    presets().presets.keys().cloned().collect()
+}
+
+/// Recursively lays `overlay` over `base`: tables merge, everything else replaces.
+fn merge(base: &mut toml::Table, overlay: &toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Preset (if any) + overrides → a typed deployment config. Errors start with the path suffix
+/// inside the deployment (e.g. `.limits.rpm: invalid type…`).
+fn resolve_deployment(table: &toml::Table, presets: &Presets) -> Result<DeploymentConfig, String> {
+    let mut merged = toml::Table::new();
+    let mut overrides = table.clone();
+    if let Some(preset) = overrides.remove("preset") {
+        let Some(name) = preset.as_str() else {
+            return Err(".preset: must be a string".into());
+        };
+        let Some(toml::Value::Table(preset_table)) = presets.presets.get(name) else {
+            let known: Vec<&str> = presets.presets.keys().map(String::as_str).collect();
+            return Err(format!(
+                ".preset: unknown preset {name:?}{} (known: {})",
+                suggestion(name, &known),
+                known.join(", ")
+            ));
+        };
+        let mut preset_table = preset_table.clone();
+        if let Some(toml::Value::String(model)) = preset_table.remove("model") {
+            if let Some(toml::Value::Table(model_table)) = presets.models.get(&model) {
+                merge(&mut merged, model_table);
+            }
+        }
+        merge(&mut merged, &preset_table);
+    }
+    merge(&mut merged, &overrides);
+    serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().message().replace('\n', " ").trim().to_string();
+        if path == "." || path.is_empty() {
+            format!(": {message}")
+        } else {
+            format!(".{path}: {message}")
+        }
+    })
+}
+
+fn resolve_policy(config: &PolicyConfig, names: &[&str]) -> Result<PolicySpec, String> {
+    let find = |field: &str, name: &str| -> Result<DeploymentId, String> {
+        names.iter().position(|n| *n == name).map(|i| DeploymentId(i as u16)).ok_or_else(|| {
+            format!(
+                "{field}: unknown deployment {name:?}{} (known: {})",
+                suggestion(name, names),
+                names.join(", ")
+            )
+        })
+    };
+    let check_backoff = |b: &Backoff| -> Result<(), String> {
+        if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
+            return Err(format!("backoff.multiplier: must be >= 1, got {}", b.multiplier));
+        }
+        if !(b.jitter.is_finite() && (0.0..=1.0).contains(&b.jitter)) {
+            return Err(format!("backoff.jitter: must be in [0, 1], got {}", b.jitter));
+        }
+        if b.max < b.initial {
+            return Err(format!("backoff.max: {} is shorter than backoff.initial {}", b.max, b.initial));
+        }
+        Ok(())
+    };
+    let check_attempts = |n: u32| if n == 0 { Err("max_attempts: must be >= 1".to_string()) } else { Ok(()) };
+    let check_timeouts = |timeout: &Option<Duration>, first: &Option<Duration>| -> Result<(), String> {
+        if timeout.is_some_and(Duration::is_zero) {
+            return Err("timeout: must be > 0 (omit for none)".into());
+        }
+        if first.is_some_and(Duration::is_zero) {
+            return Err("first_token_timeout: must be > 0 (omit for none)".into());
+        }
+        Ok(())
+    };
+    match config {
+        PolicyConfig::Single { deployment, max_attempts, backoff, timeout, first_token_timeout } => {
+            check_attempts(*max_attempts)?;
+            check_backoff(backoff)?;
+            check_timeouts(timeout, first_token_timeout)?;
+            Ok(PolicySpec::Fallback(Fallback {
+                chain: vec![find("deployment", deployment)?],
+                max_attempts: *max_attempts,
+                backoff: *backoff,
+                options: AttemptOptions {
+                    timeout: *timeout,
+                    first_token_timeout: *first_token_timeout,
+                    batch: false,
+                },
+            }))
+        }
+        PolicyConfig::Fallback { chain, max_attempts, backoff, timeout, first_token_timeout } => {
+            if chain.is_empty() {
+                return Err("chain: must name at least one deployment".into());
+            }
+            check_attempts(*max_attempts)?;
+            check_backoff(backoff)?;
+            check_timeouts(timeout, first_token_timeout)?;
+            let mut ids = Vec::with_capacity(chain.len());
+            for (j, name) in chain.iter().enumerate() {
+                let id = find(&format!("chain[{j}]"), name)?;
+                if ids.contains(&id) {
+                    return Err(format!("chain[{j}]: {name:?} appears twice in the chain"));
+                }
+                ids.push(id);
+            }
+            Ok(PolicySpec::Fallback(Fallback {
+                chain: ids,
+                max_attempts: *max_attempts,
+                backoff: *backoff,
+                options: AttemptOptions {
+                    timeout: *timeout,
+                    first_token_timeout: *first_token_timeout,
+                    batch: false,
+                },
+            }))
+        }
+        PolicyConfig::Batch { deployment, max_attempts, backoff } => {
+            check_attempts(*max_attempts)?;
+            check_backoff(backoff)?;
+            Ok(PolicySpec::Batch(BatchOnly {
+                deployment: find("deployment", deployment)?,
+                max_attempts: *max_attempts,
+                backoff: *backoff,
+            }))
+        }
+    }
+}
+
+/// `; did you mean "x"?` for the closest known name within a small edit distance.
+fn suggestion(name: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= 3.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| format!("; did you mean {k:?}?"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+seed = 7
+[trace]
+file = "t.csv"
+[deployments."anthropic/sonnet"]
+preset = "anthropic-tier4-sonnet-4.x"
+limits.burst = "10s"
+[deployments."openai/gpt-5"]
+preset = "openai-tier4-gpt-5"
+[[strategy]]
+name = "one"
+policy = { kind = "single", deployment = "anthropic/sonnet" }
+[[strategy]]
+name = "chain"
+policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
+"#;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(text, Path::new("s.toml"), Path::new("dir"))
+    }
+
+    #[test]
+    fn every_builtin_preset_resolves_to_a_valid_deployment() {
+        let p = presets();
+        assert!(p.presets.len() >= 15);
+        for name in p.presets.keys() {
+            let mut table = toml::Table::new();
+            table.insert("preset".into(), toml::Value::String(name.clone()));
+            let config = resolve_deployment(&table, &p).unwrap_or_else(|e| panic!("{name}{e}"));
+            Deployment::from_config(name, &config).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn preset_figures_come_through_and_overrides_win() {
+        let s = parse(MINIMAL).unwrap();
+        assert_eq!(s.seed, 7);
+        assert_eq!(s.trace.path, Path::new("dir/t.csv"));
+        let sonnet = &s.deployments[0];
+        assert_eq!(sonnet.name, "anthropic/sonnet");
+        assert_eq!(sonnet.limits.rpm, Some(4000));
+        assert_eq!(sonnet.limits.itpm, Some(2_000_000));
+        assert_eq!(sonnet.limits.otpm, Some(400_000));
+        assert_eq!(sonnet.limits.burst, Duration::from_secs(10), "override wins");
+        assert!((sonnet.prices.input_usd_per_token - 3e-6).abs() < 1e-15);
+        assert!(!sonnet.cache_reads_count_toward_itpm);
+        assert_eq!(s.deployments[1].limits.tpm, Some(4_000_000));
+        assert_eq!(s.strategies.len(), 2);
+        let PolicySpec::Fallback(chain) = &s.strategies[1].policy else { panic!() };
+        assert_eq!(chain.chain, vec![DeploymentId(0), DeploymentId(1)]);
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let bad_chain = MINIMAL.replace(
+            r#"chain = ["anthropic/sonnet", "openai/gpt-5"]"#,
+            r#"chain = ["openai/gpt-5", "anthropic/sonet"]"#,
+        );
+        let e = parse(&bad_chain).unwrap_err().to_string();
+        assert!(e.starts_with(r#"s.toml: strategy[1].policy.chain[1]: unknown deployment "anthropic/sonet"; did you mean "anthropic/sonnet"?"#), "{e}");
+
+        let bad_preset = MINIMAL.replace("anthropic-tier4-sonnet-4.x", "anthropic-tier9-sonnet-4.x");
+        let e = parse(&bad_preset).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                r#"deployments."anthropic/sonnet".preset: unknown preset "anthropic-tier9-sonnet-4.x""#
+            ),
+            "{e}"
+        );
+
+        let bad_type = MINIMAL.replace(r#"limits.burst = "10s""#, r#"limits.rpm = "many""#);
+        let e = parse(&bad_type).unwrap_err().to_string();
+        assert!(e.contains(r#"deployments."anthropic/sonnet".limits.rpm: invalid type"#), "{e}");
+
+        let unknown_field = MINIMAL.replace(r#"limits.burst = "10s""#, "limits.rpn = 5");
+        let e = parse(&unknown_field).unwrap_err().to_string();
+        assert!(e.contains(r#"deployments."anthropic/sonnet".limits.rpn: unknown field `rpn`"#), "{e}");
+
+        let zero = MINIMAL.replace(r#"limits.burst = "10s""#, "limits.rpm = 0");
+        let e = parse(&zero).unwrap_err().to_string();
+        assert!(e.contains(r#"deployments."anthropic/sonnet".limits.rpm: must be > 0"#), "{e}");
+
+        let negative_price = MINIMAL.replace(r#"limits.burst = "10s""#, "prices.input_usd_per_mtok = -1.0");
+        let e = parse(&negative_price).unwrap_err().to_string();
+        assert!(e.contains("prices.input_usd_per_mtok: must be a finite number >= 0, got -1"), "{e}");
+
+        let nan = MINIMAL.replace(r#"limits.burst = "10s""#, "errors.overloaded_rate = nan");
+        let e = parse(&nan).unwrap_err().to_string();
+        assert!(e.contains("errors.overloaded_rate: must be a probability in [0, 1], got NaN"), "{e}");
+    }
+
+    #[test]
+    fn top_level_typos_are_reported_with_their_line() {
+        let typo = MINIMAL.replace("seed = 7", "seed = 7\nsede = 8");
+        let e = parse(&typo).unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("unknown field `sede`"), "{e}");
+        let policy_typo = MINIMAL
+            .replace(r#"kind = "single", deployment"#, r#"kind = "single", max_atempts = 2, deployment"#);
+        let e = parse(&policy_typo).unwrap_err();
+        assert!(e.message.contains("unknown field `max_atempts`"), "{e}");
+        assert!(e.line.is_some());
+        let bad_duration = MINIMAL.replace(r#"limits.burst = "10s""#, r#"limits.burst = "10 parsecs""#);
+        let e = parse(&bad_duration).unwrap_err().to_string();
+        assert!(e.contains("limits.burst: invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn edit_distance_is_levenshtein() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+}

@@ -1,0 +1,889 @@
+//! The built-in bursty coding-agent trace generator.
+//!
+//! Models an hour (by default) of an engineering team's LLM traffic, shaped after the
+//! published statistics in `PROVIDERS.md` ("Agent traffic shape"):
+//!
+//! - **Agent sessions** start by an on/off-modulated Poisson process: quiet periods at
+//!   `session_rate_per_min`, bursts at `burst_multiplier` times that rate, both with
+//!   exponential lengths (the Azure code trace alternates silences of minutes and bursts).
+//!   A session has about 4 turns (geometric); a turn is a closed-loop chain of about 8 calls
+//!   (geometric) separated by tool time (lognormal). The first call of a turn is `interactive`
+//!   (a human typed and waits) and follows a user think time; the others are `hard`. Each call's
+//!   `parent` is the previous call of the session. In some turns the agent fans out 2–4
+//!   parallel sub-agent calls sharing one parent; the chain then continues from the sub-agent
+//!   that finishes last (nominally).
+//! - **Context** grows along a session from about 8k tokens by each call's output and each
+//!   tool result, up to `max_context_tokens` where the agent compacts it. A warm call reads
+//!   about `warm_cached_fraction` of its prompt from the cache and writes the new part; a
+//!   cold call (first of a session, after compaction, or after more than `cache_ttl` idle)
+//!   reads only the shared system prompt. Output is about input / 128 (lognormal).
+//! - **Background**: `bulk` calls (summaries, classification: medium prompts, no cache) as a
+//!   Poisson stream with occasional backfill bursts, and `async` jobs arriving in periodic
+//!   bursts with a deadline (24 h by default).
+//!
+//! Children's `arrival_ms` is their *nominal* start: parent arrival + nominal latency
+//! (`nominal_first_token` + output / `nominal_output_tokens_per_s`) + think time. In
+//! closed-loop replay the engine decides the real start from the parent's real completion.
+//!
+//! Deterministic: every stream draws from its own [`DrawKey`] (purpose [`Purpose::TraceGen`])
+//! derived from `seed`, so a seed gives byte-identical output.
+//!
+//! Rows are collected in memory and sorted by arrival before writing: fine for the hours of
+//! traffic this generator targets (thousands to a few hundred thousand rows). A streaming
+//! generator for month-scale traces (merging per-session streams through a heap) is a later
+//! issue.
+
+use super::{ClassId, TraceError, TraceRow, TraceWriter, BUILTIN_CLASSES};
+use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};
+use crate::time::{Duration, MICROS_PER_HOUR, MICROS_PER_MIN, MICROS_PER_MS, MICROS_PER_S};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+
+/// Configuration of [`generate_agent_trace`]. Every field has a default (see
+/// [`AgentTraceConfig::default`]); in TOML, durations are strings with a unit (`"90s"`).
+/// The defaults give about 3,000–6,000 requests per hour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentTraceConfig {
+    /// Seed of every random draw; the same seed gives a byte-identical trace. Default 1.
+    pub seed: u64,
+    /// Length of the generated window; calls that would start later are dropped. Default 1h.
+    pub duration: Duration,
+
+    // --- agent sessions ---
+    /// Session starts per minute in quiet periods. Default 0.8.
+    pub session_rate_per_min: f64,
+    /// Session start rate during bursts, as a multiple of the quiet rate. Default 5.
+    pub burst_multiplier: f64,
+    /// Mean length of a burst (exponential). Default 3m.
+    pub mean_on: Duration,
+    /// Mean length of a quiet period (exponential). Default 8m.
+    pub mean_off: Duration,
+    /// Mean turns per session (geometric, at least 1). Default 4.
+    pub turns_per_session: f64,
+    /// Mean LLM calls per turn, excluding fan-out sub-agent calls (geometric, at least 1).
+    /// Default 8.
+    pub calls_per_turn: f64,
+    /// Probability that a turn fans out into parallel sub-agent calls. Default 0.1.
+    pub fan_out_probability: f64,
+    /// Fewest parallel sub-agent calls in a fan-out. Default 2.
+    pub fan_out_min: u32,
+    /// Most parallel sub-agent calls in a fan-out (uniform between min and max). Default 4.
+    pub fan_out_max: u32,
+    /// Median tool time between a call's completion and the next call (lognormal): the
+    /// `think_ms` of `hard` calls. Default 3s.
+    pub tool_time_median: Duration,
+    /// Log-scale spread of tool time. Default 1.0.
+    pub tool_time_sigma: f64,
+    /// Median time a user takes before the next turn (lognormal): the `think_ms` of the
+    /// `interactive` calls after the first turn. Default 30s.
+    pub user_think_median: Duration,
+    /// Log-scale spread of user think time. Default 1.0.
+    pub user_think_sigma: f64,
+
+    // --- tokens of agent calls ---
+    /// Median prompt of a session's first call (lognormal, spread 0.3). Default 8000.
+    pub initial_context_tokens: u64,
+    /// Median tokens a tool result (or user message) adds to the context (lognormal, spread
+    /// 1.0). Default 2500.
+    pub tool_result_median_tokens: u64,
+    /// Context size at which the agent compacts its context. Default 150000.
+    pub max_context_tokens: u64,
+    /// Context size right after compaction (a cold cache). Default 30000.
+    pub compacted_context_tokens: u64,
+    /// Shared system prompt: the part of a cold call's prompt still read from cache.
+    /// Default 6000.
+    pub system_prompt_tokens: u64,
+    /// Mean share of a warm call's prompt read from cache; the rest is written to cache.
+    /// With cold calls the trace-wide share lands near the published 86%. Default 0.88.
+    pub warm_cached_fraction: f64,
+    /// An idle gap longer than this between two calls of a session makes the next one cold.
+    /// Default 5m.
+    pub cache_ttl: Duration,
+    /// Mean prompt : completion ratio of agent calls (published ≈ 128 : 1). Default 128.
+    pub input_output_ratio: f64,
+    /// Log-scale spread of output tokens around input / ratio. Default 0.6.
+    pub output_sigma: f64,
+    /// Smallest `max_tokens` an agent call asks for; larger outputs round up to a power of two.
+    /// Default 8192.
+    pub agent_max_tokens: u64,
+    /// Nominal time to first token, used only to place children in time. Default 2s.
+    pub nominal_first_token: Duration,
+    /// Nominal output speed, used only to place children in time. Default 60.
+    pub nominal_output_tokens_per_s: f64,
+
+    // --- background traffic ---
+    /// Poisson rate of `bulk` calls per minute. Default 6.
+    pub bulk_rate_per_min: f64,
+    /// Poisson rate of bulk backfill bursts per hour. Default 2.
+    pub backfill_bursts_per_hour: f64,
+    /// `bulk` calls per backfill burst. Default 200.
+    pub backfill_size: u64,
+    /// A backfill burst's calls arrive uniformly over this span. Default 2m.
+    pub backfill_spread: Duration,
+    /// Median prompt of a `bulk` call (lognormal). Default 3000.
+    pub bulk_input_median_tokens: u64,
+    /// Median output of a `bulk` call (lognormal). Default 200.
+    pub bulk_output_median_tokens: u64,
+    /// Period of `async` job bursts (cron-like; the first at a random offset). Default 20m.
+    pub async_burst_interval: Duration,
+    /// `async` jobs per burst. Default 100.
+    pub async_jobs_per_burst: u64,
+    /// An async burst's jobs arrive uniformly over this span. Default 1m.
+    pub async_burst_spread: Duration,
+    /// Median prompt of an `async` job (lognormal). Default 6000.
+    pub async_input_median_tokens: u64,
+    /// Median output of an `async` job (lognormal). Default 800.
+    pub async_output_median_tokens: u64,
+    /// Deadline of `async` jobs, relative to arrival. Default 24h.
+    pub async_deadline: Duration,
+    /// Log-scale spread of background prompts and outputs. Default 0.8.
+    pub background_token_sigma: f64,
+}
+
+impl Default for AgentTraceConfig {
+    fn default() -> Self {
+        AgentTraceConfig {
+            seed: 1,
+            duration: Duration::from_mins(60),
+            session_rate_per_min: 0.8,
+            burst_multiplier: 5.0,
+            mean_on: Duration::from_mins(3),
+            mean_off: Duration::from_mins(8),
+            turns_per_session: 4.0,
+            calls_per_turn: 8.0,
+            fan_out_probability: 0.1,
+            fan_out_min: 2,
+            fan_out_max: 4,
+            tool_time_median: Duration::from_secs(3),
+            tool_time_sigma: 1.0,
+            user_think_median: Duration::from_secs(30),
+            user_think_sigma: 1.0,
+            initial_context_tokens: 8_000,
+            tool_result_median_tokens: 2_500,
+            max_context_tokens: 150_000,
+            compacted_context_tokens: 30_000,
+            system_prompt_tokens: 6_000,
+            warm_cached_fraction: 0.88,
+            cache_ttl: Duration::from_mins(5),
+            input_output_ratio: 128.0,
+            output_sigma: 0.6,
+            agent_max_tokens: 8_192,
+            nominal_first_token: Duration::from_secs(2),
+            nominal_output_tokens_per_s: 60.0,
+            bulk_rate_per_min: 6.0,
+            backfill_bursts_per_hour: 2.0,
+            backfill_size: 200,
+            backfill_spread: Duration::from_mins(2),
+            bulk_input_median_tokens: 3_000,
+            bulk_output_median_tokens: 200,
+            async_burst_interval: Duration::from_mins(20),
+            async_jobs_per_burst: 100,
+            async_burst_spread: Duration::from_mins(1),
+            async_input_median_tokens: 6_000,
+            async_output_median_tokens: 800,
+            async_deadline: Duration::from_secs(86_400),
+            background_token_sigma: 0.8,
+        }
+    }
+}
+
+impl AgentTraceConfig {
+    /// Checks every value; the error names the field.
+    pub fn validate(&self) -> Result<(), TraceError> {
+        let err = |field: &str, message: &str| {
+            Err(TraceError::Config { field: field.to_string(), message: message.to_string() })
+        };
+        let non_negative = [
+            ("session_rate_per_min", self.session_rate_per_min),
+            ("burst_multiplier", self.burst_multiplier),
+            ("tool_time_sigma", self.tool_time_sigma),
+            ("user_think_sigma", self.user_think_sigma),
+            ("output_sigma", self.output_sigma),
+            ("bulk_rate_per_min", self.bulk_rate_per_min),
+            ("backfill_bursts_per_hour", self.backfill_bursts_per_hour),
+            ("background_token_sigma", self.background_token_sigma),
+        ];
+        for (field, value) in non_negative {
+            if !value.is_finite() || value < 0.0 {
+                return err(field, "must be a finite number >= 0");
+            }
+        }
+        for (field, value) in
+            [("turns_per_session", self.turns_per_session), ("calls_per_turn", self.calls_per_turn)]
+        {
+            if !(1.0..=1_000.0).contains(&value) {
+                return err(field, "must be between 1 and 1000");
+            }
+        }
+        for (field, value) in [
+            ("fan_out_probability", self.fan_out_probability),
+            ("warm_cached_fraction", self.warm_cached_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return err(field, "must be between 0 and 1");
+            }
+        }
+        for (field, value) in [
+            ("input_output_ratio", self.input_output_ratio),
+            ("nominal_output_tokens_per_s", self.nominal_output_tokens_per_s),
+        ] {
+            if !value.is_finite() || value <= 0.0 {
+                return err(field, "must be a finite number > 0");
+            }
+        }
+        for (field, value) in [
+            ("duration", self.duration),
+            ("mean_on", self.mean_on),
+            ("mean_off", self.mean_off),
+            ("async_burst_interval", self.async_burst_interval),
+        ] {
+            if value.is_zero() {
+                return err(field, "must be longer than zero");
+            }
+        }
+        if self.fan_out_min == 0 || self.fan_out_min > self.fan_out_max {
+            return err("fan_out_min", "must be >= 1 and <= fan_out_max");
+        }
+        if self.initial_context_tokens == 0 {
+            return err("initial_context_tokens", "must be > 0");
+        }
+        if self.compacted_context_tokens >= self.max_context_tokens {
+            return err("compacted_context_tokens", "must be smaller than max_context_tokens");
+        }
+        Ok(())
+    }
+
+    /// This configuration with one field set from text, as a `--set key=value` flag would:
+    /// `value` is read as a TOML value (`3`, `0.5`, `"2h"`) or, failing that, as a string
+    /// (`2h`). Unknown keys and ill-typed values are errors naming the key.
+    pub fn with_override(&self, key: &str, value: &str) -> Result<Self, TraceError> {
+        let config_err = |message: String| TraceError::Config { field: key.to_string(), message };
+        let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let mut table = toml::Table::try_from(self).map_err(|e| config_err(e.to_string()))?;
+        table.insert(key.to_string(), value);
+        AgentTraceConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| config_err(e.to_string().trim().to_string()))
+    }
+}
+
+/// What [`generate_agent_trace`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GenSummary {
+    /// Rows written.
+    pub requests: u64,
+    /// Agent sessions with at least one call in the window.
+    pub sessions: u64,
+    /// Rows per class, in built-in class order (`interactive`, `hard`, `bulk`, `async`).
+    pub by_class: Vec<(String, u64)>,
+    /// Sum of `input_tokens` (cached included).
+    pub input_tokens: u64,
+    /// Sum of `cached_input_tokens`.
+    pub cached_input_tokens: u64,
+    /// Sum of `output_tokens`.
+    pub output_tokens: u64,
+    /// The generated window (the configured `duration`), in ms.
+    pub duration_ms: u64,
+}
+
+/// Writes a bursty agent trace for `config` to `out` (rows sorted by arrival) and returns what
+/// it wrote. The writer is not finished: call [`TraceWriter::finish`] afterwards.
+pub fn generate_agent_trace<W: Write>(
+    config: &AgentTraceConfig,
+    out: &mut TraceWriter<W>,
+) -> Result<GenSummary, TraceError> {
+    config.validate()?;
+    let mut gen = Generator { config, end_us: config.duration.as_micros(), rows: Vec::new() };
+    let starts = gen.session_starts();
+    let mut sessions = 0;
+    for (index, start_us) in starts.into_iter().enumerate() {
+        if gen.session(index as u64, start_us) {
+            sessions += 1;
+        }
+    }
+    gen.bulk();
+    gen.async_jobs();
+
+    let mut rows = gen.rows;
+    // Generation order is causal within a session, so it breaks ties after rounding to ms.
+    rows.sort_by_key(|row| (row.arrival_us / MICROS_PER_MS, row.seq));
+
+    let mut summary = GenSummary {
+        sessions,
+        by_class: BUILTIN_CLASSES.iter().map(|c| (c.to_string(), 0)).collect(),
+        duration_ms: config.duration.as_micros() / MICROS_PER_MS,
+        ..GenSummary::default()
+    };
+    for row in &rows {
+        out.write(&TraceRow {
+            id: &row.id,
+            arrival_ms: row.arrival_us / MICROS_PER_MS,
+            class: BUILTIN_CLASSES[usize::from(row.class.0)],
+            input_tokens: row.input_tokens,
+            cached_input_tokens: row.cached_input_tokens,
+            cache_write_tokens: row.cache_write_tokens,
+            output_tokens: row.output_tokens,
+            max_tokens: row.max_tokens,
+            session: row.session.as_deref(),
+            parent: row.parent.as_deref(),
+            think_ms: row.think_us / MICROS_PER_MS,
+            deadline_ms: row.deadline_ms,
+        })?;
+        summary.requests += 1;
+        summary.by_class[usize::from(row.class.0)].1 += 1;
+        summary.input_tokens += row.input_tokens;
+        summary.cached_input_tokens += row.cached_input_tokens;
+        summary.output_tokens += row.output_tokens;
+    }
+    Ok(summary)
+}
+
+/// One generated row, before sorting.
+struct GenRow {
+    arrival_us: u64,
+    /// Generation order: the tie-break of the sort.
+    seq: u64,
+    id: String,
+    class: ClassId,
+    input_tokens: u64,
+    cached_input_tokens: u64,
+    cache_write_tokens: u64,
+    output_tokens: u64,
+    max_tokens: u64,
+    session: Option<String>,
+    parent: Option<String>,
+    think_us: u64,
+    deadline_ms: Option<u64>,
+}
+
+/// The last call of a session's chain: the parent of the next one.
+struct Link {
+    id: String,
+    /// Nominal completion: arrival + nominal latency.
+    done_us: u64,
+}
+
+/// The evolving state of one agent session.
+struct Session {
+    name: String,
+    context_tokens: u64,
+    /// Arrival of the session's latest call (the cache's last use).
+    last_use_us: Option<u64>,
+    cold: bool,
+}
+
+struct Generator<'a> {
+    config: &'a AgentTraceConfig,
+    end_us: u64,
+    rows: Vec<GenRow>,
+}
+
+impl Generator<'_> {
+    fn rng(&self, stream: &str, index: u64) -> SplitMix64 {
+        DrawKey {
+            seed: self.config.seed,
+            request: index,
+            attempt: 0,
+            deployment: hash_str(stream),
+            purpose: Purpose::TraceGen,
+        }
+        .rng()
+    }
+
+    fn push(&mut self, mut row: GenRow) {
+        row.seq = self.rows.len() as u64;
+        self.rows.push(row);
+    }
+
+    /// Session start instants (µs) of the on/off-modulated Poisson process.
+    fn session_starts(&self) -> Vec<u64> {
+        let c = self.config;
+        let mut rng = self.rng("sessions", 0);
+        let (mean_on, mean_off) = (c.mean_on.as_micros() as f64, c.mean_off.as_micros() as f64);
+        // Start in the stationary state distribution.
+        let mut on = rng.next_open01() < mean_on / (mean_on + mean_off);
+        let mut starts = Vec::new();
+        let mut t = 0.0;
+        while t < self.end_us as f64 {
+            let state_end = t + exponential(&mut rng, if on { mean_on } else { mean_off });
+            let rate_per_min = c.session_rate_per_min * if on { c.burst_multiplier } else { 1.0 };
+            if rate_per_min > 0.0 {
+                let mean_gap = MICROS_PER_MIN as f64 / rate_per_min;
+                loop {
+                    t += exponential(&mut rng, mean_gap);
+                    if t >= state_end || t >= self.end_us as f64 {
+                        break;
+                    }
+                    starts.push(t as u64);
+                }
+            }
+            // Poisson arrivals are memoryless: restarting the clock at the switch is exact.
+            t = state_end;
+            on = !on;
+        }
+        starts
+    }
+
+    /// Generates one session; true if at least one of its calls is in the window.
+    fn session(&mut self, index: u64, start_us: u64) -> bool {
+        let c = self.config;
+        let mut rng = self.rng("session", index);
+        let mut session = Session {
+            name: format!("s{index}"),
+            context_tokens: lognormal(&mut rng, c.initial_context_tokens as f64, 0.3).max(1.0) as u64,
+            last_use_us: None,
+            cold: true,
+        };
+        let turns = geometric(&mut rng, c.turns_per_session);
+        let mut prev: Option<Link> = None;
+        for turn in 0..turns {
+            let calls = geometric(&mut rng, c.calls_per_turn);
+            let fan_out_after =
+                (rng.next_open01() < c.fan_out_probability).then(|| uniform_int(&mut rng, 0, calls - 1));
+            for call in 0..calls {
+                let (class, think_us) = match (call, turn) {
+                    (0, 0) => (ClassId::INTERACTIVE, 0),
+                    (0, _) => (
+                        ClassId::INTERACTIVE,
+                        duration_draw(&mut rng, c.user_think_median, c.user_think_sigma),
+                    ),
+                    _ => (ClassId::HARD, duration_draw(&mut rng, c.tool_time_median, c.tool_time_sigma)),
+                };
+                let arrival_us = prev.as_ref().map_or(start_us, |p| p.done_us + think_us);
+                if arrival_us >= self.end_us {
+                    return prev.is_some();
+                }
+                let id = format!("s{index}-t{turn}-c{call}");
+                let link =
+                    self.agent_call(&mut rng, &mut session, id, class, arrival_us, think_us, prev.as_ref());
+                session.context_tokens += link.1;
+                prev = Some(link.0);
+
+                if fan_out_after == Some(call) {
+                    let parent = prev.take().expect("a call was just generated");
+                    let think_us = duration_draw(&mut rng, c.tool_time_median, c.tool_time_sigma);
+                    let arrival_us = parent.done_us + think_us;
+                    if arrival_us >= self.end_us {
+                        return true;
+                    }
+                    let width = uniform_int(&mut rng, u64::from(c.fan_out_min), u64::from(c.fan_out_max));
+                    let mut added = 0;
+                    let mut last: Option<Link> = None;
+                    for sub in 0..width {
+                        let id = format!("s{index}-t{turn}-c{call}-f{sub}");
+                        let (link, grown) = self.agent_call(
+                            &mut rng,
+                            &mut session,
+                            id,
+                            ClassId::HARD,
+                            arrival_us,
+                            think_us,
+                            Some(&parent),
+                        );
+                        added += grown;
+                        if last.as_ref().is_none_or(|l| link.done_us > l.done_us) {
+                            last = Some(link);
+                        }
+                    }
+                    session.context_tokens += added;
+                    prev = last;
+                }
+            }
+        }
+        true
+    }
+
+    /// Emits one agent call and returns its link and how much it grows the context.
+    #[allow(clippy::too_many_arguments)]
+    fn agent_call(
+        &mut self,
+        rng: &mut SplitMix64,
+        session: &mut Session,
+        id: String,
+        class: ClassId,
+        arrival_us: u64,
+        think_us: u64,
+        parent: Option<&Link>,
+    ) -> (Link, u64) {
+        let c = self.config;
+        if session.context_tokens > c.max_context_tokens {
+            session.context_tokens = c.compacted_context_tokens.max(1);
+            session.cold = true;
+        }
+        let idle = session.last_use_us.is_none_or(|t| arrival_us.saturating_sub(t) > c.cache_ttl.as_micros());
+        let input_tokens = session.context_tokens;
+        let cached_input_tokens = if session.cold || idle {
+            c.system_prompt_tokens.min(input_tokens)
+        } else {
+            // The new part's share has mean 1 - warm_cached_fraction (lognormal, mean-scaled).
+            const SPREAD: f64 = 0.5;
+            let share =
+                (1.0 - c.warm_cached_fraction) * lognormal(rng, 1.0, SPREAD) / (SPREAD * SPREAD / 2.0).exp();
+            let new_tokens = (input_tokens as f64 * share.min(1.0)).round() as u64;
+            input_tokens - new_tokens.min(input_tokens)
+        };
+        session.cold = false;
+        session.last_use_us = Some(arrival_us);
+        let mean_output = input_tokens as f64 / c.input_output_ratio;
+        let output_tokens = (mean_output * lognormal(rng, 1.0, c.output_sigma)
+            / (c.output_sigma * c.output_sigma / 2.0).exp())
+        .round()
+        .max(16.0) as u64;
+        let tool_result = lognormal(rng, c.tool_result_median_tokens as f64, 1.0).round() as u64;
+        let done_us = arrival_us + nominal_latency_us(c, output_tokens);
+        self.push(GenRow {
+            arrival_us,
+            seq: 0,
+            id: id.clone(),
+            class,
+            input_tokens,
+            cached_input_tokens,
+            cache_write_tokens: input_tokens - cached_input_tokens,
+            output_tokens,
+            max_tokens: c.agent_max_tokens.max(output_tokens.next_power_of_two()),
+            session: Some(session.name.clone()),
+            parent: parent.map(|p| p.id.clone()),
+            think_us,
+            deadline_ms: None,
+        });
+        (Link { id, done_us }, output_tokens + tool_result)
+    }
+
+    /// Poisson `bulk` calls plus backfill bursts.
+    fn bulk(&mut self) {
+        let c = self.config;
+        let mut rng = self.rng("bulk", 0);
+        let mut n = 0;
+        if c.bulk_rate_per_min > 0.0 {
+            let mean_gap = MICROS_PER_MIN as f64 / c.bulk_rate_per_min;
+            let mut t = exponential(&mut rng, mean_gap);
+            while t < self.end_us as f64 {
+                self.background(&mut rng, format!("b{n}"), ClassId::BULK, t as u64);
+                n += 1;
+                t += exponential(&mut rng, mean_gap);
+            }
+        }
+        if c.backfill_bursts_per_hour > 0.0 && c.backfill_size > 0 {
+            let mut bursts = self.rng("backfill", 0);
+            let mean_gap = MICROS_PER_HOUR as f64 / c.backfill_bursts_per_hour;
+            let mut t = exponential(&mut bursts, mean_gap);
+            let mut burst = 0;
+            while t < self.end_us as f64 {
+                let mut rng = self.rng("backfill", burst + 1);
+                self.burst(
+                    &mut rng,
+                    &format!("bf{burst}"),
+                    ClassId::BULK,
+                    t as u64,
+                    c.backfill_size,
+                    c.backfill_spread,
+                );
+                burst += 1;
+                t += exponential(&mut bursts, mean_gap);
+            }
+        }
+    }
+
+    /// Periodic bursts of `async` jobs.
+    fn async_jobs(&mut self) {
+        let c = self.config;
+        if c.async_jobs_per_burst == 0 {
+            return;
+        }
+        let interval = c.async_burst_interval.as_micros();
+        let mut rng = self.rng("async", 0);
+        let mut t = (rng.next_open01() * interval as f64) as u64;
+        let mut burst = 0;
+        while t < self.end_us {
+            let mut rng = self.rng("async", burst + 1);
+            self.burst(
+                &mut rng,
+                &format!("a{burst}"),
+                ClassId::ASYNC,
+                t,
+                c.async_jobs_per_burst,
+                c.async_burst_spread,
+            );
+            burst += 1;
+            t += interval;
+        }
+    }
+
+    /// `count` background calls spread uniformly over `[start_us, start_us + spread)`.
+    fn burst(
+        &mut self,
+        rng: &mut SplitMix64,
+        prefix: &str,
+        class: ClassId,
+        start_us: u64,
+        count: u64,
+        spread: Duration,
+    ) {
+        for j in 0..count {
+            let arrival_us = start_us + (rng.next_open01() * spread.as_micros() as f64) as u64;
+            if arrival_us < self.end_us {
+                self.background(rng, format!("{prefix}-{j}"), class, arrival_us);
+            }
+        }
+    }
+
+    /// One `bulk` or `async` call: no session, no cache.
+    fn background(&mut self, rng: &mut SplitMix64, id: String, class: ClassId, arrival_us: u64) {
+        let c = self.config;
+        let (input_median, output_median, max_floor, deadline_ms) = if class == ClassId::ASYNC {
+            (
+                c.async_input_median_tokens,
+                c.async_output_median_tokens,
+                4_096,
+                Some(c.async_deadline.as_micros() / MICROS_PER_MS),
+            )
+        } else {
+            (c.bulk_input_median_tokens, c.bulk_output_median_tokens, 1_024, None)
+        };
+        let sigma = c.background_token_sigma;
+        let input_tokens =
+            (lognormal(rng, input_median as f64, sigma).round() as u64).clamp(1, c.max_context_tokens.max(1));
+        let output_tokens = (lognormal(rng, output_median as f64, sigma).round() as u64).max(16);
+        self.push(GenRow {
+            arrival_us,
+            seq: 0,
+            id,
+            class,
+            input_tokens,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            output_tokens,
+            max_tokens: output_tokens.next_power_of_two().max(max_floor),
+            session: None,
+            parent: None,
+            think_us: 0,
+            deadline_ms,
+        });
+    }
+}
+
+/// Nominal latency of a call: first token plus output at the nominal speed.
+fn nominal_latency_us(c: &AgentTraceConfig, output_tokens: u64) -> u64 {
+    c.nominal_first_token.as_micros()
+        + (output_tokens as f64 / c.nominal_output_tokens_per_s * MICROS_PER_S as f64) as u64
+}
+
+/// Exponential draw with the given mean.
+fn exponential(rng: &mut SplitMix64, mean: f64) -> f64 {
+    -mean * rng.next_open01().ln()
+}
+
+/// Standard normal draw (Box–Muller, one of the pair).
+fn std_normal(rng: &mut SplitMix64) -> f64 {
+    let (u1, u2) = (rng.next_open01(), rng.next_open01());
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Lognormal draw with the given median and log-scale spread.
+fn lognormal(rng: &mut SplitMix64, median: f64, sigma: f64) -> f64 {
+    median * (sigma * std_normal(rng)).exp()
+}
+
+/// A lognormal duration in µs.
+fn duration_draw(rng: &mut SplitMix64, median: Duration, sigma: f64) -> u64 {
+    lognormal(rng, median.as_micros() as f64, sigma).round() as u64
+}
+
+/// Geometric count on 1, 2, … with the given mean (>= 1).
+fn geometric(rng: &mut SplitMix64, mean: f64) -> u64 {
+    if mean <= 1.0 {
+        return 1;
+    }
+    let p = 1.0 / mean;
+    1 + (rng.next_open01().ln() / (1.0 - p).ln()).floor() as u64
+}
+
+/// Uniform integer in `[lo, hi]`.
+fn uniform_int(rng: &mut SplitMix64, lo: u64, hi: u64) -> u64 {
+    lo + rng.next_u64() % (hi - lo + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Request, TraceReader};
+    use std::collections::HashSet;
+
+    fn generate(config: &AgentTraceConfig) -> (Vec<u8>, GenSummary) {
+        let mut writer = TraceWriter::new(Vec::new()).unwrap();
+        let summary = generate_agent_trace(config, &mut writer).unwrap();
+        (writer.finish().unwrap(), summary)
+    }
+
+    fn read(bytes: &[u8]) -> Vec<Request> {
+        TraceReader::from_reader(bytes, "generated.csv").unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_bytes_different_seed_different_bytes() {
+        let config = AgentTraceConfig::default();
+        let (a, _) = generate(&config);
+        let (b, _) = generate(&config);
+        assert_eq!(a, b);
+        let (c, _) = generate(&AgentTraceConfig { seed: 2, ..config });
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn default_trace_is_sorted_linked_and_shaped_like_agent_traffic() {
+        let (bytes, summary) = generate(&AgentTraceConfig::default());
+        let rows = read(&bytes);
+        assert_eq!(rows.len() as u64, summary.requests);
+        assert!((3_000..=6_000).contains(&summary.requests), "requests {}", summary.requests);
+        assert_eq!(summary.duration_ms, 3_600_000);
+        assert!(rows.windows(2).all(|w| w[0].arrival <= w[1].arrival));
+        assert!(rows.iter().all(|r| r.arrival.as_micros() < 3_600_000_000));
+
+        // Every parent is an earlier row, and a child starts after its parent.
+        let mut seen = HashSet::new();
+        let mut arrival_of = std::collections::HashMap::new();
+        for row in &rows {
+            if let Some(parent) = row.parent {
+                assert!(seen.contains(&parent), "line {}: parent not seen earlier", row.line);
+                assert!(row.arrival > arrival_of[&parent], "line {}", row.line);
+                assert!(row.session.is_some());
+            }
+            assert!(seen.insert(row.id), "line {}: duplicate id", row.line);
+            arrival_of.insert(row.id, row.arrival);
+        }
+
+        // All four classes, with the agent classes dominating.
+        let count = |class| rows.iter().filter(|r| r.class == class).count() as u64;
+        for (i, (name, n)) in summary.by_class.iter().enumerate() {
+            assert_eq!(name, BUILTIN_CLASSES[i]);
+            assert_eq!(*n, count(ClassId(i as u16)));
+            assert!(*n > 0, "no {name} rows");
+        }
+        assert!(count(ClassId::HARD) > count(ClassId::INTERACTIVE) * 4);
+
+        // Agent calls: ~86% cached, prompt : completion near 128 : 1, context up to ~150k.
+        let agent: Vec<&Request> =
+            rows.iter().filter(|r| r.class == ClassId::HARD || r.class == ClassId::INTERACTIVE).collect();
+        let input: u64 = agent.iter().map(|r| r.input_tokens).sum();
+        let cached: u64 = agent.iter().map(|r| r.cached_input_tokens).sum();
+        let output: u64 = agent.iter().map(|r| r.output_tokens).sum();
+        let cached_share = cached as f64 / input as f64;
+        assert!((0.80..=0.92).contains(&cached_share), "cached share {cached_share}");
+        let ratio = input as f64 / output as f64;
+        assert!((50.0..=250.0).contains(&ratio), "input/output {ratio}");
+        let max_input = agent.iter().map(|r| r.input_tokens).max().unwrap();
+        assert!((100_000..=200_000).contains(&max_input), "max input {max_input}");
+        assert!(agent.iter().all(|r| r.session.is_some() && r.max_tokens >= 8_192 && r.output_tokens >= 16));
+        assert!(agent.iter().all(|r| r.cache_write_tokens == r.uncached_input_tokens()));
+
+        // Background: no session, no cache; async jobs carry the 24 h deadline.
+        for r in rows.iter().filter(|r| r.class == ClassId::BULK || r.class == ClassId::ASYNC) {
+            assert_eq!((r.session, r.parent, r.cached_input_tokens), (None, None, 0));
+            let deadline = (r.class == ClassId::ASYNC).then_some(Duration::from_secs(86_400));
+            assert_eq!(r.deadline, deadline);
+        }
+
+        // Fan-out: some parent has several children.
+        let mut children = std::collections::HashMap::<u64, u32>::new();
+        for parent in rows.iter().filter_map(|r| r.parent) {
+            *children.entry(parent).or_default() += 1;
+        }
+        assert!(children.values().any(|&n| n >= 2));
+
+        assert_eq!(summary.input_tokens, rows.iter().map(|r| r.input_tokens).sum::<u64>());
+        assert_eq!(summary.cached_input_tokens, rows.iter().map(|r| r.cached_input_tokens).sum::<u64>());
+        assert_eq!(summary.output_tokens, rows.iter().map(|r| r.output_tokens).sum::<u64>());
+        assert!(summary.sessions > 20, "sessions {}", summary.sessions);
+    }
+
+    #[test]
+    fn session_starts_are_bursty() {
+        // Per-minute session starts: the variance exceeds the mean (a Poisson process has 1).
+        let config = AgentTraceConfig { duration: Duration::from_mins(600), ..Default::default() };
+        let gen = Generator { config: &config, end_us: config.duration.as_micros(), rows: Vec::new() };
+        let starts = gen.session_starts();
+        let mut per_min = vec![0.0; 600];
+        for s in &starts {
+            per_min[(*s / MICROS_PER_MIN) as usize] += 1.0;
+        }
+        let mean = per_min.iter().sum::<f64>() / 600.0;
+        let var = per_min.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / 599.0;
+        // Stationary mean rate: 0.8 × (8 + 5 × 3) / 11 ≈ 1.67 per minute.
+        assert!((1.2..=2.2).contains(&mean), "mean {mean}");
+        assert!(var / mean > 1.5, "index of dispersion {}", var / mean);
+    }
+
+    #[test]
+    fn config_reads_from_toml_with_defaults_and_refuses_typos() {
+        let config: AgentTraceConfig =
+            toml::from_str("seed = 9\nduration = \"2h\"\nfan_out_probability = 0.2\n").unwrap();
+        assert_eq!(config.seed, 9);
+        assert_eq!(config.duration, Duration::from_mins(120));
+        assert_eq!(config.calls_per_turn, 8.0);
+        let err = toml::from_str::<AgentTraceConfig>("sesion_rate_per_min = 2.0\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `sesion_rate_per_min`"), "{err}");
+    }
+
+    #[test]
+    fn overrides_set_one_field_like_a_cli_flag() {
+        let base = AgentTraceConfig::default();
+        let config = base
+            .with_override("duration", "10m")
+            .unwrap()
+            .with_override("seed", "42")
+            .unwrap()
+            .with_override("session_rate_per_min", "3")
+            .unwrap();
+        assert_eq!(config.duration, Duration::from_mins(10));
+        assert_eq!(config.seed, 42);
+        assert_eq!(config.session_rate_per_min, 3.0);
+        let err = base.with_override("sead", "1").unwrap_err().to_string();
+        assert!(err.starts_with("trace generator: sead: unknown field"), "{err}");
+        assert!(base.with_override("seed", "abc").is_err());
+    }
+
+    #[test]
+    fn invalid_config_is_refused_naming_the_field() {
+        let config = AgentTraceConfig { fan_out_probability: 1.5, ..Default::default() };
+        let mut writer = TraceWriter::new(Vec::new()).unwrap();
+        let err = generate_agent_trace(&config, &mut writer).unwrap_err().to_string();
+        assert_eq!(err, "trace generator: fan_out_probability: must be between 0 and 1");
+        let config = AgentTraceConfig { mean_on: Duration::ZERO, ..Default::default() };
+        assert!(config.validate().is_err());
+        let config = AgentTraceConfig { session_rate_per_min: f64::NAN, ..Default::default() };
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn quiet_config_yields_only_background_traffic() {
+        let config = AgentTraceConfig {
+            session_rate_per_min: 0.0,
+            duration: Duration::from_mins(30),
+            ..Default::default()
+        };
+        let (bytes, summary) = generate(&config);
+        assert_eq!(summary.sessions, 0);
+        assert_eq!(summary.by_class[0].1 + summary.by_class[1].1, 0);
+        assert_eq!(read(&bytes).len() as u64, summary.requests);
+        assert!(summary.by_class[2].1 > 0 && summary.by_class[3].1 > 0);
+    }
+
+    #[test]
+    fn samplers_have_the_intended_means() {
+        let mut rng = SplitMix64::new(5);
+        let n = 200_000;
+        let geo = (0..n).map(|_| geometric(&mut rng, 8.0) as f64).sum::<f64>() / n as f64;
+        assert!((geo - 8.0).abs() < 0.15, "geometric mean {geo}");
+        let exp = (0..n).map(|_| exponential(&mut rng, 3.0)).sum::<f64>() / n as f64;
+        assert!((exp - 3.0).abs() < 0.05, "exponential mean {exp}");
+        let mut logs: Vec<f64> = (0..n).map(|_| lognormal(&mut rng, 100.0, 1.0)).collect();
+        logs.sort_by(f64::total_cmp);
+        let median = logs[n / 2];
+        assert!((median - 100.0).abs() < 2.0, "lognormal median {median}");
+        assert!((0..1000).all(|_| (2..=4).contains(&uniform_int(&mut rng, 2, 4))));
+    }
+}

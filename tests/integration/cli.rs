@@ -1,0 +1,175 @@
+//! The `sim` binary: exit codes and one-line errors naming file, line and field.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sim(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sim")).args(args).current_dir(dir).output().expect("sim runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub const TRACE: &str = "id,arrival_ms,class,input_tokens,output_tokens,cached_input_tokens,parent,think_ms
+a,0,interactive,20000,200,15000,,
+b,10,hard,40000,300,30000,a,1000
+c,2000,bulk,5000,500,0,,
+d,2500,async,8000,800,0,,
+";
+
+pub const SCENARIO: &str = r#"
+name = "tiny"
+seed = 3
+[trace]
+file = "trace.csv"
+[deployments."anthropic/sonnet"]
+preset = "anthropic-tier1-sonnet-4.x"
+[deployments."anthropic/haiku"]
+preset = "anthropic-tier1-haiku-4.5"
+[[strategy]]
+name = "single"
+policy = { kind = "single", deployment = "anthropic/sonnet" }
+[[strategy]]
+name = "chain"
+policy = { kind = "fallback", chain = ["anthropic/sonnet", "anthropic/haiku"] }
+"#;
+
+pub fn workdir(scenario: &str, trace: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("scenario.toml"), scenario).unwrap();
+    std::fs::write(dir.path().join("trace.csv"), trace).unwrap();
+    dir
+}
+
+#[test]
+fn run_prints_a_table_and_writes_outputs() {
+    let dir = workdir(SCENARIO, TRACE);
+    let o = sim(&["run", "scenario.toml", "--out", "out"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.contains("single") && table.contains("chain") && table.contains("429 req"), "{table}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap()).unwrap();
+    let strategies = summary["strategies"].as_array().unwrap();
+    assert_eq!(strategies.len(), 2);
+    for s in strategies {
+        assert_eq!(s["requests"], 4);
+        for key in [
+            "succeeded",
+            "rate_limited",
+            "failed",
+            "batched",
+            "unfinished",
+            "attempts",
+            "attempts_429",
+            "attempt_429_rate",
+            "request_429_rate",
+            "cost_usd",
+        ] {
+            assert!(s.get(key).is_some(), "summary lacks {key}");
+        }
+        for p in ["p50", "p90", "p95", "p99", "max", "mean"] {
+            assert!(s["ttft_ms"].get(p).is_some() && s["e2e_ms"].get(p).is_some());
+        }
+        assert_eq!(s["by_class"].as_object().unwrap().len(), 4);
+        assert!(s["by_deployment"]["anthropic/sonnet"]["load_share"].is_number());
+    }
+    let series = std::fs::read_to_string(dir.path().join("out/timeseries.csv")).unwrap();
+    assert!(series.starts_with(
+        "strategy,minute,deployment,attempts,attempts_429,successes,input_tokens,output_tokens\n"
+    ));
+    assert!(series.lines().count() > 1);
+}
+
+#[test]
+fn json_flag_prints_the_summary_and_seed_flag_overrides() {
+    let dir = workdir(SCENARIO, TRACE);
+    let o = sim(&["run", "scenario.toml", "--json", "--seed", "99"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["seed"], 99);
+}
+
+#[test]
+fn trace_flag_replays_another_trace() {
+    let dir = workdir(SCENARIO, TRACE);
+    std::fs::write(
+        dir.path().join("other.csv"),
+        "id,arrival_ms,class,input_tokens,output_tokens\nx,0,hard,10,1\n",
+    )
+    .unwrap();
+    let o = sim(&["run", "scenario.toml", "--trace", "other.csv", "--json"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["strategies"][0]["requests"], 1);
+}
+
+fn assert_input_error(o: &Output, expected: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "exit code for {expected:?}; stderr: {err}");
+    assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line error: {err:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_exits_2_with_file_line_and_field() {
+    let cases: Vec<(String, String, &str)> = vec![
+        (
+            SCENARIO.into(),
+            TRACE.replace("c,2000,bulk,5000", "c,2000,bulk,5x00"),
+            "trace.csv:4: field \"input_tokens\"",
+        ),
+        (
+            SCENARIO.into(),
+            TRACE.replace("c,2000,bulk,5000,500", "c,2000,bulk,5000,-5"),
+            "trace.csv:4: field \"output_tokens\"",
+        ),
+        (SCENARIO.into(), TRACE.replace("d,2500", "d,1500"), "trace.csv:5: field \"arrival_ms\""),
+        (SCENARIO.into(), TRACE.replace("d,2500", "d,NaN"), "trace.csv:5: field \"arrival_ms\""),
+        (
+            SCENARIO.into(),
+            TRACE.replace("a,1000", "zz,1000"),
+            "trace.csv:3: field \"parent\": unknown parent id",
+        ),
+        (
+            SCENARIO.replace("seed = 3", "seed = 3\nsede = 4"),
+            TRACE.into(),
+            "scenario.toml:4: unknown field `sede`",
+        ),
+        (
+            SCENARIO.replace(
+                r#"chain = ["anthropic/sonnet", "anthropic/haiku"]"#,
+                r#"chain = ["anthropic/sonnet", "anthropic/haiku4"]"#,
+            ),
+            TRACE.into(),
+            r#"strategy[1].policy.chain[1]: unknown deployment "anthropic/haiku4""#,
+        ),
+        (SCENARIO.replace("trace.csv", "missing.csv"), TRACE.into(), "missing.csv"),
+    ];
+    for (scenario, trace, expected) in cases {
+        let dir = workdir(&scenario, &trace);
+        assert_input_error(&sim(&["run", "scenario.toml"], dir.path()), expected);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert_input_error(&sim(&["run", "nowhere.toml"], dir.path()), "nowhere.toml: cannot read scenario");
+}
+
+#[test]
+fn trace_gen_writes_a_trace_that_runs() {
+    let dir = workdir(SCENARIO, TRACE);
+    let o = sim(&["trace", "gen", "--seed", "5", "--duration", "10m", "-o", "gen.csv"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sim(&["run", "scenario.toml", "--trace", "gen.csv", "--json"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = std::fs::read_to_string(dir.path().join("gen.csv")).unwrap().lines().count() as u64 - 1;
+    assert_eq!(summary["strategies"][0]["requests"], rows);
+    let bad = sim(&["trace", "gen", "--duration", "ten minutes", "-o", "x.csv"], dir.path());
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

@@ -1,0 +1,7 @@
+//! Integration tests, compiled as one binary: one module per behaviour.
+
+mod behaviour;
+mod cli;
+mod determinism;
+mod support;
+mod validation;
