@@ -193,7 +193,7 @@ fn timeouts_cancel_and_bill_what_was_consumed() {
     };
     let m = run(
         &open_loop(1),
-        &[d.clone()],
+        std::slice::from_ref(&d),
         &mut slow_first_token.clone(),
         vec![request(1, 0.0, 1_000_000, 100)],
     );

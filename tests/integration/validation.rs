@@ -40,6 +40,7 @@ fn concurrency_cap_rejects_the_erlang_b_fraction_for_any_latency_distribution() 
         let trace = poisson_trace(n, arrivals_per_s, 11, 10, 0);
         let m = run(&open_loop(5), &[d], &mut single(1), trace);
         let rejected = m.total.attempts_429 as f64 / m.total.attempts as f64;
+        eprintln!("Erlang B, {name} service: simulated {rejected:.4}, formula {expected:.4}");
         // Binomial standard error is sqrt(p(1-p)/n) = 0.0013; blocking events are positively
         // correlated, so allow about 5 standard errors.
         assert!(
@@ -63,6 +64,11 @@ fn token_bucket_under_overload_admits_exactly_its_rate() {
         let m = run(&open_loop(1), &[d], &mut single(1), trace);
         let admitted = (m.total.attempts - m.total.attempts_429) as f64;
         let rate_per_s = 10.0;
+        eprintln!(
+            "token bucket, burst {burst}: admitted {admitted}, rate × elapsed {}, + capacity {}",
+            rate_per_s * elapsed_s,
+            capacity + rate_per_s * elapsed_s
+        );
         assert!(admitted <= capacity + rate_per_s * elapsed_s, "burst {burst}: admitted {admitted}");
         assert!(admitted >= rate_per_s * elapsed_s - 1.0, "burst {burst}: admitted {admitted}");
     }
@@ -75,7 +81,7 @@ fn token_bucket_under_overload_admits_exactly_its_rate() {
 fn littles_law_holds_for_requests_in_the_system() {
     let cases = [
         ("unlimited", String::new(), 1),
-        ("rate-limited with retries", "[limits]\nrpm = 240\nburst = \"5s\"\n".to_string(), 50),
+        ("rate-limited with retries", "[limits]\nrpm = 215\nburst = \"5s\"\n".to_string(), 50),
     ];
     for (name, limits, max_attempts) in cases {
         let latency = "[latency]\nttft_ms = { dist = \"lognormal\", median = 1000, sigma = 0.5 }\noutput_tokens_per_s = { dist = \"normal\", mean = 60, sd = 12 }\n";
@@ -89,10 +95,11 @@ fn littles_law_holds_for_requests_in_the_system() {
         let mean_sojourn_s = m.total.e2e.summary().mean / 1000.0;
         let little = arrival_rate * mean_sojourn_s;
         let measured = m.mean_in_system();
+        eprintln!("Little's law, {name}: L measured {measured:.4}, λW {little:.4}");
         // The histogram mean is within 0.1%; everything else is exact.
         assert!((measured - little).abs() / little < 0.003, "{name}: L = {measured:.4}, λW = {little:.4}");
         if max_attempts > 1 {
-            assert!(m.total.attempts_429 > 0, "{name}: the limit must bind for the case to mean anything");
+            assert!(m.total.attempts_429 * 100 > m.total.attempts, "{name}: the limit must bind (>1% of attempts refused) for the case to mean anything");
         }
     }
 }
