@@ -92,16 +92,23 @@ enum Event {
     AttemptEnd(u32),
 }
 
+/// An event with its key: time in the high 64 bits, insertion sequence in the low 64, so
+/// ordering is one integer comparison (the heap is the engine's hottest structure).
 #[derive(Debug)]
 struct Scheduled {
-    time: Instant,
-    seq: u64,
+    key: u128,
     event: Event,
+}
+
+impl Scheduled {
+    fn time(&self) -> Instant {
+        Instant::from_micros((self.key >> 64) as u64)
+    }
 }
 
 impl PartialEq for Scheduled {
     fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
+        self.key == other.key
     }
 }
 impl Eq for Scheduled {}
@@ -113,7 +120,7 @@ impl PartialOrd for Scheduled {
 impl Ord for Scheduled {
     /// Reversed, so the max-heap pops the earliest (time, seq) first.
     fn cmp(&self, other: &Self) -> Ordering {
-        (other.time, other.seq).cmp(&(self.time, self.seq))
+        other.key.cmp(&self.key)
     }
 }
 
@@ -217,7 +224,7 @@ impl Engine<'_> {
         let horizon = self.config.horizon.unwrap_or(Instant::FAR_FUTURE);
         let mut next_row = trace.next().transpose()?;
         loop {
-            let next_event = self.heap.peek().map(|e| e.time);
+            let next_event = self.heap.peek().map(Scheduled::time);
             if let Some(row) = &next_row {
                 let read_until = match (self.config.replay, next_event) {
                     (_, None) => Instant::FAR_FUTURE,
@@ -234,7 +241,7 @@ impl Engine<'_> {
             match next_event {
                 Some(t) if t <= horizon => {
                     let scheduled = self.heap.pop().expect("peeked");
-                    self.advance_clock(scheduled.time);
+                    self.advance_clock(scheduled.time());
                     self.handle(scheduled.event);
                 }
                 _ => break,
@@ -267,7 +274,7 @@ impl Engine<'_> {
 
     fn schedule(&mut self, time: Instant, event: Event) {
         self.seq += 1;
-        self.heap.push(Scheduled { time, seq: self.seq, event });
+        self.heap.push(Scheduled { key: (u128::from(time.as_micros()) << 64) | u128::from(self.seq), event });
     }
 
     fn admit_row(&mut self, request: Request) -> Result<(), EngineError> {

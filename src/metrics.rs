@@ -232,6 +232,14 @@ pub struct MinuteCounts {
     pub output_tokens: u64,
 }
 
+fn minute_mut(series: &mut Vec<MinuteCounts>, at: Instant) -> &mut MinuteCounts {
+    let minute = usize::try_from(at.minute_index()).unwrap_or(usize::MAX);
+    if series.len() <= minute {
+        series.resize(minute + 1, MinuteCounts::default());
+    }
+    &mut series[minute]
+}
+
 /// Everything measured for one strategy.
 #[derive(Clone, Debug)]
 pub struct StrategyMetrics {
@@ -241,8 +249,9 @@ pub struct StrategyMetrics {
     pub by_class: Vec<RequestMetrics>,
     /// Indexed by `DeploymentId`.
     pub by_deployment: Vec<DeploymentMetrics>,
-    /// (minute index, deployment index) → counts.
-    pub per_minute: BTreeMap<(u64, u16), MinuteCounts>,
+    /// Per deployment (outer index), per minute since the start (inner index). A dense vector:
+    /// memory grows with simulated minutes, never with requests, and updates are O(1).
+    pub per_minute: Vec<Vec<MinuteCounts>>,
     /// Closed-loop children that started later than their parent allowed because their row was
     /// read after that instant (the trace lookahead was too short). Zero in a faithful replay.
     pub late_child_starts: u64,
@@ -275,7 +284,7 @@ impl StrategyMetrics {
             total: RequestMetrics::default(),
             by_class: vec![RequestMetrics::default(); classes],
             by_deployment: vec![DeploymentMetrics::default(); deployments],
-            per_minute: BTreeMap::new(),
+            per_minute: vec![Vec::new(); deployments],
             late_child_starts: 0,
             in_system_area: 0,
             last_event_at: Instant::ZERO,
@@ -355,13 +364,28 @@ impl StrategyMetrics {
         d.output_tokens += a.output_tokens;
         d.cost_usd += a.cost_usd;
 
-        let start_minute = self.per_minute.entry((a.started_at.minute_index(), a.deployment)).or_default();
+        let series = &mut self.per_minute[usize::from(a.deployment)];
+        let start_minute = minute_mut(series, a.started_at);
         start_minute.attempts += 1;
         start_minute.attempts_429 += u64::from(is_429);
         start_minute.input_tokens += input;
-        let end_minute = self.per_minute.entry((a.ended_at.minute_index(), a.deployment)).or_default();
+        let end_minute = minute_mut(series, a.ended_at);
         end_minute.successes += u64::from(served);
         end_minute.output_tokens += a.output_tokens;
+    }
+
+    /// Non-empty minutes as (minute, deployment index, counts), by minute then deployment.
+    pub fn minute_rows(&self) -> Vec<(u64, usize, &MinuteCounts)> {
+        let minutes = self.per_minute.iter().map(Vec::len).max().unwrap_or(0);
+        let mut rows = Vec::new();
+        for minute in 0..minutes {
+            for (deployment, series) in self.per_minute.iter().enumerate() {
+                if let Some(counts) = series.get(minute).filter(|c| **c != MinuteCounts::default()) {
+                    rows.push((minute as u64, deployment, counts));
+                }
+            }
+        }
+        rows
     }
 
     /// Checks conservation for the strategy and every class.

@@ -61,13 +61,13 @@ pub fn write_outputs(result: &RunResult, dir: &Path) -> std::io::Result<()> {
 pub fn write_timeseries<W: Write>(result: &RunResult, out: &mut W) -> std::io::Result<()> {
     writeln!(out, "strategy,minute,deployment,attempts,attempts_429,successes,input_tokens,output_tokens")?;
     for s in &result.strategies {
-        for ((minute, deployment), c) in &s.per_minute {
+        for (minute, deployment, c) in s.minute_rows() {
             writeln!(
                 out,
                 "{},{},{},{},{},{},{},{}",
                 csv_field(&s.name),
                 minute,
-                csv_field(&result.deployment_names[usize::from(*deployment)]),
+                csv_field(&result.deployment_names[deployment]),
                 c.attempts,
                 c.attempts_429,
                 c.successes,
