@@ -960,3 +960,103 @@ pub fn incident_windows(deployment: &Deployment, seed: u64, until: Instant) -> V
     windows.sort();
     windows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::ClassId;
+
+    fn config(extra: &str) -> DeploymentConfig {
+        toml::from_str(&format!(
+            "provider = \"p\"\nmodel = \"m\"\nprices = {{ input_usd_per_mtok = 3.0, output_usd_per_mtok = 15.0 }}\n\
+             latency = {{ ttft_ms = {{ dist = \"constant\", value = 1000 }}, output_tokens_per_s = {{ dist = \"constant\", value = 50 }}, ttft_ms_per_1k_uncached_input = 100 }}\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn request(input: u64, cached: u64, cache_write: u64, output: u64) -> Request {
+        Request {
+            id: 9,
+            arrival: Instant::ZERO,
+            class: ClassId::HARD,
+            input_tokens: input,
+            cached_input_tokens: cached,
+            cache_write_tokens: cache_write,
+            output_tokens: output,
+            max_tokens: output.max(1),
+            session: None,
+            parent: None,
+            think: Duration::ZERO,
+            deadline: None,
+            line: 2,
+        }
+    }
+
+    #[test]
+    fn cost_splits_plain_cached_and_cache_write_input() {
+        let d = Deployment::from_config("p/m", &config("")).unwrap();
+        // 100k prompt: 80k cache reads at $0.30/M (default 0.1×), 5k cache writes at $3.75/M
+        // (default 1.25×), 15k plain at $3/M; 1k output at $15/M.
+        let usage = Usage::of(&request(100_000, 80_000, 5_000, 1_000), 1_000);
+        assert_eq!(usage.plain_input_tokens, 15_000);
+        let expected = 15_000.0 * 3e-6 + 80_000.0 * 0.3e-6 + 5_000.0 * 3.75e-6 + 1_000.0 * 15e-6;
+        assert!((d.prices.cost_usd(&usage, false) - expected).abs() < 1e-12);
+        assert!((d.prices.cost_usd(&usage, true) - expected * 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cache_reads_count_toward_itpm_only_where_flagged() {
+        let r = request(100_000, 80_000, 5_000, 10);
+        let modern = Deployment::from_config("a", &config("")).unwrap();
+        assert_eq!(modern.counted_input_tokens(&r), 20_000, "uncached input, cache writes included");
+        let older =
+            Deployment::from_config("b", &config("limits = { cache_reads_count_toward_itpm = true }"))
+                .unwrap();
+        assert_eq!(older.counted_input_tokens(&r), 100_000);
+    }
+
+    #[test]
+    fn ttft_grows_with_uncached_input_and_429_carries_rounded_retry_after() {
+        let d = Deployment::from_config("p/m", &config("limits = { rpm = 60, burst = \"1s\" }")).unwrap();
+        let mut state = DeploymentState::new(&d, 1);
+        // 1 s base + 100 ms per 1k uncached tokens × 20k uncached = 3 s; 100 tokens at 50/s = 2 s.
+        let r = request(100_000, 80_000, 0, 100);
+        let plan = state.start_attempt(&d, 1, &r, 1, Instant::ZERO, AttemptOptions::default());
+        assert_eq!(plan.first_token_at, Some(Instant::from_millis(3_000)));
+        assert_eq!(plan.ends_at, Instant::from_millis(5_000));
+        assert_eq!(plan.outcome, PlannedOutcome::Success);
+        // The bucket (1 request per second) is empty: 429 after the 150 ms round trip, and the
+        // limiter's 300 ms wait is sent as a whole second, as Anthropic's header does.
+        let refused = state.start_attempt(&d, 1, &r, 1, Instant::from_millis(700), AttemptOptions::default());
+        assert_eq!(refused.ends_at, Instant::from_millis(850));
+        assert_eq!(
+            refused.outcome,
+            PlannedOutcome::Failed {
+                kind: FailureKind::RateLimited,
+                axis: Some(Axis::Requests),
+                retry_after: Some(Duration::from_secs(1))
+            }
+        );
+        assert_eq!(refused.cost_usd, 0.0);
+        state.finish(plan.ends_at, plan.outcome, plan.permit, plan.output_tokens, false);
+        assert_eq!(state.in_flight(), 0);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let bad = |extra: &str| Deployment::from_config("x", &config(extra)).unwrap_err().to_string();
+        assert_eq!(
+            bad("errors = { overloaded_rate = 1.5 }"),
+            "errors.overloaded_rate: must be a probability in [0, 1], got 1.5"
+        );
+        assert_eq!(bad("limits = { burst = \"0s\" }").split(':').next(), Some("limits.burst"));
+        assert!(bad("incident_process = { uptime = 1.0, mean_duration = \"1h\", effect = {} }")
+            .starts_with("incident_process.uptime"));
+        assert!(bad("[[incidents]]\nstart = \"1m\"\nduration = \"0s\"\neffect = {}")
+            .starts_with("incidents[0].duration"));
+        assert!(bad(
+            "limits = { acceleration = { window = \"60s\", max_growth = 0.5, floor_per_window = 5 } }"
+        )
+        .starts_with("limits.acceleration.max_growth"));
+    }
+}

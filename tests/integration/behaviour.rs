@@ -247,3 +247,25 @@ fn horizon_leaves_requests_unfinished_but_accounted_for() {
     assert_eq!(m.total.unfinished, 6);
     m.check_conservation().unwrap();
 }
+
+#[test]
+fn acceleration_limit_refuses_a_sharp_ramp_and_names_its_axis() {
+    // Window 60 s, growth ×2, floor 10 requests: from idle, the first minute admits 10.
+    let d = deployment(
+        "d",
+        "[limits]\nacceleration = { window = \"60s\", max_growth = 2.0, floor_per_window = 10 }\n",
+    );
+    let trace: Vec<_> = (0..30).map(|i| request(i + 1, i as f64 * 10.0, 10, 0)).collect();
+    let m = run(&open_loop(1), std::slice::from_ref(&d), &mut single(1), trace);
+    assert_eq!(m.total.succeeded, 10);
+    assert_eq!(m.total.rate_limited, 20);
+
+    // With retries honouring retry-after (the next window, whole seconds), the next minute
+    // admits up to 2 × 10 = 20: every request gets through on its second attempt.
+    let trace: Vec<_> = (0..30).map(|i| request(i + 1, i as f64 * 10.0, 10, 0)).collect();
+    let m = run(&open_loop(1), &[d], &mut single(2), trace);
+    assert_eq!(m.total.succeeded, 30);
+    assert_eq!(m.total.attempts, 50);
+    let retried = m.total.ttft.quantile_ms(1.0);
+    assert!(retried >= 60_000.0, "retries wait for the next window: {retried}");
+}

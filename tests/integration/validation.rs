@@ -99,7 +99,10 @@ fn littles_law_holds_for_requests_in_the_system() {
         // The histogram mean is within 0.1%; everything else is exact.
         assert!((measured - little).abs() / little < 0.003, "{name}: L = {measured:.4}, λW = {little:.4}");
         if max_attempts > 1 {
-            assert!(m.total.attempts_429 * 100 > m.total.attempts, "{name}: the limit must bind (>1% of attempts refused) for the case to mean anything");
+            assert!(
+                m.total.attempts_429 * 100 > m.total.attempts,
+                "{name}: the limit must bind (>1% of attempts refused) for the case to mean anything"
+            );
         }
     }
 }
