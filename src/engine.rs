@@ -73,6 +73,9 @@ pub enum EngineError {
     /// A child row names a parent id that did not appear earlier in the trace.
     #[error("{file}:{line}: field \"parent\": unknown parent id (a parent must appear on an earlier row)")]
     UnknownParent { file: String, line: u64 },
+    /// Closed loop: two rows share an id, so parent links would be ambiguous.
+    #[error("{file}:{line}: field \"id\": duplicate id (ids must be unique for closed-loop replay)")]
+    DuplicateId { file: String, line: u64 },
     /// The books do not balance: a bug, never bad input.
     #[error("conservation violated: {0}")]
     Conservation(String),
@@ -81,7 +84,10 @@ pub enum EngineError {
 impl EngineError {
     /// Whether the error is the user's input (exit 2) rather than a failure of the run (exit 1).
     pub fn is_input_error(&self) -> bool {
-        matches!(self, EngineError::Trace(_) | EngineError::UnknownParent { .. })
+        matches!(
+            self,
+            EngineError::Trace(_) | EngineError::UnknownParent { .. } | EngineError::DuplicateId { .. }
+        )
     }
 }
 
@@ -286,8 +292,8 @@ impl Engine<'_> {
             return Ok(());
         }
         if self.family.finished_at.insert(request.id, None).is_some() {
-            // A repeated id would make parent links ambiguous; the newest row wins the id and
-            // the older request keeps running normally.
+            // A repeated id would make parent links ambiguous.
+            return Err(EngineError::DuplicateId { file: self.trace_name.clone(), line: request.line });
         }
         match request.parent {
             None => {
