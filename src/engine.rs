@@ -20,6 +20,7 @@
 
 use crate::metrics::{AttemptRecord, FailureCause, RequestOutcome, StrategyMetrics};
 use crate::policy::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use crate::provider::AttemptOptions;
 use crate::provider::{AttemptPlan, Deployment, DeploymentId, DeploymentState, FailureKind, PlannedOutcome};
 use crate::rng::{DrawKey, Purpose};
 use crate::time::{Duration, Instant};
@@ -92,10 +93,26 @@ impl EngineError {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Event {
-    Start(u32),
-    Wake(u32),
-    AttemptEnd(u32),
+enum EventKind {
+    /// The request enters the system.
+    Start,
+    /// A `Wait` or `Park` ends; stale if the token no longer matches.
+    Wake { token: u32 },
+    /// An attempt's outcome reaches the client; stale if the attempt was cancelled.
+    AttemptEnd { attempt: u32 },
+    /// Hedging: ask the policy for a second attempt if this one has no first token yet.
+    Hedge { attempt: u32 },
+    /// Hedging: this attempt's first token arrives; the other attempts are cancelled.
+    FirstToken { attempt: u32 },
+}
+
+/// An event for the request in `slot`; `serial` tells a request from a later occupant of the
+/// same slot, so events of finished requests are recognised as stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Event {
+    slot: u32,
+    serial: u32,
+    kind: EventKind,
 }
 
 /// An event with its key: time in the high 64 bits, insertion sequence in the low 64, so
@@ -140,10 +157,14 @@ struct LiveAttempt {
 
 struct Active {
     request: Request,
-    /// When the request entered the system (its latency clock starts here).
-    arrival: Instant,
+    serial: u32,
     history: History,
-    attempt: Option<LiveAttempt>,
+    /// Attempts in flight (more than one only while hedging).
+    live: Vec<LiveAttempt>,
+    /// Current wake token: a new `Wait`/`Park` invalidates older wake-ups.
+    wake_token: u32,
+    /// The request is parked and waits for `Policy::unpark`.
+    parked: bool,
 }
 
 /// Request ids are already well-mixed 64-bit hashes: hashing them again is wasted work.
@@ -184,10 +205,14 @@ pub struct Engine<'a> {
     now: Instant,
     slots: Vec<Option<Active>>,
     free_slots: Vec<u32>,
+    next_serial: u32,
     family: Family,
     trace_name: String,
     /// Requests started and not yet finished.
     in_system: u64,
+    /// Parked requests by id, for `Policy::unpark`.
+    parked: IdMap<u32>,
+    woken: Vec<u64>,
 }
 
 /// Simulates `trace` under `policy` against `deployments` and returns the strategy's metrics.
@@ -214,9 +239,12 @@ where
         now: Instant::ZERO,
         slots: Vec::new(),
         free_slots: Vec::new(),
+        next_serial: 0,
         family: Family::default(),
         trace_name: trace_name.to_string(),
         in_system: 0,
+        parked: IdMap::default(),
+        woken: Vec::new(),
     };
     engine.run(trace)?;
     Ok(engine.metrics)
@@ -278,9 +306,11 @@ impl Engine<'_> {
         self.metrics.last_event_at = to;
     }
 
-    fn schedule(&mut self, time: Instant, event: Event) {
+    fn schedule(&mut self, time: Instant, slot: u32, kind: EventKind) {
+        let serial = self.slots[slot as usize].as_ref().expect("scheduling for a live slot").serial;
         self.seq += 1;
-        self.heap.push(Scheduled { key: (u128::from(time.as_micros()) << 64) | u128::from(self.seq), event });
+        let key = (u128::from(time.as_micros()) << 64) | u128::from(self.seq);
+        self.heap.push(Scheduled { key, event: Event { slot, serial, kind } });
     }
 
     fn admit_row(&mut self, request: Request) -> Result<(), EngineError> {
@@ -288,7 +318,7 @@ impl Engine<'_> {
         if self.config.replay == Replay::Open {
             let start = request.arrival;
             let slot = self.allocate(request, start);
-            self.schedule(start, Event::Start(slot));
+            self.schedule(start, slot, EventKind::Start);
             return Ok(());
         }
         if self.family.finished_at.insert(request.id, None).is_some() {
@@ -299,7 +329,7 @@ impl Engine<'_> {
             None => {
                 let start = request.arrival;
                 let slot = self.allocate(request, start);
-                self.schedule(start, Event::Start(slot));
+                self.schedule(start, slot, EventKind::Start);
             }
             Some(parent) => match self.family.finished_at.get(&parent) {
                 None => {
@@ -316,7 +346,7 @@ impl Engine<'_> {
                     }
                     let start = due.max(self.now);
                     let slot = self.allocate(request, start);
-                    self.schedule(start, Event::Start(slot));
+                    self.schedule(start, slot, EventKind::Start);
                 }
             },
         }
@@ -324,7 +354,15 @@ impl Engine<'_> {
     }
 
     fn allocate(&mut self, request: Request, arrival: Instant) -> u32 {
-        let active = Active { request, arrival, history: History::default(), attempt: None };
+        self.next_serial = self.next_serial.wrapping_add(1);
+        let active = Active {
+            request,
+            serial: self.next_serial,
+            history: History::new(arrival),
+            live: Vec::new(),
+            wake_token: 0,
+            parked: false,
+        };
         match self.free_slots.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(active);
@@ -342,57 +380,74 @@ impl Engine<'_> {
     }
 
     fn handle(&mut self, event: Event) {
-        match event {
-            Event::Start(slot) => {
+        let current = self.slots[event.slot as usize].as_ref().map(|a| a.serial);
+        if current != Some(event.serial) {
+            return; // the request already finished: a leftover of hedging or a parked timeout
+        }
+        let slot = event.slot;
+        match event.kind {
+            EventKind::Start => {
                 self.in_system += 1;
                 self.route(slot);
             }
-            Event::Wake(slot) => {
+            EventKind::Wake { token } => {
+                let active = self.active(slot);
+                if active.wake_token != token {
+                    return;
+                }
+                if active.parked {
+                    active.parked = false;
+                    let id = active.request.id;
+                    self.parked.remove(&id);
+                }
                 self.active(slot).history.waited();
                 self.route(slot);
             }
-            Event::AttemptEnd(slot) => self.end_attempt(slot),
+            EventKind::AttemptEnd { attempt } => self.end_attempt(slot, attempt),
+            EventKind::Hedge { attempt } => self.hedge(slot, attempt),
+            EventKind::FirstToken { attempt } => self.first_token(slot, attempt),
         }
     }
 
     fn route(&mut self, slot: u32) {
         let now = self.now;
         let seed = self.config.seed;
-        let cap = self.config.max_attempts_per_request;
         let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
         let mut rng = DrawKey {
             seed,
             request: active.request.id,
             attempt: active.history.attempts | (active.history.waits << 16),
-            deployment: 0,
+            deployment: u64::from(active.history.hedging),
             purpose: Purpose::Policy,
         }
         .rng();
-        match self.policy.route(now, &active.request, &active.history, &mut rng) {
-            Decision::Attempt { deployment, options } => {
-                if active.history.attempts >= cap {
-                    self.finish(slot, RequestOutcome::Failed(FailureCause::AttemptCap));
+        let decision = self.policy.route(now, &active.request, &mut active.history, &mut rng);
+        match decision {
+            Decision::Attempt { deployment, options, hedge_after } => {
+                if active.history.attempts >= self.config.max_attempts_per_request {
+                    if active.live.is_empty() {
+                        self.finish(slot, RequestOutcome::Failed(FailureCause::AttemptCap));
+                    }
                     return;
                 }
-                active.history.attempts += 1;
-                let number = active.history.attempts;
-                let d = deployment.index();
-                let plan = self.states[d].start_attempt(
-                    &self.deployments[d],
-                    seed,
-                    &active.request,
-                    number,
-                    now,
-                    options,
-                );
-                let ends_at = plan.ends_at.max(now + Duration::from_micros(1));
-                active.attempt =
-                    Some(LiveAttempt { deployment, number, started_at: now, batch: options.batch, plan });
-                self.schedule(ends_at, Event::AttemptEnd(slot));
+                self.start_attempt(slot, deployment, options, hedge_after);
             }
+            _ if active.history.hedging => {} // anything but an attempt means "no hedge"
             Decision::Wait { until } => {
+                active.wake_token += 1;
+                let token = active.wake_token;
                 let until = until.max(now + Duration::from_micros(1));
-                self.schedule(until, Event::Wake(slot));
+                self.schedule(until, slot, EventKind::Wake { token });
+            }
+            Decision::Park { until } => {
+                active.wake_token += 1;
+                active.parked = true;
+                let token = active.wake_token;
+                let id = active.request.id;
+                self.parked.insert(id, slot);
+                if let Some(until) = until {
+                    self.schedule(until.max(now + Duration::from_micros(1)), slot, EventKind::Wake { token });
+                }
             }
             Decision::GiveUp => {
                 let outcome = match active.history.last.as_ref().and_then(AttemptReport::failure) {
@@ -402,16 +457,158 @@ impl Engine<'_> {
                 };
                 self.finish(slot, outcome);
             }
+            Decision::Reject { reason } => {
+                self.finish(slot, RequestOutcome::Failed(FailureCause::Policy(reason)))
+            }
         }
     }
 
-    fn end_attempt(&mut self, slot: u32) {
+    fn start_attempt(
+        &mut self,
+        slot: u32,
+        deployment: DeploymentId,
+        options: AttemptOptions,
+        hedge_after: Option<Duration>,
+    ) {
+        let now = self.now;
+        let seed = self.config.seed;
+        let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
+        // A fallback fired: the previous attempt failed and this one goes elsewhere.
+        if let Some(last) = &active.history.last {
+            if let (Some(kind), false) =
+                (last.failure(), last.deployment == deployment || active.history.hedging)
+            {
+                self.metrics.record_fallback(kind);
+            }
+        }
+        active.history.attempts += 1;
+        active.history.live_attempts += 1;
+        let number = active.history.attempts;
+        let d = deployment.index();
+        let plan =
+            self.states[d].start_attempt(&self.deployments[d], seed, &active.request, number, now, options);
+        let ends_at = plan.ends_at.max(now + Duration::from_micros(1));
+        let hedging = !active.live.is_empty();
+        active.live.push(LiveAttempt { deployment, number, started_at: now, batch: options.batch, plan });
+        self.schedule(ends_at, slot, EventKind::AttemptEnd { attempt: number });
+        if let Some(delay) = hedge_after.filter(|_| !options.batch) {
+            self.schedule(
+                now + delay.max(Duration::from_micros(1)),
+                slot,
+                EventKind::Hedge { attempt: number },
+            );
+        }
+        if hedging {
+            // Two attempts race: whoever streams a first token first wins.
+            let firsts: Vec<(u32, Instant)> = self.slots[slot as usize]
+                .as_ref()
+                .expect("live slot")
+                .live
+                .iter()
+                .filter_map(|a| a.plan.first_token_at.map(|t| (a.number, t)))
+                .collect();
+            for (attempt, at) in firsts {
+                if at > now {
+                    self.schedule(at, slot, EventKind::FirstToken { attempt });
+                }
+            }
+        }
+    }
+
+    /// The hedge timer of `attempt` fired: if it is still waiting for its first token, ask the
+    /// policy for a second attempt.
+    fn hedge(&mut self, slot: u32, attempt: u32) {
+        let now = self.now;
+        let active = self.active(slot);
+        let waiting = active.live.iter().any(|a| {
+            a.number == attempt && a.plan.first_token_at.is_none_or(|t| t > now) && a.plan.ends_at > now
+        });
+        if !waiting || active.live.len() > 1 {
+            return;
+        }
+        active.history.hedging = true;
+        self.route(slot);
+        if let Some(active) = self.slots[slot as usize].as_mut() {
+            active.history.hedging = false;
+        }
+    }
+
+    /// `attempt` streams its first token: every other attempt of the request is cancelled.
+    fn first_token(&mut self, slot: u32, attempt: u32) {
+        let now = self.now;
+        let active = self.active(slot);
+        let Some(winner) = active.live.iter().find(|a| a.number == attempt) else {
+            return; // already ended or cancelled
+        };
+        if winner.plan.first_token_at != Some(now)
+            || !matches!(
+                winner.plan.outcome,
+                PlannedOutcome::Success | PlannedOutcome::Failed { kind: FailureKind::Timeout, .. }
+            )
+        {
+            return;
+        }
+        self.cancel_others(slot, attempt);
+    }
+
+    fn cancel_others(&mut self, slot: u32, keep: u32) {
+        let now = self.now;
+        let active = self.slots[slot as usize].as_mut().expect("live slot");
+        let losers: Vec<LiveAttempt> = {
+            let (keep_list, lose): (Vec<LiveAttempt>, Vec<LiveAttempt>) =
+                active.live.drain(..).partition(|a| a.number == keep);
+            active.live = keep_list;
+            lose
+        };
+        for loser in losers {
+            let active = self.slots[slot as usize].as_mut().expect("live slot");
+            active.history.live_attempts -= 1;
+            let d = loser.deployment.index();
+            let (output_tokens, cost_usd) =
+                self.states[d].cancel(&self.deployments[d], &active.request, loser.plan, now);
+            let request = &active.request;
+            self.metrics.record_attempt(&AttemptRecord {
+                class: request.class,
+                deployment: loser.deployment.0,
+                started_at: loser.started_at,
+                ended_at: now,
+                failure: Some(FailureKind::Cancelled),
+                batch: loser.batch,
+                input_tokens: request.input_tokens,
+                cached_input_tokens: request.cached_input_tokens,
+                output_tokens,
+                cost_usd,
+            });
+            let report = AttemptReport {
+                request_id: request.id,
+                class: request.class,
+                attempt: loser.number,
+                deployment: loser.deployment,
+                started_at: loser.started_at,
+                ended_at: now,
+                first_token_at: None,
+                outcome: AttemptOutcome::Failed(FailureKind::Cancelled),
+                retry_after: None,
+                output_tokens,
+                remaining: Some(self.states[d].headers(now)),
+            };
+            self.policy.observe(now, &report);
+        }
+        self.wake_parked();
+    }
+
+    fn end_attempt(&mut self, slot: u32, attempt: u32) {
         let now = self.now;
         let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
-        let live = active.attempt.take().expect("an AttemptEnd event follows an attempt start");
+        let Some(position) = active.live.iter().position(|a| a.number == attempt) else {
+            return; // cancelled earlier by a hedge winner
+        };
+        let live = active.live.swap_remove(position);
+        active.history.live_attempts -= 1;
         let LiveAttempt { deployment, number, started_at, batch, plan } = live;
         let AttemptPlan { first_token_at, outcome, output_tokens, cost_usd, permit, .. } = plan;
-        self.states[deployment.index()].finish(now, outcome, permit, output_tokens, batch);
+        let d = deployment.index();
+        self.states[d].finish(now, outcome, permit, output_tokens, batch);
         let (failure, retry_after) = match outcome {
             PlannedOutcome::Failed { kind, retry_after, .. } => (Some(kind), retry_after),
             _ => (None, None),
@@ -444,26 +641,40 @@ impl Engine<'_> {
             },
             retry_after,
             output_tokens,
+            remaining: if batch { None } else { Some(self.states[d].headers(now)) },
         };
         self.policy.observe(now, &report);
         match outcome {
             PlannedOutcome::Success => {
+                self.cancel_others(slot, number);
                 let first_token_at = first_token_at.unwrap_or(now);
                 self.finish(slot, RequestOutcome::Succeeded { first_token_at, done_at: now });
             }
-            PlannedOutcome::Batched => self.finish(slot, RequestOutcome::Batched { done_at: now }),
+            PlannedOutcome::Batched => {
+                self.cancel_others(slot, number);
+                self.finish(slot, RequestOutcome::Batched { done_at: now });
+            }
             PlannedOutcome::Failed { .. } => {
+                let active = self.active(slot);
                 active.history.record(report);
-                self.route(slot);
+                if active.live.is_empty() {
+                    self.route(slot);
+                }
+                self.wake_parked();
             }
         }
     }
 
     fn finish(&mut self, slot: u32, outcome: RequestOutcome) {
         let active = self.slots[slot as usize].take().expect("finishing a live slot");
+        debug_assert!(active.live.is_empty(), "a request finishes with no attempt in flight");
         self.free_slots.push(slot);
         self.in_system -= 1;
-        self.metrics.record_outcome(active.request.class, active.arrival, outcome);
+        if active.parked {
+            self.parked.remove(&active.request.id);
+        }
+        self.metrics.record_outcome(active.request.class, active.history.started_at, outcome);
+        self.policy.forget(self.now, active.request.id);
         if self.config.replay == Replay::Closed {
             let id = active.request.id;
             self.family.finished_at.insert(id, Some(self.now));
@@ -471,10 +682,30 @@ impl Engine<'_> {
                 for child in children {
                     let start = self.now + child.think;
                     let child_slot = self.allocate(child, start);
-                    self.schedule(start, Event::Start(child_slot));
+                    self.schedule(start, child_slot, EventKind::Start);
                 }
             }
         }
+        self.wake_parked();
+    }
+
+    /// Asks the policy which parked requests may proceed and wakes them now.
+    fn wake_parked(&mut self) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let mut woken = std::mem::take(&mut self.woken);
+        self.policy.unpark(self.now, &mut woken);
+        for id in woken.drain(..) {
+            if let Some(slot) = self.parked.remove(&id) {
+                let active = self.active(slot);
+                active.parked = false;
+                active.wake_token += 1;
+                let token = active.wake_token;
+                self.schedule(self.now, slot, EventKind::Wake { token });
+            }
+        }
+        self.woken = woken;
     }
 }
 

@@ -37,6 +37,8 @@ pub enum FailureCause {
     NoRoute,
     /// The engine's safety cap on attempts per request was hit (a policy that never gives up).
     AttemptCap,
+    /// The policy refused with its own reason (`all_cooled_down`, `max_price`, …).
+    Policy(&'static str),
 }
 
 impl FailureCause {
@@ -45,6 +47,7 @@ impl FailureCause {
             FailureCause::Attempt(kind) => kind.as_str(),
             FailureCause::NoRoute => "no_route",
             FailureCause::AttemptCap => "attempt_cap",
+            FailureCause::Policy(reason) => reason,
         }
     }
 }
@@ -252,6 +255,9 @@ pub struct StrategyMetrics {
     /// Per deployment (outer index), per minute since the start (inner index). A dense vector:
     /// memory grows with simulated minutes, never with requests, and updates are O(1).
     pub per_minute: Vec<Vec<MinuteCounts>>,
+    /// Fallbacks fired: a failed attempt followed by an attempt at another deployment, by
+    /// the failure that caused it.
+    pub fallbacks_by_cause: BTreeMap<FailureKind, u64>,
     /// Closed-loop children that started later than their parent allowed because their row was
     /// read after that instant (the trace lookahead was too short). Zero in a faithful replay.
     pub late_child_starts: u64,
@@ -285,6 +291,7 @@ impl StrategyMetrics {
             by_class: vec![RequestMetrics::default(); classes],
             by_deployment: vec![DeploymentMetrics::default(); deployments],
             per_minute: vec![Vec::new(); deployments],
+            fallbacks_by_cause: BTreeMap::new(),
             late_child_starts: 0,
             in_system_area: 0,
             last_event_at: Instant::ZERO,
@@ -319,6 +326,11 @@ impl StrategyMetrics {
     pub fn record_outcome(&mut self, class: ClassId, arrival: Instant, outcome: RequestOutcome) {
         self.total.record_outcome(arrival, outcome);
         self.class_mut(class).record_outcome(arrival, outcome);
+    }
+
+    /// A fallback fired after a failure of `kind`.
+    pub fn record_fallback(&mut self, kind: FailureKind) {
+        *self.fallbacks_by_cause.entry(kind).or_insert(0) += 1;
     }
 
     /// A request was still in the system when the simulation stopped.
@@ -442,6 +454,11 @@ impl StrategyMetrics {
             name: self.name.clone(),
             outcome: self.total.summary(),
             late_child_starts: self.late_child_starts,
+            fallbacks_by_cause: self
+                .fallbacks_by_cause
+                .iter()
+                .map(|(k, n)| (k.as_str().to_string(), *n))
+                .collect(),
             by_class,
             by_deployment,
         }
@@ -495,7 +512,10 @@ pub struct StrategySummary {
     pub name: String,
     #[serde(flatten)]
     pub outcome: OutcomeSummary,
+    /// Closed-loop children that started late (trace lookahead too short); 0 when faithful.
     pub late_child_starts: u64,
+    /// Fallbacks fired (a failed attempt followed by one at another deployment), by cause.
+    pub fallbacks_by_cause: BTreeMap<String, u64>,
     pub by_class: BTreeMap<String, OutcomeSummary>,
     pub by_deployment: BTreeMap<String, DeploymentSummary>,
 }

@@ -562,6 +562,9 @@ pub enum FailureKind {
     BatchExpired,
     /// The deployment has no batch API.
     BatchUnsupported,
+    /// Cancelled by the client because another attempt of the same request answered first
+    /// (hedging); billed for what it consumed.
+    Cancelled,
 }
 
 impl FailureKind {
@@ -576,6 +579,7 @@ impl FailureKind {
             FailureKind::BatchQueueFull => "batch_queue_full",
             FailureKind::BatchExpired => "batch_expired",
             FailureKind::BatchUnsupported => "batch_unsupported",
+            FailureKind::Cancelled => "cancelled",
         }
     }
 
@@ -598,6 +602,8 @@ pub struct AttemptPlan {
     pub cost_usd: f64,
     /// Server-side admission, returned to [`DeploymentState::finish`] when the attempt ends.
     pub permit: Option<Permit>,
+    /// Decode speed drawn for this attempt (tokens/s), to bill a cancellation honestly.
+    pub output_tokens_per_s: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -689,6 +695,7 @@ impl DeploymentState {
                     output_tokens: 0,
                     cost_usd: 0.0,
                     permit: None,
+                    output_tokens_per_s: 0.0,
                 };
             }
         };
@@ -725,6 +732,7 @@ impl DeploymentState {
                 output_tokens: 0,
                 cost_usd: 0.0,
                 permit: Some(permit),
+                output_tokens_per_s: 0.0,
             };
         }
 
@@ -757,6 +765,7 @@ impl DeploymentState {
                     output_tokens: 0,
                     cost_usd: cost,
                     permit: Some(permit),
+                    output_tokens_per_s: speed,
                 };
             }
         }
@@ -781,6 +790,7 @@ impl DeploymentState {
                     output_tokens: produced,
                     cost_usd: cost,
                     permit: Some(permit),
+                    output_tokens_per_s: speed,
                 };
             }
         }
@@ -792,6 +802,7 @@ impl DeploymentState {
             output_tokens: request.output_tokens,
             cost_usd: deployment.prices.cost_usd(&Usage::of(request, request.output_tokens), false),
             permit: Some(permit),
+            output_tokens_per_s: speed,
         }
     }
 
@@ -809,6 +820,7 @@ impl DeploymentState {
             output_tokens: 0,
             cost_usd: 0.0,
             permit: None,
+            output_tokens_per_s: 0.0,
         };
         let Some(batch) = &deployment.batch else {
             return failed(FailureKind::BatchUnsupported);
@@ -832,6 +844,7 @@ impl DeploymentState {
                 output_tokens: 0,
                 cost_usd: 0.0,
                 permit: None,
+                output_tokens_per_s: 0.0,
             };
         }
         AttemptPlan {
@@ -841,6 +854,52 @@ impl DeploymentState {
             output_tokens: request.output_tokens,
             cost_usd: deployment.prices.cost_usd(&Usage::of(request, request.output_tokens), true),
             permit: None,
+            output_tokens_per_s: 0.0,
+        }
+    }
+
+    /// Cancels an in-flight attempt at `now` (the client hung up: another attempt won). The
+    /// provider bills the prompt if it was admitted and the output streamed so far, and the
+    /// limiter is settled to that output. Returns (output tokens billed, cost).
+    pub fn cancel(
+        &mut self,
+        deployment: &Deployment,
+        request: &Request,
+        plan: AttemptPlan,
+        now: Instant,
+    ) -> (u64, f64) {
+        let AttemptPlan { first_token_at, outcome, permit, output_tokens_per_s, .. } = plan;
+        let admitted = permit.is_some()
+            && !matches!(
+                outcome,
+                PlannedOutcome::Failed { kind: FailureKind::ServerError | FailureKind::Overloaded, .. }
+            );
+        let streamed = match first_token_at {
+            Some(first) if first < now => {
+                let tokens = (now.saturating_since(first).as_secs_f64() * output_tokens_per_s).floor() as u64;
+                tokens.min(request.output_tokens)
+            }
+            _ => 0,
+        };
+        let output = if admitted { streamed } else { 0 };
+        if let Some(permit) = permit {
+            self.limiter.settle(now, permit, output);
+        }
+        let cost =
+            if admitted { deployment.prices.cost_usd(&Usage::of(request, output), false) } else { 0.0 };
+        (output, cost)
+    }
+
+    /// What the deployment's rate-limit headers say now: remaining per axis, token counts
+    /// rounded to the nearest 1,000 as Anthropic reports them.
+    pub fn headers(&self, now: Instant) -> Remaining {
+        let round = |v: Option<u64>| v.map(|t| (t + 500) / 1000 * 1000);
+        let r = self.limiter.remaining(now);
+        Remaining {
+            input_tokens: round(r.input_tokens),
+            output_tokens: round(r.output_tokens),
+            tokens: round(r.tokens),
+            ..r
         }
     }
 
