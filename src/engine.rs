@@ -407,6 +407,8 @@ impl Engine<'_> {
             EventKind::Hedge { attempt } => self.hedge(slot, attempt),
             EventKind::FirstToken { attempt } => self.first_token(slot, attempt),
         }
+        // Whatever happened may have freed a slot or a queue place for a parked request.
+        self.wake_parked();
     }
 
     fn route(&mut self, slot: u32) {
@@ -594,7 +596,6 @@ impl Engine<'_> {
             };
             self.policy.observe(now, &report);
         }
-        self.wake_parked();
     }
 
     fn end_attempt(&mut self, slot: u32, attempt: u32) {
@@ -660,7 +661,6 @@ impl Engine<'_> {
                 if active.live.is_empty() {
                     self.route(slot);
                 }
-                self.wake_parked();
             }
         }
     }
@@ -686,7 +686,6 @@ impl Engine<'_> {
                 }
             }
         }
-        self.wake_parked();
     }
 
     /// Asks the policy which parked requests may proceed and wakes them now.

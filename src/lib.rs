@@ -15,5 +15,6 @@ pub mod provider;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod suggest;
 pub mod time;
 pub mod trace;

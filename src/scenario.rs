@@ -8,12 +8,15 @@
 //! produces an [`EngineConfig`] and builds fresh [`Policy`] values for each run.
 
 use crate::engine::{EngineConfig, Replay};
-use crate::policy::{Backoff, BatchOnly, Fallback, Policy};
-use crate::provider::{AttemptOptions, Deployment, DeploymentConfig, DeploymentId};
+use crate::policy::config::{Catalog, PolicyConfig};
+use crate::policy::Policy;
+use crate::provider::{Deployment, DeploymentConfig};
+use crate::suggest::suggestion;
 use crate::time::{Duration, Instant};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The built-in presets, compiled in so a scenario works from any directory.
 pub const PRESETS_TOML: &str = include_str!("../presets/providers.toml");
@@ -78,64 +81,40 @@ struct StrategyConfig {
     policy: PolicyConfig,
 }
 
-/// A routing policy as written in `[[strategy]]`.
-#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PolicyConfig {
-    /// Everything to one deployment, with the SDK's retry loop (2 retries, 0.5 s → 8 s).
-    Single {
-        deployment: String,
-        #[serde(default = "default_single_attempts")]
-        max_attempts: u32,
-        #[serde(default)]
-        backoff: Backoff,
-        timeout: Option<Duration>,
-        first_token_timeout: Option<Duration>,
-    },
-    /// An ordered chain: on any failure move on; back off after a full round.
-    Fallback {
-        chain: Vec<String>,
-        #[serde(default = "default_fallback_attempts")]
-        max_attempts: u32,
-        #[serde(default)]
-        backoff: Backoff,
-        timeout: Option<Duration>,
-        first_token_timeout: Option<Duration>,
-    },
-    /// Everything to one deployment's batch API.
-    Batch {
-        deployment: String,
-        #[serde(default = "default_fallback_attempts")]
-        max_attempts: u32,
-        #[serde(default)]
-        backoff: Backoff,
-    },
-}
-
-fn default_single_attempts() -> u32 {
-    3
-}
-fn default_fallback_attempts() -> u32 {
-    6
-}
-
 // ---------------------------------------------------------------------------------------------
 // Validated types.
 // ---------------------------------------------------------------------------------------------
 
-/// A policy with deployment names resolved; builds a fresh [`Policy`] per run.
+/// A validated policy configuration with what it needs to build fresh [`Policy`] values
+/// (every run gets its own: policies keep state).
 #[derive(Clone, Debug, PartialEq)]
-pub enum PolicySpec {
-    Fallback(Fallback),
-    Batch(BatchOnly),
+pub struct PolicySpec {
+    pub config: PolicyConfig,
+    deployments: Arc<[Deployment]>,
+    base_dir: PathBuf,
 }
 
 impl PolicySpec {
+    /// Validates `config` against the deployments (by building it once).
+    pub fn new(
+        config: PolicyConfig,
+        deployments: Arc<[Deployment]>,
+        base_dir: &Path,
+    ) -> Result<PolicySpec, String> {
+        let spec = PolicySpec { config, deployments, base_dir: base_dir.to_path_buf() };
+        spec.try_build()?;
+        Ok(spec)
+    }
+
+    fn try_build(&self) -> Result<Box<dyn Policy>, String> {
+        self.config.build(&Catalog { deployments: &self.deployments, base_dir: &self.base_dir })
+    }
+
+    /// A fresh policy. Validated when the scenario was loaded, so this cannot fail unless a
+    /// referenced file (a LiteLLM config) changed in between; that is reported as a panic
+    /// with the reason, never a silent default.
     pub fn build(&self) -> Box<dyn Policy> {
-        match self {
-            PolicySpec::Fallback(p) => Box::new(p.clone()),
-            PolicySpec::Batch(p) => Box::new(p.clone()),
-        }
+        self.try_build().unwrap_or_else(|e| panic!("policy changed after validation: {e}"))
     }
 }
 
@@ -143,7 +122,6 @@ impl PolicySpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Strategy {
     pub name: String,
-    pub config: PolicyConfig,
     pub policy: PolicySpec,
 }
 
@@ -165,7 +143,7 @@ pub struct Scenario {
     pub trace: TraceSpec,
     pub horizon: Option<Duration>,
     pub max_attempts_per_request: u32,
-    pub deployments: Vec<Deployment>,
+    pub deployments: Arc<[Deployment]>,
     pub strategies: Vec<Strategy>,
 }
 
@@ -206,7 +184,7 @@ impl Scenario {
         if deployments.len() > usize::from(u16::MAX) {
             return Err(fail("deployments: too many (at most 65535)".into()));
         }
-        let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
+        let deployments: Arc<[Deployment]> = deployments.into();
 
         if raw.strategy.is_empty() {
             return Err(fail("strategy: at least one [[strategy]] is required".into()));
@@ -220,8 +198,9 @@ impl Scenario {
             if strategies.iter().any(|other| other.name == s.name) {
                 return Err(fail(format!("{path}.name: duplicate strategy name {:?}", s.name)));
             }
-            let policy = resolve_policy(&s.policy, &names).map_err(|m| fail(format!("{path}.policy.{m}")))?;
-            strategies.push(Strategy { name: s.name.clone(), config: s.policy.clone(), policy });
+            let policy = PolicySpec::new(s.policy.clone(), deployments.clone(), base_dir)
+                .map_err(|m| fail(format!("{path}.policy.{m}")))?;
+            strategies.push(Strategy { name: s.name.clone(), policy });
         }
 
         let lookahead = raw.trace.lookahead.unwrap_or(Duration::from_mins(10));
@@ -347,118 +326,6 @@ fn resolve_deployment(table: &toml::Table, presets: &Presets) -> Result<Deployme
     })
 }
 
-fn resolve_policy(config: &PolicyConfig, names: &[&str]) -> Result<PolicySpec, String> {
-    let find = |field: &str, name: &str| -> Result<DeploymentId, String> {
-        names.iter().position(|n| *n == name).map(|i| DeploymentId(i as u16)).ok_or_else(|| {
-            format!(
-                "{field}: unknown deployment {name:?}{} (known: {})",
-                suggestion(name, names),
-                names.join(", ")
-            )
-        })
-    };
-    let check_backoff = |b: &Backoff| -> Result<(), String> {
-        if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
-            return Err(format!("backoff.multiplier: must be >= 1, got {}", b.multiplier));
-        }
-        if !(b.jitter.is_finite() && (0.0..=1.0).contains(&b.jitter)) {
-            return Err(format!("backoff.jitter: must be in [0, 1], got {}", b.jitter));
-        }
-        if b.max < b.initial {
-            return Err(format!("backoff.max: {} is shorter than backoff.initial {}", b.max, b.initial));
-        }
-        Ok(())
-    };
-    let check_attempts = |n: u32| if n == 0 { Err("max_attempts: must be >= 1".to_string()) } else { Ok(()) };
-    let check_timeouts = |timeout: &Option<Duration>, first: &Option<Duration>| -> Result<(), String> {
-        if timeout.is_some_and(Duration::is_zero) {
-            return Err("timeout: must be > 0 (omit for none)".into());
-        }
-        if first.is_some_and(Duration::is_zero) {
-            return Err("first_token_timeout: must be > 0 (omit for none)".into());
-        }
-        Ok(())
-    };
-    match config {
-        PolicyConfig::Single { deployment, max_attempts, backoff, timeout, first_token_timeout } => {
-            check_attempts(*max_attempts)?;
-            check_backoff(backoff)?;
-            check_timeouts(timeout, first_token_timeout)?;
-            Ok(PolicySpec::Fallback(Fallback {
-                chain: vec![find("deployment", deployment)?],
-                max_attempts: *max_attempts,
-                backoff: *backoff,
-                options: AttemptOptions {
-                    timeout: *timeout,
-                    first_token_timeout: *first_token_timeout,
-                    batch: false,
-                },
-            }))
-        }
-        PolicyConfig::Fallback { chain, max_attempts, backoff, timeout, first_token_timeout } => {
-            if chain.is_empty() {
-                return Err("chain: must name at least one deployment".into());
-            }
-            check_attempts(*max_attempts)?;
-            check_backoff(backoff)?;
-            check_timeouts(timeout, first_token_timeout)?;
-            let mut ids = Vec::with_capacity(chain.len());
-            for (j, name) in chain.iter().enumerate() {
-                let id = find(&format!("chain[{j}]"), name)?;
-                if ids.contains(&id) {
-                    return Err(format!("chain[{j}]: {name:?} appears twice in the chain"));
-                }
-                ids.push(id);
-            }
-            Ok(PolicySpec::Fallback(Fallback {
-                chain: ids,
-                max_attempts: *max_attempts,
-                backoff: *backoff,
-                options: AttemptOptions {
-                    timeout: *timeout,
-                    first_token_timeout: *first_token_timeout,
-                    batch: false,
-                },
-            }))
-        }
-        PolicyConfig::Batch { deployment, max_attempts, backoff } => {
-            check_attempts(*max_attempts)?;
-            check_backoff(backoff)?;
-            Ok(PolicySpec::Batch(BatchOnly {
-                deployment: find("deployment", deployment)?,
-                max_attempts: *max_attempts,
-                backoff: *backoff,
-            }))
-        }
-    }
-}
-
-/// `; did you mean "x"?` for the closest known name within a small edit distance.
-fn suggestion(name: &str, known: &[&str]) -> String {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, k)| *d <= 3.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| format!("; did you mean {k:?}?"))
-        .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,8 +378,9 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
         assert!(!sonnet.cache_reads_count_toward_itpm);
         assert_eq!(s.deployments[1].limits.tpm, Some(4_000_000));
         assert_eq!(s.strategies.len(), 2);
-        let PolicySpec::Fallback(chain) = &s.strategies[1].policy else { panic!() };
-        assert_eq!(chain.chain, vec![DeploymentId(0), DeploymentId(1)]);
+        assert!(
+            matches!(&s.strategies[1].policy.config, PolicyConfig::Fallback { chain, .. } if chain.len() == 2)
+        );
     }
 
     #[test]
@@ -568,12 +436,5 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
         let bad_duration = MINIMAL.replace(r#"limits.burst = "10s""#, r#"limits.burst = "10 parsecs""#);
         let e = parse(&bad_duration).unwrap_err().to_string();
         assert!(e.contains("limits.burst: invalid duration"), "{e}");
-    }
-
-    #[test]
-    fn edit_distance_is_levenshtein() {
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
     }
 }

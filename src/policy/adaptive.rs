@@ -1,1 +1,249 @@
-//! (being written)
+//! Adaptive concurrency per deployment (AIMD): each deployment gets a concurrency limit that
+//! grows additively while answers succeed (+`increase` per limit's worth of successes, i.e.
+//! about +`increase` per round trip) and shrinks multiplicatively on a 429, or when the
+//! provider's rate-limit headers say less than `headroom` of a token or request budget remains.
+//! Attempts over the limit wait in a per-deployment priority queue (interactive first) until
+//! a slot frees. The limit is the router's own estimate of what the provider can take; no
+//! configuration of the provider's limits is needed.
+
+use super::config::{nested, Catalog, PolicyConfig};
+use super::smoothing::{class_ranks, rank_of, WaitQueue};
+use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use crate::provider::{AttemptOptions, DeploymentId, FailureKind};
+use crate::rng::SplitMix64;
+use crate::time::{Duration, Instant};
+use crate::trace::{Request, BUILTIN_CLASSES};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The `adaptive` policy's options.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveConfig {
+    pub inner: Box<PolicyConfig>,
+    #[serde(default = "default_initial")]
+    pub initial_limit: f64,
+    #[serde(default = "one")]
+    pub min_limit: f64,
+    #[serde(default = "default_max")]
+    pub max_limit: f64,
+    /// Additive increase per round trip.
+    #[serde(default = "one")]
+    pub increase: f64,
+    /// Multiplicative decrease on a 429 (0.5 halves the limit).
+    #[serde(default = "default_decrease")]
+    pub decrease: f64,
+    /// Shrink when the headers report less than this fraction of a budget remaining.
+    #[serde(default = "default_headroom")]
+    pub headroom: f64,
+    /// After a decrease, further decreases wait this long (one reaction per congestion event).
+    #[serde(default = "default_hold")]
+    pub decrease_hold: Duration,
+    #[serde(default = "default_max_wait")]
+    pub max_wait: Duration,
+    #[serde(default = "default_priority")]
+    pub priority: Vec<String>,
+}
+
+fn default_initial() -> f64 {
+    16.0
+}
+fn one() -> f64 {
+    1.0
+}
+fn default_max() -> f64 {
+    1000.0
+}
+fn default_decrease() -> f64 {
+    0.5
+}
+fn default_headroom() -> f64 {
+    0.05
+}
+fn default_hold() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_wait() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_priority() -> Vec<String> {
+    BUILTIN_CLASSES.iter().map(|s| s.to_string()).collect()
+}
+
+#[derive(Clone, Debug)]
+struct Window {
+    limit: f64,
+    in_flight: u32,
+    last_decrease: Option<Instant>,
+    queue: WaitQueue,
+    /// Full budgets seen in headers (the largest remaining value), to judge headroom.
+    seen_max: [u64; 3],
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    deployment: DeploymentId,
+    options: AttemptOptions,
+    hedge_after: Option<Duration>,
+    queued_at: Instant,
+}
+
+pub struct Adaptive {
+    inner: Box<dyn Policy>,
+    config: AdaptiveConfig,
+    windows: Vec<Window>,
+    pending: HashMap<u64, Pending>,
+    admitted: HashMap<(u64, u32), DeploymentId>,
+    ranks: Vec<u8>,
+    to_wake: Vec<u64>,
+}
+
+impl Adaptive {
+    pub fn build(config: &AdaptiveConfig, catalog: &Catalog) -> Result<Adaptive, String> {
+        let c = config;
+        if !(c.min_limit >= 1.0
+            && c.min_limit <= c.initial_limit
+            && c.initial_limit <= c.max_limit
+            && c.max_limit.is_finite())
+        {
+            return Err("initial_limit: need 1 <= min_limit <= initial_limit <= max_limit (finite)".into());
+        }
+        if !(c.decrease > 0.0 && c.decrease < 1.0) {
+            return Err(format!("decrease: must be in (0, 1), got {}", c.decrease));
+        }
+        if !(c.increase.is_finite() && c.increase > 0.0) {
+            return Err(format!("increase: must be > 0, got {}", c.increase));
+        }
+        super::config::check_fraction("headroom", c.headroom)?;
+        Ok(Adaptive {
+            inner: nested("inner", c.inner.build(catalog))?,
+            windows: vec![
+                Window {
+                    limit: c.initial_limit,
+                    in_flight: 0,
+                    last_decrease: None,
+                    queue: WaitQueue::default(),
+                    seen_max: [0; 3]
+                };
+                catalog.deployments.len()
+            ],
+            config: c.clone(),
+            pending: HashMap::new(),
+            admitted: HashMap::new(),
+            ranks: class_ranks("priority", &c.priority)?,
+            to_wake: Vec::new(),
+        })
+    }
+
+    /// The current concurrency limit of a deployment (for tests and reports).
+    pub fn limit(&self, d: DeploymentId) -> f64 {
+        self.windows[d.index()].limit
+    }
+
+    fn decrease(&mut self, d: DeploymentId, now: Instant) {
+        let (factor, floor, hold) = (self.config.decrease, self.config.min_limit, self.config.decrease_hold);
+        let w = &mut self.windows[d.index()];
+        if w.last_decrease.is_some_and(|at| now.saturating_since(at) < hold) {
+            return;
+        }
+        w.limit = (w.limit * factor).max(floor);
+        w.last_decrease = Some(now);
+    }
+
+    fn wake(&mut self, d: DeploymentId) {
+        let w = &self.windows[d.index()];
+        let free = (w.limit.floor() as u32).saturating_sub(w.in_flight) as usize;
+        self.to_wake.extend(w.queue.first(free));
+    }
+}
+
+impl Policy for Adaptive {
+    fn route(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &mut History,
+        rng: &mut SplitMix64,
+    ) -> Decision {
+        let id = request.id;
+        let pending = match self.pending.get(&id) {
+            Some(p) => *p,
+            None => match self.inner.route(now, request, history, rng) {
+                Decision::Attempt { deployment, options, hedge_after } if !options.batch => {
+                    Pending { deployment, options, hedge_after, queued_at: now }
+                }
+                other => return other,
+            },
+        };
+        let d = pending.deployment;
+        let w = &mut self.windows[d.index()];
+        let free = (w.limit.floor() as u32).saturating_sub(w.in_flight) as usize;
+        let my_turn =
+            if w.queue.contains(id) { w.queue.first(free).any(|x| x == id) } else { w.queue.len() < free };
+        if free > 0 && (my_turn || history.hedging) {
+            w.in_flight += 1;
+            w.queue.remove(id);
+            self.pending.remove(&id);
+            self.admitted.insert((id, history.attempts + 1), d);
+            return Decision::Attempt {
+                deployment: d,
+                options: pending.options,
+                hedge_after: pending.hedge_after,
+            };
+        }
+        if history.hedging {
+            return Decision::Wait { until: now };
+        }
+        let deadline = pending.queued_at + self.config.max_wait;
+        if now >= deadline {
+            w.queue.remove(id);
+            self.pending.remove(&id);
+            self.wake(d);
+            return Decision::Reject { reason: "queue_timeout" };
+        }
+        w.queue.push(id, rank_of(&self.ranks, request.class));
+        self.pending.insert(id, pending);
+        Decision::Park { until: Some(deadline) }
+    }
+
+    fn observe(&mut self, now: Instant, report: &AttemptReport) {
+        if let Some(d) = self.admitted.remove(&(report.request_id, report.attempt)) {
+            let (increase, max, headroom) =
+                (self.config.increase, self.config.max_limit, self.config.headroom);
+            let w = &mut self.windows[d.index()];
+            w.in_flight -= 1;
+            let mut squeeze = false;
+            if let Some(r) = report.remaining {
+                for (i, value) in [r.requests, r.input_tokens, r.output_tokens].into_iter().enumerate() {
+                    if let Some(v) = value {
+                        w.seen_max[i] = w.seen_max[i].max(v);
+                        squeeze |= w.seen_max[i] > 0 && (v as f64) < headroom * w.seen_max[i] as f64;
+                    }
+                }
+            }
+            match report.outcome {
+                AttemptOutcome::Failed(FailureKind::RateLimited) => self.decrease(d, now),
+                AttemptOutcome::Success if squeeze => self.decrease(d, now),
+                AttemptOutcome::Success => {
+                    let w = &mut self.windows[d.index()];
+                    w.limit = (w.limit + increase / w.limit).min(max);
+                }
+                _ => {}
+            }
+            self.wake(d);
+        }
+        self.inner.observe(now, report);
+    }
+
+    fn forget(&mut self, now: Instant, request_id: u64) {
+        if let Some(p) = self.pending.remove(&request_id) {
+            self.windows[p.deployment.index()].queue.remove(request_id);
+        }
+        self.inner.forget(now, request_id);
+    }
+
+    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
+        woken.append(&mut self.to_wake);
+        self.inner.unpark(now, woken);
+    }
+}

@@ -10,6 +10,8 @@
 //! caller) and reports of finished attempts ([`Policy::observe`]).
 
 pub mod adaptive;
+pub mod config;
+pub mod deferral;
 pub mod fallback;
 pub mod hedge;
 pub mod litellm;

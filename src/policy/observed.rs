@@ -38,7 +38,9 @@ pub struct Observed {
     /// Window of failures (OpenRouter: 30 seconds).
     pub failure_window: Duration,
     /// The percentile latency is judged on (0.5 = p50).
-    pub quantile: f64,
+    pub latency_quantile: f64,
+    /// The percentile of output speed reported (0.5 = p50; 0.1 = the speed 90% of answers reach).
+    pub speed_quantile: f64,
     /// How stale a cached percentile may be.
     pub refresh: Duration,
 }
@@ -48,13 +50,15 @@ impl Observed {
         deployments: usize,
         latency_window: Duration,
         failure_window: Duration,
-        quantile: f64,
+        latency_quantile: f64,
+        speed_quantile: f64,
     ) -> Self {
         Observed {
             deployments: vec![DeploymentWindow::default(); deployments],
             latency_window,
             failure_window,
-            quantile,
+            latency_quantile,
+            speed_quantile,
             refresh: Duration::from_secs(1),
         }
     }
@@ -117,7 +121,7 @@ impl Observed {
 
     fn refresh_cache(&mut self, d: DeploymentId, now: Instant) {
         let refresh = self.refresh;
-        let quantile = self.quantile;
+        let (latency_quantile, speed_quantile) = (self.latency_quantile, self.speed_quantile);
         if self.window(d).cached_at.is_some_and(|at| now.saturating_since(at) < refresh) {
             return;
         }
@@ -125,10 +129,8 @@ impl Observed {
         let w = self.window(d);
         let mut ttfts: Vec<f64> = w.samples.iter().map(|s| s.ttft_ms).collect();
         let mut speeds: Vec<f64> = w.samples.iter().filter_map(|s| s.output_tokens_per_s).collect();
-        w.cached_ttft_ms = quantile_of(&mut ttfts, quantile);
-        // Throughput is judged at the complementary quantile: a p90 latency preference pairs
-        // with the speed that 90% of answers reach.
-        w.cached_speed = quantile_of(&mut speeds, 1.0 - quantile);
+        w.cached_ttft_ms = quantile_of(&mut ttfts, latency_quantile);
+        w.cached_speed = quantile_of(&mut speeds, speed_quantile);
         w.cached_at = Some(now);
     }
 
@@ -138,7 +140,7 @@ impl Observed {
         self.window(d).cached_ttft_ms
     }
 
-    /// Observed output speed (tokens/s) at the complementary quantile, if there are samples.
+    /// Observed output speed (tokens/s) at `speed_quantile`, if there are samples.
     pub fn output_tokens_per_s(&mut self, d: DeploymentId, now: Instant) -> Option<f64> {
         self.refresh_cache(d, now);
         self.window(d).cached_speed
@@ -200,7 +202,7 @@ mod tests {
 
     #[test]
     fn latency_is_judged_over_the_rolling_window_and_failures_over_30_s() {
-        let mut o = Observed::new(2, Duration::from_mins(5), Duration::from_secs(30), 0.5);
+        let mut o = Observed::new(2, Duration::from_mins(5), Duration::from_secs(30), 0.5, 0.5);
         // Three answers: TTFT 1 s, 2 s, 9 s; 100 tokens decoded in 1 s each.
         o.record(&report(0, 0, 1_000, 2_000, false));
         o.record(&report(0, 0, 2_000, 3_000, false));

@@ -1,1 +1,146 @@
-//! (being written)
+//! Class rules — the routing story's buckets: match a request on its class, token sizes and
+//! deadline, and hand it to a sub-policy (any policy, rules included, so rules nest).
+//! Interactive → the fastest acceptable path, hard → a premium chain, bulk → the cheapest
+//! good-enough model, async → the batch queue. The first matching rule wins; `default`
+//! takes the rest.
+//!
+//! Each request stays with the sub-policy that first took it (its attempts' reports go back
+//! to that sub-policy only, so per-request bookkeeping such as in-flight counts stays right).
+
+use super::config::{nested, Catalog, PolicyConfig};
+use super::{AttemptReport, Decision, History, Policy};
+use crate::rng::SplitMix64;
+use crate::time::{Duration, Instant};
+use crate::trace::{ClassId, Request, BUILTIN_CLASSES};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// What a rule matches; every given condition must hold.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Any of these classes (built-in names: interactive, hard, bulk, async).
+    #[serde(default)]
+    pub class: Vec<String>,
+    pub min_input_tokens: Option<u64>,
+    pub max_input_tokens: Option<u64>,
+    pub min_output_tokens: Option<u64>,
+    /// Whether the request carries a deadline.
+    pub has_deadline: Option<bool>,
+    /// Deadline at least this far from arrival.
+    pub min_deadline: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// A label for reports and errors.
+    pub name: Option<String>,
+    #[serde(rename = "match", default)]
+    pub when: Match,
+    pub policy: Box<PolicyConfig>,
+}
+
+/// The `rules` policy's options.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    pub rules: Vec<Rule>,
+    /// The policy for requests no rule matches.
+    pub default: Box<PolicyConfig>,
+}
+
+struct CompiledMatch {
+    classes: Vec<ClassId>,
+    when: Match,
+}
+
+impl CompiledMatch {
+    fn matches(&self, r: &Request) -> bool {
+        let w = &self.when;
+        (self.classes.is_empty() || self.classes.contains(&r.class))
+            && w.min_input_tokens.is_none_or(|m| r.input_tokens >= m)
+            && w.max_input_tokens.is_none_or(|m| r.input_tokens <= m)
+            && w.min_output_tokens.is_none_or(|m| r.max_tokens >= m)
+            && w.has_deadline.is_none_or(|h| r.deadline.is_some() == h)
+            && w.min_deadline.is_none_or(|m| r.deadline.is_some_and(|d| d >= m))
+    }
+}
+
+/// Resolves a built-in class name; other labels must be mapped to these by the trace importer.
+pub fn class_id(field: &str, name: &str) -> Result<ClassId, String> {
+    BUILTIN_CLASSES.iter().position(|c| *c == name).map(|i| ClassId(i as u16)).ok_or_else(|| {
+        format!(
+            "{field}: unknown class {name:?}{} (policies match the built-in classes {})",
+            crate::suggest::suggestion(name, &BUILTIN_CLASSES),
+            BUILTIN_CLASSES.join(", ")
+        )
+    })
+}
+
+/// The rules policy.
+pub struct Rules {
+    matches: Vec<CompiledMatch>,
+    /// One per rule, then the default.
+    policies: Vec<Box<dyn Policy>>,
+    owner: HashMap<u64, usize>,
+}
+
+impl Rules {
+    pub fn build(config: &RulesConfig, catalog: &Catalog) -> Result<Rules, String> {
+        let mut matches = Vec::new();
+        let mut policies = Vec::new();
+        for (i, rule) in config.rules.iter().enumerate() {
+            let field = format!("rules[{i}]");
+            let classes = rule
+                .when
+                .class
+                .iter()
+                .enumerate()
+                .map(|(j, c)| class_id(&format!("{field}.match.class[{j}]"), c))
+                .collect::<Result<Vec<_>, _>>()?;
+            matches.push(CompiledMatch { classes, when: rule.when.clone() });
+            policies.push(nested(&format!("{field}.policy"), rule.policy.build(catalog))?);
+        }
+        policies.push(nested("default", config.default.build(catalog))?);
+        Ok(Rules { matches, policies, owner: HashMap::new() })
+    }
+
+    fn rule_for(&self, request: &Request) -> usize {
+        self.matches.iter().position(|m| m.matches(request)).unwrap_or(self.matches.len())
+    }
+}
+
+impl Policy for Rules {
+    fn route(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &mut History,
+        rng: &mut SplitMix64,
+    ) -> Decision {
+        let rule = *self.owner.entry(request.id).or_insert_with(|| {
+            self.matches.iter().position(|m| m.matches(request)).unwrap_or(self.matches.len())
+        });
+        debug_assert_eq!(rule, self.rule_for(request));
+        self.policies[rule].route(now, request, history, rng)
+    }
+
+    fn observe(&mut self, now: Instant, report: &AttemptReport) {
+        if let Some(rule) = self.owner.get(&report.request_id) {
+            self.policies[*rule].observe(now, report);
+        }
+    }
+
+    fn forget(&mut self, now: Instant, request_id: u64) {
+        if let Some(rule) = self.owner.remove(&request_id) {
+            self.policies[rule].forget(now, request_id);
+        }
+    }
+
+    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
+        for p in &mut self.policies {
+            p.unpark(now, woken);
+        }
+    }
+}

@@ -1,1 +1,480 @@
-//! (being written)
+//! Client-side smoothing: queue locally instead of stampeding a provider.
+//!
+//! [`Smoothing`] runs the *same* limiter code the provider model enforces, client-side, one
+//! per deployment: an attempt the inner policy wants to send waits in a local queue until the
+//! local limiter admits it — by class priority (interactive before hard before bulk before
+//! async), first come first served within a class — and fails with cause `queue_timeout` after
+//! `max_wait`. [`ConcurrencyCap`] is the simplest fix users try: a global cap on attempts in
+//! flight, with the same priority queue.
+//!
+//! The inner policy decides *where*; these wrappers decide *when*. A queued request keeps the
+//! target the inner policy chose, so the inner policy is asked once per attempt.
+
+use super::config::{nested, Catalog, PolicyConfig};
+use super::rules::class_id;
+use super::{AttemptReport, Decision, History, Policy};
+use crate::limiter::{Demand, Limits, MultiLimiter, Permit, Retry};
+use crate::provider::{AttemptOptions, DeploymentId};
+use crate::rng::SplitMix64;
+use crate::time::{Duration, Instant};
+use crate::trace::{ClassId, Request, BUILTIN_CLASSES};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Requests waiting for their turn, by (class rank, arrival order in the queue).
+#[derive(Clone, Debug, Default)]
+pub struct WaitQueue {
+    order: BTreeMap<(u8, u64), u64>,
+    keys: HashMap<u64, (u8, u64)>,
+    next: u64,
+}
+
+impl WaitQueue {
+    /// Adds `id` with priority `rank` (lower goes first) unless it is already queued.
+    pub fn push(&mut self, id: u64, rank: u8) {
+        if self.keys.contains_key(&id) {
+            return;
+        }
+        self.next += 1;
+        self.order.insert((rank, self.next), id);
+        self.keys.insert(id, (rank, self.next));
+    }
+
+    pub fn remove(&mut self, id: u64) -> bool {
+        match self.keys.remove(&id) {
+            Some(key) => {
+                self.order.remove(&key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn head(&self) -> Option<u64> {
+        self.order.values().next().copied()
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.keys.contains_key(&id)
+    }
+
+    /// The first `n` waiting requests, in order.
+    pub fn first(&self, n: usize) -> impl Iterator<Item = u64> + '_ {
+        self.order.values().take(n).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Class ranks from a priority list of built-in class names; unlisted classes go last.
+pub fn class_ranks(field: &str, priority: &[String]) -> Result<Vec<u8>, String> {
+    let mut ranks = vec![u8::MAX; BUILTIN_CLASSES.len()];
+    for (i, name) in priority.iter().enumerate() {
+        let id = class_id(&format!("{field}[{i}]"), name)?;
+        ranks[usize::from(id.0)] = i as u8;
+    }
+    Ok(ranks)
+}
+
+pub fn rank_of(ranks: &[u8], class: ClassId) -> u8 {
+    ranks.get(usize::from(class.0)).copied().unwrap_or(u8::MAX)
+}
+
+fn default_priority() -> Vec<String> {
+    BUILTIN_CLASSES.iter().map(|s| s.to_string()).collect()
+}
+
+fn default_max_wait() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Client-side limits of one deployment.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientLimits {
+    pub rpm: Option<u64>,
+    pub itpm: Option<u64>,
+    pub otpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_in_flight: Option<u32>,
+    pub burst: Option<Duration>,
+}
+
+/// The `smoothing` policy's options.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmoothingConfig {
+    /// The policy that decides where each attempt goes.
+    pub inner: Box<PolicyConfig>,
+    /// Client-side limits per deployment name.
+    #[serde(default)]
+    pub limits: BTreeMap<String, ClientLimits>,
+    /// For deployments without explicit `limits`: this fraction of the provider's own limits
+    /// (e.g. 0.9 keeps 10% headroom). Omit to leave them unsmoothed.
+    pub limits_fraction: Option<f64>,
+    /// Longest a request waits in the local queue before failing with `queue_timeout`.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: Duration,
+    /// Class priority, first served first.
+    #[serde(default = "default_priority")]
+    pub priority: Vec<String>,
+}
+
+/// An attempt the inner policy chose, waiting for the local limiter.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    deployment: DeploymentId,
+    options: AttemptOptions,
+    hedge_after: Option<Duration>,
+    queued_at: Instant,
+}
+
+/// Client-side smoothing with a local limiter per deployment.
+pub struct Smoothing {
+    inner: Box<dyn Policy>,
+    limiters: Vec<Option<MultiLimiter>>,
+    counted_input: Vec<bool>,
+    queues: Vec<WaitQueue>,
+    pending: HashMap<u64, Pending>,
+    parked: HashMap<u64, DeploymentId>,
+    permits: HashMap<(u64, u32), (DeploymentId, Permit)>,
+    ranks: Vec<u8>,
+    max_wait: Duration,
+    to_wake: Vec<u64>,
+}
+
+impl Smoothing {
+    pub fn build(config: &SmoothingConfig, catalog: &Catalog) -> Result<Smoothing, String> {
+        let inner = nested("inner", config.inner.build(catalog))?;
+        if config.max_wait.is_zero() {
+            return Err("max_wait: must be > 0".into());
+        }
+        let mut limiters: Vec<Option<MultiLimiter>> = vec![None; catalog.deployments.len()];
+        for (name, l) in &config.limits {
+            let id = catalog.id(&format!("limits.{name:?}"), name)?;
+            let limits = Limits {
+                rpm: l.rpm,
+                itpm: l.itpm,
+                otpm: l.otpm,
+                tpm: l.tpm,
+                max_in_flight: l.max_in_flight,
+                burst: l.burst.unwrap_or(Duration::from_secs(60)),
+                acceleration: None,
+            };
+            if [limits.rpm, limits.itpm, limits.otpm, limits.tpm].contains(&Some(0))
+                || limits.max_in_flight == Some(0)
+                || limits.burst.is_zero()
+            {
+                return Err(format!("limits.{name:?}: limits and burst must be > 0 when given"));
+            }
+            limiters[id.index()] = Some(MultiLimiter::new(&limits, Instant::ZERO));
+        }
+        if let Some(fraction) = config.limits_fraction {
+            if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+                return Err(format!("limits_fraction: must be in (0, 1], got {fraction}"));
+            }
+            for (i, d) in catalog.deployments.iter().enumerate() {
+                if limiters[i].is_none() {
+                    let scale = |v: Option<u64>| v.map(|x| ((x as f64 * fraction).floor() as u64).max(1));
+                    let limits = Limits {
+                        rpm: scale(d.limits.rpm),
+                        itpm: scale(d.limits.itpm),
+                        otpm: scale(d.limits.otpm),
+                        tpm: scale(d.limits.tpm),
+                        max_in_flight: d
+                            .limits
+                            .max_in_flight
+                            .map(|m| ((f64::from(m) * fraction).floor() as u32).max(1)),
+                        burst: d.limits.burst,
+                        acceleration: None,
+                    };
+                    limiters[i] = Some(MultiLimiter::new(&limits, Instant::ZERO));
+                }
+            }
+        }
+        Ok(Smoothing {
+            inner,
+            counted_input: catalog.deployments.iter().map(|d| d.cache_reads_count_toward_itpm).collect(),
+            queues: vec![WaitQueue::default(); limiters.len()],
+            limiters,
+            pending: HashMap::new(),
+            parked: HashMap::new(),
+            permits: HashMap::new(),
+            ranks: class_ranks("priority", &config.priority)?,
+            max_wait: config.max_wait,
+            to_wake: Vec::new(),
+        })
+    }
+
+    fn wake_head(&mut self, d: DeploymentId) {
+        if let Some(head) = self.queues[d.index()].head() {
+            if self.parked.contains_key(&head) {
+                self.to_wake.push(head);
+            }
+        }
+    }
+
+    fn leave_queue(&mut self, id: u64) {
+        if let Some(p) = self.pending.remove(&id) {
+            self.queues[p.deployment.index()].remove(id);
+            self.parked.remove(&id);
+            self.wake_head(p.deployment);
+        }
+    }
+}
+
+impl Policy for Smoothing {
+    fn route(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &mut History,
+        rng: &mut SplitMix64,
+    ) -> Decision {
+        let id = request.id;
+        self.parked.remove(&id);
+        let pending = match self.pending.get(&id) {
+            Some(p) => *p,
+            None => match self.inner.route(now, request, history, rng) {
+                Decision::Attempt { deployment, options, hedge_after } => {
+                    Pending { deployment, options, hedge_after, queued_at: now }
+                }
+                other => return other,
+            },
+        };
+        let d = pending.deployment;
+        let attempt =
+            Decision::Attempt { deployment: d, options: pending.options, hedge_after: pending.hedge_after };
+        let cached_count = self.counted_input[d.index()];
+        let Some(limiter) = self.limiters[d.index()].as_mut() else {
+            return attempt;
+        };
+        let demand = Demand {
+            input_tokens: if cached_count { request.input_tokens } else { request.uncached_input_tokens() },
+            output_reserve_tokens: request.max_tokens,
+        };
+        let deadline = pending.queued_at + self.max_wait;
+        let queue = &mut self.queues[d.index()];
+        let my_turn = queue.head().is_none_or(|head| head == id);
+        if my_turn || history.hedging {
+            match limiter.try_admit(now, demand) {
+                Ok(permit) => {
+                    self.permits.insert((id, history.attempts + 1), (d, permit));
+                    self.leave_queue(id);
+                    return attempt;
+                }
+                Err(refusal) if refusal.retry == Retry::Never => {
+                    // Larger than the local bucket: smoothing cannot help; let the provider answer.
+                    self.leave_queue(id);
+                    return attempt;
+                }
+                Err(_) if history.hedging => return Decision::Wait { until: now }, // no hedge now
+                Err(refusal) => {
+                    if now >= deadline {
+                        self.leave_queue(id);
+                        return Decision::Reject { reason: "queue_timeout" };
+                    }
+                    self.pending.insert(id, pending);
+                    self.queues[d.index()].push(id, rank_of(&self.ranks, request.class));
+                    if let Retry::At(t) = refusal.retry {
+                        return Decision::Wait { until: t.min(deadline) };
+                    }
+                    self.parked.insert(id, d);
+                    return Decision::Park { until: Some(deadline) };
+                }
+            }
+        }
+        if now >= deadline {
+            self.leave_queue(id);
+            return Decision::Reject { reason: "queue_timeout" };
+        }
+        // Someone with higher priority (or earlier) is ahead: wait to be woken.
+        self.pending.insert(id, pending);
+        queue.push(id, rank_of(&self.ranks, request.class));
+        self.parked.insert(id, d);
+        Decision::Park { until: Some(deadline) }
+    }
+
+    fn observe(&mut self, now: Instant, report: &AttemptReport) {
+        if let Some((d, permit)) = self.permits.remove(&(report.request_id, report.attempt)) {
+            if let Some(limiter) = self.limiters[d.index()].as_mut() {
+                limiter.settle(now, permit, report.output_tokens);
+            }
+            self.wake_head(d);
+        }
+        self.inner.observe(now, report);
+    }
+
+    fn forget(&mut self, now: Instant, request_id: u64) {
+        self.leave_queue(request_id);
+        self.inner.forget(now, request_id);
+    }
+
+    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
+        woken.append(&mut self.to_wake);
+        self.inner.unpark(now, woken);
+    }
+}
+
+/// The `concurrency_cap` policy's options.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencyCapConfig {
+    pub inner: Box<PolicyConfig>,
+    /// Attempts in flight at once, across all deployments.
+    pub max_in_flight: u32,
+    #[serde(default = "default_max_wait")]
+    pub max_wait: Duration,
+    #[serde(default = "default_priority")]
+    pub priority: Vec<String>,
+}
+
+/// A global cap on attempts in flight.
+pub struct ConcurrencyCap {
+    inner: Box<dyn Policy>,
+    max_in_flight: u32,
+    in_flight: u32,
+    admitted: HashMap<(u64, u32), ()>,
+    queue: WaitQueue,
+    pending: HashMap<u64, Pending>,
+    ranks: Vec<u8>,
+    max_wait: Duration,
+    to_wake: Vec<u64>,
+}
+
+impl ConcurrencyCap {
+    pub fn build(config: &ConcurrencyCapConfig, catalog: &Catalog) -> Result<ConcurrencyCap, String> {
+        if config.max_in_flight == 0 {
+            return Err("max_in_flight: must be > 0".into());
+        }
+        if config.max_wait.is_zero() {
+            return Err("max_wait: must be > 0".into());
+        }
+        Ok(ConcurrencyCap {
+            inner: nested("inner", config.inner.build(catalog))?,
+            max_in_flight: config.max_in_flight,
+            in_flight: 0,
+            admitted: HashMap::new(),
+            queue: WaitQueue::default(),
+            pending: HashMap::new(),
+            ranks: class_ranks("priority", &config.priority)?,
+            max_wait: config.max_wait,
+            to_wake: Vec::new(),
+        })
+    }
+
+    fn wake_heads(&mut self) {
+        let free = self.max_in_flight.saturating_sub(self.in_flight) as usize;
+        self.to_wake.extend(self.queue.first(free));
+    }
+}
+
+impl Policy for ConcurrencyCap {
+    fn route(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &mut History,
+        rng: &mut SplitMix64,
+    ) -> Decision {
+        let id = request.id;
+        let pending = match self.pending.get(&id) {
+            Some(p) => *p,
+            None => match self.inner.route(now, request, history, rng) {
+                Decision::Attempt { deployment, options, hedge_after } => {
+                    Pending { deployment, options, hedge_after, queued_at: now }
+                }
+                other => return other,
+            },
+        };
+        // Free slots go to the waiters at the head of the queue first; a newcomer gets one only
+        // if there are more free slots than waiters.
+        let free_slots = self.max_in_flight.saturating_sub(self.in_flight) as usize;
+        let my_turn = if self.queue.contains(id) {
+            self.queue.first(free_slots).any(|w| w == id)
+        } else {
+            self.queue.len() < free_slots
+        };
+        if free_slots > 0 && (my_turn || history.hedging) {
+            self.in_flight += 1;
+            self.admitted.insert((id, history.attempts + 1), ());
+            self.pending.remove(&id);
+            self.queue.remove(id);
+            return Decision::Attempt {
+                deployment: pending.deployment,
+                options: pending.options,
+                hedge_after: pending.hedge_after,
+            };
+        }
+        if history.hedging {
+            return Decision::Wait { until: now };
+        }
+        let deadline = pending.queued_at + self.max_wait;
+        if now >= deadline {
+            self.pending.remove(&id);
+            self.queue.remove(id);
+            self.wake_heads();
+            return Decision::Reject { reason: "queue_timeout" };
+        }
+        self.pending.insert(id, pending);
+        self.queue.push(id, rank_of(&self.ranks, request.class));
+        Decision::Park { until: Some(deadline) }
+    }
+
+    fn observe(&mut self, now: Instant, report: &AttemptReport) {
+        if self.admitted.remove(&(report.request_id, report.attempt)).is_some() {
+            self.in_flight -= 1;
+            self.wake_heads();
+        }
+        self.inner.observe(now, report);
+    }
+
+    fn forget(&mut self, now: Instant, request_id: u64) {
+        if self.pending.remove(&request_id).is_some() {
+            self.queue.remove(request_id);
+        }
+        self.inner.forget(now, request_id);
+    }
+
+    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
+        woken.append(&mut self.to_wake);
+        self.inner.unpark(now, woken);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_queue_serves_by_class_rank_then_arrival() {
+        let mut q = WaitQueue::default();
+        q.push(1, 2); // bulk
+        q.push(2, 0); // interactive
+        q.push(3, 2); // bulk
+        q.push(4, 0); // interactive
+        q.push(2, 0); // already queued: no change
+        assert_eq!(q.first(4).collect::<Vec<_>>(), vec![2, 4, 1, 3]);
+        assert!(q.remove(2));
+        assert_eq!(q.head(), Some(4));
+        assert!(!q.remove(2));
+        assert_eq!(q.len(), 3);
+    }
+
+    #[test]
+    fn class_ranks_follow_the_priority_list_and_reject_unknown_names() {
+        let ranks = class_ranks("priority", &["bulk".into(), "interactive".into()]).unwrap();
+        assert_eq!(rank_of(&ranks, ClassId::BULK), 0);
+        assert_eq!(rank_of(&ranks, ClassId::INTERACTIVE), 1);
+        assert_eq!(rank_of(&ranks, ClassId::ASYNC), u8::MAX);
+        assert!(class_ranks("priority", &["interactve".into()])
+            .unwrap_err()
+            .contains("did you mean \"interactive\""));
+    }
+}

@@ -1,0 +1,227 @@
+//! The policy schema of `[[strategy]] policy = { kind = … }` and how each kind is built.
+//!
+//! Every policy kind's options live with the policy (its own `…Config` struct); this module
+//! is the tagged union over them and the [`Catalog`] a policy resolves deployment names
+//! against. Errors are `path: message` relative to the policy table, e.g.
+//! `chain[1]: unknown deployment "anthropic/sonet"; did you mean "anthropic/sonnet"?`.
+
+use super::adaptive::{Adaptive, AdaptiveConfig};
+use super::deferral::{Deferral, DeferralConfig};
+use super::hedge::{Hedge, HedgeConfig};
+use super::litellm::{LiteLlm, LiteLlmConfig};
+use super::openrouter::{OpenRouter, OpenRouterConfig};
+use super::rules::{Rules, RulesConfig};
+use super::smoothing::{ConcurrencyCap, ConcurrencyCapConfig, Smoothing, SmoothingConfig};
+use super::{Backoff, BatchOnly, Fallback, Policy};
+use crate::provider::{AttemptOptions, Deployment, DeploymentId};
+use crate::suggest::suggestion;
+use crate::time::Duration;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The deployments a policy may route to, and where relative config files are found.
+#[derive(Clone, Copy, Debug)]
+pub struct Catalog<'a> {
+    pub deployments: &'a [Deployment],
+    /// Directory of the scenario file (for `config_file = "litellm.yaml"`).
+    pub base_dir: &'a Path,
+}
+
+impl Catalog<'_> {
+    /// Resolves a deployment name; the error names `field` and suggests a close name.
+    pub fn id(&self, field: &str, name: &str) -> Result<DeploymentId, String> {
+        self.deployments.iter().position(|d| d.name == name).map(|i| DeploymentId(i as u16)).ok_or_else(
+            || {
+                let known: Vec<&str> = self.deployments.iter().map(|d| d.name.as_str()).collect();
+                format!(
+                    "{field}: unknown deployment {name:?}{} (known: {})",
+                    suggestion(name, &known),
+                    known.join(", ")
+                )
+            },
+        )
+    }
+
+    pub fn deployment(&self, id: DeploymentId) -> &Deployment {
+        &self.deployments[id.index()]
+    }
+
+    pub fn all_ids(&self) -> Vec<DeploymentId> {
+        (0..self.deployments.len()).map(|i| DeploymentId(i as u16)).collect()
+    }
+
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+}
+
+/// A routing policy as written in `[[strategy]]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyConfig {
+    /// Everything to one deployment, with the SDK's retry loop (2 retries, 0.5 s → 8 s).
+    Single {
+        deployment: String,
+        #[serde(default = "default_single_attempts")]
+        max_attempts: u32,
+        #[serde(default)]
+        backoff: Backoff,
+        timeout: Option<Duration>,
+        first_token_timeout: Option<Duration>,
+    },
+    /// An ordered chain: on any failure move on; back off after a full round.
+    Fallback {
+        chain: Vec<String>,
+        #[serde(default = "default_fallback_attempts")]
+        max_attempts: u32,
+        #[serde(default)]
+        backoff: Backoff,
+        timeout: Option<Duration>,
+        first_token_timeout: Option<Duration>,
+    },
+    /// Everything to one deployment's batch API.
+    Batch {
+        deployment: String,
+        #[serde(default = "default_fallback_attempts")]
+        max_attempts: u32,
+        #[serde(default)]
+        backoff: Backoff,
+    },
+    /// LiteLLM's Router: model groups, routing strategies, retries, fallbacks, cooldowns.
+    Litellm(LiteLlmConfig),
+    /// OpenRouter's provider preferences and default price-weighted load balancing.
+    Openrouter(OpenRouterConfig),
+    /// Class rules: match on class, token sizes, deadline → a sub-policy.
+    Rules(RulesConfig),
+    /// Client-side smoothing: a local limiter per deployment that queues instead of stampeding.
+    Smoothing(SmoothingConfig),
+    /// A global cap on requests in flight (the simplest fix users try).
+    ConcurrencyCap(ConcurrencyCapConfig),
+    /// Hedged requests: a second attempt after a delay; the first answer wins.
+    Hedge(HedgeConfig),
+    /// Adaptive concurrency per deployment (AIMD on 429s and remaining-capacity headers).
+    Adaptive(AdaptiveConfig),
+    /// Deadline-aware scheduling: hold work with slack until quiet periods.
+    Deferral(DeferralConfig),
+}
+
+fn default_single_attempts() -> u32 {
+    3
+}
+fn default_fallback_attempts() -> u32 {
+    6
+}
+
+/// Checks shared by the retrying policies.
+pub fn check_backoff(b: &Backoff) -> Result<(), String> {
+    if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
+        return Err(format!("backoff.multiplier: must be >= 1, got {}", b.multiplier));
+    }
+    if !(b.jitter.is_finite() && (0.0..=1.0).contains(&b.jitter)) {
+        return Err(format!("backoff.jitter: must be in [0, 1], got {}", b.jitter));
+    }
+    if b.max < b.initial {
+        return Err(format!("backoff.max: {} is shorter than backoff.initial {}", b.max, b.initial));
+    }
+    Ok(())
+}
+
+fn check_attempts(n: u32) -> Result<(), String> {
+    if n == 0 {
+        Err("max_attempts: must be >= 1".to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// A timeout option must be positive when given.
+pub fn check_timeout(field: &str, t: &Option<Duration>) -> Result<(), String> {
+    if t.is_some_and(Duration::is_zero) {
+        return Err(format!("{field}: must be > 0 (omit for none)"));
+    }
+    Ok(())
+}
+
+/// A probability-like option in [0, 1].
+pub fn check_fraction(field: &str, x: f64) -> Result<(), String> {
+    if x.is_finite() && (0.0..=1.0).contains(&x) {
+        Ok(())
+    } else {
+        Err(format!("{field}: must be in [0, 1], got {x}"))
+    }
+}
+
+/// Prefixes an inner error with the field it came from (`policy.` + `rules[0].…`).
+pub fn nested(prefix: &str, result: Result<Box<dyn Policy>, String>) -> Result<Box<dyn Policy>, String> {
+    result.map_err(|e| format!("{prefix}.{e}"))
+}
+
+impl PolicyConfig {
+    /// Builds a fresh policy. Every run gets its own (policies keep state).
+    pub fn build(&self, catalog: &Catalog) -> Result<Box<dyn Policy>, String> {
+        Ok(match self {
+            PolicyConfig::Single { deployment, max_attempts, backoff, timeout, first_token_timeout } => {
+                check_attempts(*max_attempts)?;
+                check_backoff(backoff)?;
+                check_timeout("timeout", timeout)?;
+                check_timeout("first_token_timeout", first_token_timeout)?;
+                Box::new(Fallback {
+                    chain: vec![catalog.id("deployment", deployment)?],
+                    max_attempts: *max_attempts,
+                    backoff: *backoff,
+                    options: AttemptOptions {
+                        timeout: *timeout,
+                        first_token_timeout: *first_token_timeout,
+                        batch: false,
+                    },
+                })
+            }
+            PolicyConfig::Fallback { chain, max_attempts, backoff, timeout, first_token_timeout } => {
+                if chain.is_empty() {
+                    return Err("chain: must name at least one deployment".into());
+                }
+                check_attempts(*max_attempts)?;
+                check_backoff(backoff)?;
+                check_timeout("timeout", timeout)?;
+                check_timeout("first_token_timeout", first_token_timeout)?;
+                let mut ids = Vec::with_capacity(chain.len());
+                for (j, name) in chain.iter().enumerate() {
+                    let id = catalog.id(&format!("chain[{j}]"), name)?;
+                    if ids.contains(&id) {
+                        return Err(format!("chain[{j}]: {name:?} appears twice in the chain"));
+                    }
+                    ids.push(id);
+                }
+                Box::new(Fallback {
+                    chain: ids,
+                    max_attempts: *max_attempts,
+                    backoff: *backoff,
+                    options: AttemptOptions {
+                        timeout: *timeout,
+                        first_token_timeout: *first_token_timeout,
+                        batch: false,
+                    },
+                })
+            }
+            PolicyConfig::Batch { deployment, max_attempts, backoff } => {
+                check_attempts(*max_attempts)?;
+                check_backoff(backoff)?;
+                let id = catalog.id("deployment", deployment)?;
+                if catalog.deployment(id).batch.is_none() {
+                    return Err(format!(
+                        "deployment: {deployment:?} has no batch API (add a `batch` section)"
+                    ));
+                }
+                Box::new(BatchOnly { deployment: id, max_attempts: *max_attempts, backoff: *backoff })
+            }
+            PolicyConfig::Litellm(c) => Box::new(LiteLlm::build(c, catalog)?),
+            PolicyConfig::Openrouter(c) => Box::new(OpenRouter::build(c, catalog)?),
+            PolicyConfig::Rules(c) => Box::new(Rules::build(c, catalog)?),
+            PolicyConfig::Smoothing(c) => Box::new(Smoothing::build(c, catalog)?),
+            PolicyConfig::ConcurrencyCap(c) => Box::new(ConcurrencyCap::build(c, catalog)?),
+            PolicyConfig::Hedge(c) => Box::new(Hedge::build(c, catalog)?),
+            PolicyConfig::Adaptive(c) => Box::new(Adaptive::build(c, catalog)?),
+            PolicyConfig::Deferral(c) => Box::new(Deferral::build(c, catalog)?),
+        })
+    }
+}
