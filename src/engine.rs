@@ -275,8 +275,12 @@ impl Engine<'_> {
             match next_event {
                 Some(t) if t <= horizon => {
                     let scheduled = self.heap.pop().expect("peeked");
-                    self.advance_clock(scheduled.time());
-                    self.handle(scheduled.event);
+                    // Leftovers (a cancelled hedge's end, a wake-up that was overtaken) do not
+                    // move the clock: the run ends at its last real event.
+                    if !self.is_stale(scheduled.event) {
+                        self.advance_clock(scheduled.time());
+                        self.handle(scheduled.event);
+                    }
                 }
                 _ => break,
             }
@@ -379,11 +383,23 @@ impl Engine<'_> {
         self.slots[slot as usize].as_mut().expect("events only refer to live slots")
     }
 
-    fn handle(&mut self, event: Event) {
-        let current = self.slots[event.slot as usize].as_ref().map(|a| a.serial);
-        if current != Some(event.serial) {
-            return; // the request already finished: a leftover of hedging or a parked timeout
+    /// An event for a request that already finished, an attempt that was cancelled, or a
+    /// wake-up that a newer wait replaced.
+    fn is_stale(&self, event: Event) -> bool {
+        let Some(active) = self.slots[event.slot as usize].as_ref().filter(|a| a.serial == event.serial)
+        else {
+            return true;
+        };
+        match event.kind {
+            EventKind::Start => false,
+            EventKind::Wake { token } => token != active.wake_token,
+            EventKind::AttemptEnd { attempt }
+            | EventKind::Hedge { attempt }
+            | EventKind::FirstToken { attempt } => !active.live.iter().any(|a| a.number == attempt),
         }
+    }
+
+    fn handle(&mut self, event: Event) {
         let slot = event.slot;
         match event.kind {
             EventKind::Start => {

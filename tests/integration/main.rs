@@ -3,5 +3,6 @@
 mod behaviour;
 mod cli;
 mod determinism;
+mod policies;
 mod support;
 mod validation;

@@ -1,0 +1,499 @@
+//! The policy library on the virtual clock: each policy's documented behaviour, with
+//! hand-computed or statistically bounded expectations.
+
+use crate::support::*;
+use routesim::metrics::{FailureCause, StrategyMetrics};
+use routesim::policy::config::{Catalog, PolicyConfig};
+use routesim::policy::Policy;
+use routesim::provider::{Deployment, FailureKind};
+use routesim::time::Duration;
+use routesim::trace::{ClassId, Request};
+use std::path::Path;
+
+fn policy(text: &str, deployments: &[Deployment]) -> Box<dyn Policy> {
+    policy_in(text, deployments, Path::new("."))
+}
+
+fn policy_in(text: &str, deployments: &[Deployment], dir: &Path) -> Box<dyn Policy> {
+    let config: PolicyConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    config.build(&Catalog { deployments, base_dir: dir }).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build_error(text: &str, deployments: &[Deployment]) -> String {
+    let config: PolicyConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    config.build(&Catalog { deployments, base_dir: Path::new(".") }).err().expect("expected a build error")
+}
+
+fn simulate(p: &mut Box<dyn Policy>, deployments: &[Deployment], trace: Vec<Request>) -> StrategyMetrics {
+    run(&open_loop(1), deployments, p.as_mut(), trace)
+}
+
+/// A deployment serving model `model` at `input_price` $/M input tokens (output free).
+fn priced(name: &str, provider: &str, model: &str, input_price: f64, extra: &str) -> Deployment {
+    let mut d = deployment(name, extra);
+    d.provider = provider.into();
+    d.model = model.into();
+    d.prices.input_usd_per_token = input_price * 1e-6;
+    d.prices.output_usd_per_token = 0.0;
+    d
+}
+
+fn every(n: u64, gap_ms: f64) -> Vec<Request> {
+    (0..n).map(|i| request(i + 1, i as f64 * gap_ms, 1_000, 10)).collect()
+}
+
+fn served(m: &StrategyMetrics, d: usize) -> u64 {
+    m.by_deployment[d].successes
+}
+
+fn cause(m: &StrategyMetrics, c: FailureCause) -> u64 {
+    m.total.failed_by_cause.get(&c).copied().unwrap_or(0)
+}
+
+// ------------------------------------------------------------------ OpenRouter
+
+#[test]
+fn openrouter_default_load_balancing_weights_by_inverse_square_price() {
+    let ds =
+        [priced("a", "pa", "m", 1.0, ""), priced("b", "pb", "m", 2.0, ""), priced("c", "pc", "m", 3.0, "")];
+    let mut p = policy(
+        r#"kind = "openrouter"
+models = ["m"]"#,
+        &ds,
+    );
+    let n = 20_000;
+    let m = simulate(&mut p, &ds, every(n, 50.0));
+    // Weights 1, 1/4, 1/9 → shares 36/49, 9/49, 4/49; binomial σ ≤ 0.0035, allow 5σ.
+    for (d, expected) in [(0, 36.0 / 49.0), (1, 9.0 / 49.0), (2, 4.0 / 49.0)] {
+        let share = served(&m, d) as f64 / n as f64;
+        assert!(
+            (share - expected).abs() < 0.0175,
+            "deployment {d}: share {share:.4}, expected {expected:.4}"
+        );
+    }
+}
+
+#[test]
+fn openrouter_avoids_an_endpoint_that_failed_in_the_last_30_seconds() {
+    let ds = [
+        priced("a", "pa", "m", 1.0, ""),
+        priced("b", "pb", "m", 2.0, "[errors]\noverloaded_rate = 1.0\n"),
+        priced("c", "pc", "m", 3.0, ""),
+    ];
+    let mut p = policy(
+        r#"kind = "openrouter"
+models = ["m"]"#,
+        &ds,
+    );
+    // 10 requests/s for 600 s. Were b never avoided it would be drawn first 18% of the time
+    // (~1,100 attempts). Avoided, it is rediscovered about once per 30 s window, failing about
+    // twice each time: ~40 attempts; 100 leaves room for requests routed before a failure lands.
+    let m = simulate(&mut p, &ds, every(6_000, 100.0));
+    assert_eq!(m.total.succeeded, 6_000, "every request falls back to a healthy endpoint");
+    assert!(m.by_deployment[1].attempts < 100, "b attempts {}", m.by_deployment[1].attempts);
+    assert_eq!(
+        m.fallbacks_by_cause.get(&FailureKind::Overloaded).copied(),
+        Some(m.by_deployment[1].attempts)
+    );
+}
+
+#[test]
+fn openrouter_sorts_and_soft_preferences_move_slow_endpoints_last() {
+    let slow_cheap = priced("slow", "ps", "m", 1.0, "[latency]\nttft_ms = { dist = \"constant\", value = 3000 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n");
+    let fast_dear = priced("fast", "pf", "m", 5.0, "");
+    let ds = [slow_cheap, fast_dear];
+    let by_price = simulate(
+        &mut policy("kind = \"openrouter\"\nmodels = [\"m\"]\nprovider = { sort = \"price\" }", &ds),
+        &ds,
+        every(200, 500.0),
+    );
+    assert_eq!(served(&by_price, 0), 200);
+    let by_latency = simulate(
+        &mut policy("kind = \"openrouter\"\nmodels = [\"m\"]\nprovider = { sort = \"latency\" }", &ds),
+        &ds,
+        every(200, 500.0),
+    );
+    assert_eq!(served(&by_latency, 1), 200);
+    // Price first, but the cheap endpoint misses "p50 TTFT ≤ 2 s" and goes to the end.
+    let preferred = simulate(
+        &mut policy("kind = \"openrouter\"\nmodels = [\"m\"]\nprovider = { sort = \"price\", preferred_max_latency = 2.0 }", &ds),
+        &ds,
+        every(200, 500.0),
+    );
+    assert_eq!(served(&preferred, 1), 200);
+    // `order` pins the provider; `only` filters.
+    let ordered = simulate(
+        &mut policy("kind = \"openrouter\"\nmodels = [\"m\"]\nprovider = { order = [\"ps\"] }", &ds),
+        &ds,
+        every(50, 500.0),
+    );
+    assert_eq!(served(&ordered, 0), 50);
+    let only = simulate(
+        &mut policy("kind = \"openrouter\"\nmodels = [\"m\"]\nprovider = { only = [\"pf\"] }", &ds),
+        &ds,
+        every(50, 500.0),
+    );
+    assert_eq!(served(&only, 1), 50);
+}
+
+#[test]
+fn openrouter_max_price_is_hard_and_model_fallbacks_follow_in_order() {
+    let ds = [
+        priced("dear", "p1", "m1", 10.0, "[errors]\noverloaded_rate = 1.0\n"),
+        priced("ok", "p2", "m2", 1.0, ""),
+    ];
+    let mut capped =
+        policy("kind = \"openrouter\"\nmodels = [\"m1\"]\nprovider = { max_price = { prompt = 5.0 } }", &ds);
+    let m = simulate(&mut capped, &ds, every(10, 100.0));
+    assert_eq!(cause(&m, FailureCause::Policy("max_price")), 10);
+    assert_eq!(m.total.attempts, 0);
+    let mut fallbacks = policy("kind = \"openrouter\"\nmodels = [\"m1\", \"m2\"]", &ds);
+    let m = simulate(&mut fallbacks, &ds, every(10, 100.0));
+    assert_eq!(m.total.succeeded, 10);
+    assert_eq!(m.total.attempts, 20);
+    assert_eq!(served(&m, 1), 10);
+    assert!(build_error("kind = \"openrouter\"\nmodels = [\"m3\"]", &ds)
+        .starts_with("models[0]: no deployment serves model \"m3\""));
+}
+
+// ------------------------------------------------------------------ LiteLLM
+
+#[test]
+fn litellm_cools_a_deployment_after_allowed_fails_and_then_fails_fast() {
+    // One deployment answering 500 after 0.5 s; a request every second; no retries.
+    let ds = [deployment("a", "[errors]\nserver_error_rate = 1.0\n")];
+    let mut p = policy(
+        r#"kind = "litellm"
+model_list = [{ model_name = "g", deployment = "a" }]
+router_settings = { num_retries = 0, allowed_fails = 3, cooldown_time = "5s" }"#,
+        &ds,
+    );
+    let m = simulate(&mut p, &ds, every(10, 1_000.0));
+    // Failures at t = 0, 1, 2 are allowed; the 4th (t = 3, seen at 3.5 s) cools a until 8.5 s:
+    // requests at 4..8 s find nothing healthy; t = 9 tries again and fails.
+    assert_eq!(m.by_deployment[0].attempts, 5);
+    assert_eq!(cause(&m, FailureCause::Policy("all_cooled_down")), 5);
+    assert_eq!(cause(&m, FailureCause::Attempt(FailureKind::ServerError)), 5);
+}
+
+#[test]
+fn litellm_retries_never_exceed_num_retries_per_group_then_falls_back() {
+    let ds = [deployment("a", "[errors]\noverloaded_rate = 1.0\n"), deployment("b", "")];
+    let mut alone = policy(
+        r#"kind = "litellm"
+model_list = [{ model_name = "g", deployment = "a" }]
+router_settings = { num_retries = 2, allowed_fails = 1000 }"#,
+        &ds,
+    );
+    let m = simulate(&mut alone, &ds, every(20, 1_000.0));
+    assert_eq!(m.total.attempts, 60, "num_retries = 2: three attempts per request");
+    assert_eq!(m.total.failed, 20);
+    let mut with_fallback = policy(
+        r#"kind = "litellm"
+model_list = [{ model_name = "g", deployment = "a" }, { model_name = "backup", deployment = "b" }]
+router_settings = { num_retries = 2, allowed_fails = 1000, fallbacks = [{ g = ["backup"] }] }"#,
+        &ds,
+    );
+    let m = simulate(&mut with_fallback, &ds, every(20, 1_000.0));
+    assert_eq!(m.total.succeeded, 20);
+    assert_eq!(m.total.attempts, 80, "three on the group, then one on the fallback");
+}
+
+#[test]
+fn litellm_a_429_in_a_multi_deployment_group_cools_at_once_for_retry_after() {
+    // a holds one request per second; b takes the rest. Weight 0 on b: shuffle never picks it
+    // while a is healthy.
+    let ds = [deployment("a", "[limits]\nrpm = 60\nburst = \"1s\"\n"), deployment("b", "")];
+    let mut p = policy(
+        r#"kind = "litellm"
+model_list = [{ model_name = "g", deployment = "a", weight = 1.0 }, { model_name = "g", deployment = "b", weight = 0.0 }]"#,
+        &ds,
+    );
+    let mut trace: Vec<Request> = (0..3).map(|i| request(i + 1, 0.0, 10, 10)).collect();
+    trace.push(request(4, 500.0, 10, 10));
+    trace.push(request(5, 1_200.0, 10, 10));
+    let m = simulate(&mut p, &ds, trace);
+    // Requests 2 and 3 hit a's empty bucket (429 at 0.15 s, retry-after 1 s): a is cooled until
+    // 1.15 s, so their retries and request 4 go to b; request 5 (1.2 s) finds a healthy again.
+    assert_eq!(m.by_deployment[0].attempts_429, 2);
+    assert_eq!(served(&m, 0), 2);
+    assert_eq!(served(&m, 1), 3);
+}
+
+#[test]
+fn litellm_routing_strategies_behave_as_documented() {
+    let cheap = priced("cheap", "p", "m", 1.0, "");
+    let dear = priced("dear", "p", "m", 3.0, "[latency]\nttft_ms = { dist = \"constant\", value = 100 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n");
+    let ds = [cheap, dear];
+    let group = r#"model_list = [{ model_name = "g", deployment = "cheap", rpm = 10 }, { model_name = "g", deployment = "dear", rpm = 10 }]"#;
+    let run_with = |strategy: &str, trace: Vec<Request>| {
+        let text =
+            format!("kind = \"litellm\"\n{group}\nrouter_settings = {{ routing_strategy = \"{strategy}\" }}");
+        simulate(&mut policy(&text, &ds), &ds, trace)
+    };
+    let cost = run_with("cost-based-routing", every(100, 2_000.0));
+    assert_eq!(served(&cost, 0), 100, "cheapest healthy deployment");
+    // Latency: both unmeasured at first; then dear (0.1 s vs 1 s) wins every time.
+    let latency = run_with("latency-based-routing", every(100, 2_000.0));
+    assert!(served(&latency, 1) >= 98, "{}", served(&latency, 1));
+    // Usage-based: 30 requests in one minute, rpm 10 each: 20 served, 10 find nothing healthy.
+    let usage = run_with("usage-based-routing", every(30, 100.0));
+    assert_eq!(served(&usage, 0) + served(&usage, 1), 20);
+    assert_eq!((served(&usage, 0), served(&usage, 1)), (10, 10));
+    assert_eq!(cause(&usage, FailureCause::Policy("all_cooled_down")), 10);
+    // Shuffle by rpm 10 : 10 → even split (2,000 requests: σ of a share is 0.011, allow 5σ).
+    let shuffle = run_with("simple-shuffle", every(2_000, 30.0));
+    let share = served(&shuffle, 0) as f64 / 2_000.0;
+    assert!((share - 0.5).abs() < 0.056, "simple-shuffle: share {share}");
+    // Least-busy: dear answers in 0.2 s, cheap in 1.1 s, so cheap has more in flight and gets
+    // fewer requests. At one request per 30 ms cheap holds ~1.1/0.03 × its share in flight;
+    // balance needs share_cheap × 1.1 ≈ share_dear × 0.2, i.e. share_cheap ≈ 0.15.
+    let least = run_with("least-busy", every(2_000, 30.0));
+    let share = served(&least, 0) as f64 / 2_000.0;
+    assert!((share - 0.154).abs() < 0.05, "least-busy: share {share}");
+}
+
+#[test]
+fn litellm_loads_a_proxy_config_yaml_and_rejects_unsupported_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = [
+        priced("anthropic/sonnet", "anthropic", "claude-sonnet-4.5", 3.0, ""),
+        priced("openai/gpt-5", "openai", "gpt-5", 1.25, ""),
+    ];
+    std::fs::write(
+        dir.path().join("litellm.yaml"),
+        r#"model_list:
+  - model_name: claude
+    litellm_params:
+      model: anthropic/claude-sonnet-4.5
+      api_key: os.environ/ANTHROPIC_API_KEY
+      rpm: 100
+  - model_name: gpt
+    litellm_params:
+      model: openai/gpt-5
+      timeout: 30
+router_settings:
+  routing_strategy: simple-shuffle
+  num_retries: 1
+  cooldown_time: 10
+  fallbacks: [{"claude": ["gpt"]}]
+"#,
+    )
+    .unwrap();
+    let mut p = policy_in(
+        r#"kind = "litellm"
+config_file = "litellm.yaml"
+model = "claude""#,
+        &ds,
+        dir.path(),
+    );
+    let m = run(&open_loop(1), &ds, p.as_mut(), every(10, 1_000.0));
+    assert_eq!(served(&m, 0), 10, "the claude group maps to anthropic/sonnet by model name");
+
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "model_list:\n  - model_name: x\n    litellm_params:\n      model: openai/gpt-5\n      priority: 3\n",
+    )
+    .unwrap();
+    let config: PolicyConfig = toml::from_str("kind = \"litellm\"\nconfig_file = \"bad.yaml\"").unwrap();
+    let err = config.build(&Catalog { deployments: &ds, base_dir: dir.path() }).err().unwrap();
+    assert!(err.contains("model_list[0].litellm_params.priority: unsupported key \"priority\""), "{err}");
+}
+
+// ------------------------------------------------------------------ rules, batch
+
+#[test]
+fn class_rules_send_each_bucket_to_its_sub_policy() {
+    let ds = [
+        deployment("fast", ""),
+        deployment("premium", ""),
+        deployment("cheap", "[batch]\ncompletion_ms = { dist = \"constant\", value = 600000 }\n"),
+    ];
+    let mut p = policy(
+        r#"kind = "rules"
+default = { kind = "single", deployment = "cheap" }
+[[rules]]
+match = { class = ["interactive"] }
+policy = { kind = "single", deployment = "fast" }
+[[rules]]
+match = { class = ["hard"], min_input_tokens = 500 }
+policy = { kind = "fallback", chain = ["premium", "fast"] }
+[[rules]]
+match = { class = ["async"] }
+policy = { kind = "batch", deployment = "cheap" }"#,
+        &ds,
+    );
+    let classes = [ClassId::INTERACTIVE, ClassId::HARD, ClassId::BULK, ClassId::ASYNC];
+    let trace: Vec<Request> = (0..40)
+        .map(|i| Request { class: classes[i as usize % 4], ..request(i + 1, i as f64 * 100.0, 1_000, 10) })
+        .collect();
+    let m = simulate(&mut p, &ds, trace);
+    assert_eq!((served(&m, 0), served(&m, 1), served(&m, 2)), (10, 10, 10));
+    assert_eq!(m.by_deployment[2].batch_accepted, 10);
+    assert_eq!(m.total.batched, 10);
+    assert_eq!(m.by_class[3].batch_completion.count(), 10);
+    assert_eq!(m.by_class[3].ttft.count(), 0, "batch results stay out of interactive latency");
+    assert!(build_error("kind = \"rules\"\ndefault = { kind = \"single\", deployment = \"fast\" }\n[[rules]]\nmatch = { class = [\"interactve\"] }\npolicy = { kind = \"single\", deployment = \"fast\" }", &ds)
+        .starts_with("rules[0].match.class[0]: unknown class \"interactve\""));
+}
+
+// ------------------------------------------------------------------ smoothing and caps
+
+#[test]
+fn smoothing_queues_instead_of_stampeding_and_serves_interactive_first() {
+    let ds = [deployment("a", "[limits]\nrpm = 60\nburst = \"1s\"\n")];
+    // 5 bulk requests at t = 0, then 5 interactive at t = 1 ms.
+    let trace: Vec<Request> = (0..10)
+        .map(|i| {
+            let class = if i < 5 { ClassId::BULK } else { ClassId::INTERACTIVE };
+            Request { class, ..request(i + 1, if i < 5 { 0.0 } else { 1.0 }, 10, 0) }
+        })
+        .collect();
+    let unsmoothed = simulate(
+        &mut policy("kind = \"single\"\ndeployment = \"a\"\nmax_attempts = 1", &ds),
+        &ds,
+        trace.clone(),
+    );
+    assert_eq!(unsmoothed.total.rate_limited, 9);
+    let mut smooth = policy(
+        r#"kind = "smoothing"
+inner = { kind = "single", deployment = "a", max_attempts = 1 }
+limits = { a = { rpm = 60, burst = "1s" } }"#,
+        &ds,
+    );
+    let m = simulate(&mut smooth, &ds, trace);
+    assert_eq!(m.total.attempts_429, 0);
+    assert_eq!(m.total.succeeded, 10);
+    // One token per second: bulk #1 at 0 s, then the five interactive at 1..5 s, then bulk at
+    // 6..9 s; TTFT is 1 s after sending.
+    let interactive = m.by_class[0].ttft.summary();
+    let bulk = m.by_class[2].ttft.summary();
+    assert!((interactive.max - 5_999.0).abs() < 10.0, "interactive max {}", interactive.max);
+    assert!((bulk.max - 10_000.0).abs() < 10.0, "bulk max {}", bulk.max);
+
+    let mut bounded = policy(
+        r#"kind = "smoothing"
+inner = { kind = "single", deployment = "a", max_attempts = 1 }
+limits = { a = { rpm = 60, burst = "1s" } }
+max_wait = "3500ms""#,
+        &ds,
+    );
+    let trace: Vec<Request> = (0..10).map(|i| request(i + 1, 0.0, 10, 0)).collect();
+    let m = simulate(&mut bounded, &ds, trace);
+    // Sent at 0, 1, 2, 3 s; the rest would wait past 3.5 s.
+    assert_eq!(m.total.succeeded, 4);
+    assert_eq!(cause(&m, FailureCause::Policy("queue_timeout")), 6);
+}
+
+#[test]
+fn a_global_concurrency_cap_runs_requests_in_waves() {
+    let ds = [deployment("a", "")];
+    let mut p = policy(
+        "kind = \"concurrency_cap\"\nmax_in_flight = 2\ninner = { kind = \"single\", deployment = \"a\" }",
+        &ds,
+    );
+    // Six requests of exactly 2 s at t = 0 through 2 slots: e2e 2, 2, 4, 4, 6, 6 s.
+    let trace: Vec<Request> = (0..6).map(|i| request(i + 1, 0.0, 10, 100)).collect();
+    let m = simulate(&mut p, &ds, trace);
+    let e2e = m.total.e2e.summary();
+    assert!((e2e.max - 6_000.0).abs() < 7.0 && (e2e.mean - 4_000.0).abs() < 5.0, "{e2e:?}");
+}
+
+// ------------------------------------------------------------------ beyond the peers
+
+#[test]
+fn hedging_wins_with_the_faster_answer_and_bills_the_loser_honestly() {
+    let slow = deployment("slow", "[latency]\nttft_ms = { dist = \"constant\", value = 5000 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n");
+    let fast = deployment("fast", "");
+    let ds = [slow, fast];
+    let mut p = policy(
+        r#"kind = "hedge"
+inner = { kind = "single", deployment = "slow" }
+hedge_to = ["fast"]
+min_delay = "1s"
+max_hedge_fraction = 1.0"#,
+        &ds,
+    );
+    let m = simulate(&mut p, &ds, vec![request(1, 0.0, 1_000_000, 100)]);
+    // Hedge at 1 s; fast's first token at 2 s wins; slow (no token yet) is cancelled at 2 s and
+    // billed for the prompt only; fast finishes at 3 s.
+    assert_eq!(m.total.succeeded, 1);
+    assert!((m.total.ttft.summary().max - 2_000.0).abs() < 3.0);
+    assert_eq!(m.total.attempts, 2);
+    assert!((m.by_deployment[0].cost_usd - 3.0).abs() < 1e-9, "slow billed for 1M prompt tokens at $3/M");
+    assert!((m.total.cost_usd - (6.0 + 100.0 * 15e-6)).abs() < 1e-9);
+    assert_eq!(m.last_event_at, routesim::time::Instant::from_millis(3_000));
+}
+
+#[test]
+fn hedging_cuts_the_tail_within_its_budget() {
+    let tail = deployment("tail", "[latency]\nttft_ms = { dist = \"lognormal\", median = 800, sigma = 1.0 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n");
+    let steady = deployment("steady", "[latency]\nttft_ms = { dist = \"constant\", value = 900 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n");
+    let ds = [tail, steady];
+    let trace = poisson_trace(5_000, 5.0, 2, 100, 50);
+    let plain = simulate(&mut policy("kind = \"single\"\ndeployment = \"tail\"", &ds), &ds, trace.clone());
+    let hedged = simulate(
+        &mut policy(
+            "kind = \"hedge\"\ninner = { kind = \"single\", deployment = \"tail\" }\nhedge_to = [\"steady\"]\nmin_delay = \"500ms\"\nmax_hedge_fraction = 0.2",
+            &ds,
+        ),
+        &ds,
+        trace,
+    );
+    let (p99_plain, p99_hedged) = (plain.total.ttft.quantile_ms(0.99), hedged.total.ttft.quantile_ms(0.99));
+    // Without hedging p99 ≈ 800·e^(2.326) ≈ 8.2 s; hedged at ~p90 (≈ 2.9 s) the steady
+    // deployment answers 0.9 s later: p99 ≈ 3.8 s.
+    assert!(p99_hedged < 0.6 * p99_plain, "p99 {p99_hedged} vs {p99_plain}");
+    // About 10% of requests pass the p90 delay; the 20% budget is a hard cap.
+    let hedges = hedged.by_deployment[1].attempts as f64;
+    assert!(hedges <= 0.2 * 5_000.0 + 1.0 && hedges > 0.05 * 5_000.0, "hedges: {hedges}");
+}
+
+#[test]
+fn adaptive_concurrency_learns_a_hidden_concurrency_limit() {
+    // The provider silently allows 4 in flight; requests take ~1 s; 8 arrive per second.
+    let ds = [deployment("a", "[limits]\nmax_in_flight = 4\n[latency]\nttft_ms = { dist = \"exponential\", mean = 500 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n")];
+    let trace = poisson_trace(4_000, 8.0, 5, 10, 50);
+    let naive = simulate(
+        &mut policy("kind = \"single\"\ndeployment = \"a\"\nmax_attempts = 10", &ds),
+        &ds,
+        trace.clone(),
+    );
+    let adaptive = simulate(
+        &mut policy("kind = \"adaptive\"\ninner = { kind = \"single\", deployment = \"a\", max_attempts = 10 }\nmax_wait = \"10m\"", &ds),
+        &ds,
+        trace,
+    );
+    let rate = |m: &StrategyMetrics| m.total.attempts_429 as f64 / m.total.attempts as f64;
+    assert!(rate(&adaptive) < rate(&naive) / 3.0, "429 share {} vs {}", rate(&adaptive), rate(&naive));
+    assert_eq!(adaptive.total.succeeded + adaptive.total.rate_limited + adaptive.total.failed, 4_000);
+}
+
+#[test]
+fn deferral_holds_async_work_until_the_system_is_quiet() {
+    let ds = [deployment("a", "")];
+    let mut p = policy(
+        r#"kind = "deferral"
+inner = { kind = "single", deployment = "a" }
+busy_in_flight = 0
+recheck = "30s"
+slack = "30m""#,
+        &ds,
+    );
+    // A 100 s interactive call from t = 0 (1 s to first token, 9,900 tokens at 100/s), and an
+    // async job at t = 1 s with a 1 h deadline.
+    let long = request(1, 0.0, 10, 9_900);
+    let job = Request {
+        class: ClassId::ASYNC,
+        deadline: Some(Duration::from_mins(60)),
+        ..request(2, 1_000.0, 10, 0)
+    };
+    let m = simulate(&mut p, &ds, vec![long, job]);
+    // Busy until 100 s; rechecks at 31, 61, 91, 121 s: the job starts at 121 s, first token 122 s.
+    assert!(
+        (m.by_class[3].ttft.summary().max - 121_000.0).abs() < 130.0,
+        "{:?}",
+        m.by_class[3].ttft.summary()
+    );
+    assert_eq!(m.total.succeeded, 2);
+}
