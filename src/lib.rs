@@ -9,6 +9,7 @@
 pub mod dist;
 pub mod engine;
 pub mod limiter;
+pub mod live;
 pub mod metrics;
 pub mod policy;
 pub mod provider;

@@ -3,6 +3,7 @@
 mod behaviour;
 mod cli;
 mod determinism;
+mod live;
 mod policies;
 mod support;
 mod validation;

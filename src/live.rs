@@ -1,0 +1,217 @@
+//! The live adapter: the same policy (and limiter) code the simulator runs, driven by the
+//! wall clock. Proof that the routing code is real: a gateway wraps a [`LiveRouter`] and calls
+//! [`LiveRouter::call`] with a function that performs one attempt against a real provider.
+//!
+//! Thread-safe: one mutex guards the policy and the per-request histories; it is never held
+//! while an attempt runs or while a caller sleeps. Time is `std::time::Instant` converted to
+//! the library's [`Instant`] (microseconds since the router was created). Parked requests
+//! poll every `park_poll` (a live gateway would use a condition variable; polling keeps the
+//! adapter small and the policy code unchanged).
+
+use crate::policy::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use crate::provider::{AttemptOptions, DeploymentId};
+use crate::provider::{Deployment, DeploymentState, PlannedOutcome};
+use crate::rng::{DrawKey, Purpose};
+use crate::time::{Duration, Instant};
+use crate::trace::Request;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+/// How a live call ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LiveOutcome {
+    /// The last report (a success or a batch acceptance).
+    Served(AttemptReport),
+    /// The policy gave up; the last attempt's report, if any.
+    GaveUp(Option<AttemptReport>),
+    /// The policy refused with a reason.
+    Rejected(&'static str),
+}
+
+struct State {
+    policy: Box<dyn Policy>,
+    histories: HashMap<u64, History>,
+    /// Parked requests the policy has released, until their thread notices.
+    woken: HashSet<u64>,
+}
+
+/// A thread-safe router over wall-clock time.
+pub struct LiveRouter {
+    state: Mutex<State>,
+    epoch: std::time::Instant,
+    seed: u64,
+    /// How often a parked request asks again.
+    pub park_poll: std::time::Duration,
+}
+
+impl LiveRouter {
+    pub fn new(policy: Box<dyn Policy>, seed: u64) -> LiveRouter {
+        LiveRouter {
+            state: Mutex::new(State { policy, histories: HashMap::new(), woken: HashSet::new() }),
+            epoch: std::time::Instant::now(),
+            seed,
+            park_poll: std::time::Duration::from_millis(2),
+        }
+    }
+
+    /// Now, on the router's clock.
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// The wall-clock instant of a router instant.
+    pub fn wall(&self, at: Instant) -> std::time::Instant {
+        self.epoch + std::time::Duration::from_micros(at.as_micros())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic in another caller must not wedge the gateway: the state is still consistent
+        // at every unlock point, so a poisoned lock is recovered.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Routes `request` to completion. `attempt` performs one attempt at a deployment (it may
+    /// block for as long as the provider takes) and returns its report.
+    pub fn call<F>(&self, request: &Request, mut attempt: F) -> LiveOutcome
+    where
+        F: FnMut(DeploymentId, AttemptOptions, u32) -> AttemptReport,
+    {
+        let started_at = self.now();
+        self.lock().histories.insert(request.id, History::new(started_at));
+        let outcome = loop {
+            let decision = {
+                let mut state = self.lock();
+                let State { policy, histories, .. } = &mut *state;
+                let history = histories.get_mut(&request.id).expect("inserted above");
+                let mut rng = DrawKey {
+                    seed: self.seed,
+                    request: request.id,
+                    attempt: history.attempts | (history.waits << 16),
+                    deployment: 0,
+                    purpose: Purpose::Policy,
+                }
+                .rng();
+                let decision = policy.route(self.now(), request, history, &mut rng);
+                if let Decision::Attempt { .. } = decision {
+                    history.attempts += 1;
+                    history.live_attempts += 1;
+                }
+                (decision, history.attempts)
+            };
+            match decision {
+                (Decision::Attempt { deployment, options, .. }, number) => {
+                    // Hedging needs concurrent attempts: the live adapter runs the first only.
+                    let report = attempt(deployment, options, number);
+                    let mut state = self.lock();
+                    let State { policy, histories, .. } = &mut *state;
+                    policy.observe(self.now(), &report);
+                    let history = histories.get_mut(&request.id).expect("inserted above");
+                    history.live_attempts -= 1;
+                    if report.failure().is_none() {
+                        break LiveOutcome::Served(report);
+                    }
+                    history.record(report);
+                }
+                (Decision::Wait { until }, _) => {
+                    sleep_until(self.wall(until));
+                    self.lock().histories.get_mut(&request.id).expect("inserted above").waited();
+                }
+                (Decision::Park { until }, _) => {
+                    // Poll until the policy would let us go, or until the deadline.
+                    let deadline = until.map(|u| self.wall(u));
+                    loop {
+                        std::thread::sleep(self.park_poll);
+                        let mut state = self.lock();
+                        let mut released = Vec::new();
+                        state.policy.unpark(self.now(), &mut released);
+                        state.woken.extend(released);
+                        if state.woken.remove(&request.id)
+                            || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+                        {
+                            break;
+                        }
+                    }
+                    self.lock().histories.get_mut(&request.id).expect("inserted above").waited();
+                }
+                (Decision::GiveUp, _) => {
+                    let last = self.lock().histories.get(&request.id).and_then(|h| h.last.clone());
+                    break LiveOutcome::GaveUp(last);
+                }
+                (Decision::Reject { reason }, _) => break LiveOutcome::Rejected(reason),
+            }
+        };
+        let mut state = self.lock();
+        state.histories.remove(&request.id);
+        let now = self.now();
+        state.policy.forget(now, request.id);
+        outcome
+    }
+}
+
+fn sleep_until(at: std::time::Instant) {
+    let now = std::time::Instant::now();
+    if at > now {
+        std::thread::sleep(at - now);
+    }
+}
+
+/// Converts a library duration to a std one.
+pub fn std_duration(d: Duration) -> std::time::Duration {
+    std::time::Duration::from_micros(d.as_micros())
+}
+
+/// The provider model served in real time: each attempt is decided by the same
+/// [`DeploymentState`] the simulator uses, then the caller's thread sleeps for as long as the
+/// modelled answer takes. For examples, tests and dry runs of a gateway without a provider.
+pub struct ModelledProvider {
+    deployments: Vec<Deployment>,
+    states: Mutex<Vec<DeploymentState>>,
+    seed: u64,
+}
+
+impl ModelledProvider {
+    pub fn new(deployments: Vec<Deployment>, seed: u64) -> ModelledProvider {
+        let states = deployments.iter().map(|d| DeploymentState::new(d, seed)).collect();
+        ModelledProvider { deployments, states: Mutex::new(states), seed }
+    }
+
+    /// Runs attempt `number` of `request` at `deployment`, on `router`'s clock, blocking until
+    /// the modelled answer arrives.
+    pub fn attempt(
+        &self,
+        router: &LiveRouter,
+        request: &Request,
+        deployment: DeploymentId,
+        options: AttemptOptions,
+        number: u32,
+    ) -> AttemptReport {
+        let d = deployment.index();
+        let started_at = router.now();
+        let plan = {
+            let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            states[d].start_attempt(&self.deployments[d], self.seed, request, number, started_at, options)
+        };
+        sleep_until(router.wall(plan.ends_at));
+        let ended_at = router.now();
+        let (outcome, retry_after) = match plan.outcome {
+            PlannedOutcome::Success => (AttemptOutcome::Success, None),
+            PlannedOutcome::Batched => (AttemptOutcome::Batched, None),
+            PlannedOutcome::Failed { kind, retry_after, .. } => (AttemptOutcome::Failed(kind), retry_after),
+        };
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states[d].finish(ended_at, plan.outcome, plan.permit, plan.output_tokens, options.batch);
+        AttemptReport {
+            request_id: request.id,
+            class: request.class,
+            attempt: number,
+            deployment,
+            started_at,
+            ended_at,
+            first_token_at: plan.first_token_at,
+            outcome,
+            retry_after,
+            output_tokens: plan.output_tokens,
+            remaining: Some(states[d].headers(ended_at)),
+        }
+    }
+}
