@@ -591,6 +591,7 @@ impl Engine<'_> {
                 started_at: loser.started_at,
                 ended_at: now,
                 failure: Some(FailureKind::Cancelled),
+                axis: None,
                 batch: loser.batch,
                 input_tokens: request.input_tokens,
                 cached_input_tokens: request.cached_input_tokens,
@@ -626,9 +627,9 @@ impl Engine<'_> {
         let AttemptPlan { first_token_at, outcome, output_tokens, cost_usd, permit, .. } = plan;
         let d = deployment.index();
         self.states[d].finish(now, outcome, permit, output_tokens, batch);
-        let (failure, retry_after) = match outcome {
-            PlannedOutcome::Failed { kind, retry_after, .. } => (Some(kind), retry_after),
-            _ => (None, None),
+        let (failure, axis, retry_after) = match outcome {
+            PlannedOutcome::Failed { kind, axis, retry_after } => (Some(kind), axis, retry_after),
+            _ => (None, None, None),
         };
         let request = &active.request;
         self.metrics.record_attempt(&AttemptRecord {
@@ -637,6 +638,7 @@ impl Engine<'_> {
             started_at,
             ended_at: now,
             failure,
+            axis,
             batch,
             input_tokens: request.input_tokens,
             cached_input_tokens: request.cached_input_tokens,

@@ -5,6 +5,7 @@
 //! come from a real histogram in constant memory, not from a sorted copy of every request.
 //! Metrics must not know about plotting or the engine loop: the engine calls `record_*`.
 
+use crate::limiter::Axis;
 use crate::provider::FailureKind;
 use crate::time::{Duration, Instant};
 use crate::trace::{ClassId, ClassTable};
@@ -219,6 +220,9 @@ pub struct DeploymentMetrics {
     pub server_errors: u64,
     pub overloaded: u64,
     pub timeouts: u64,
+    /// 429s by the limit that refused (`rpm`, `itpm`, `otpm`, `tpm`, `concurrency`,
+    /// `acceleration`): which limit binds.
+    pub attempts_429_by_axis: BTreeMap<Axis, u64>,
     pub input_tokens: u64,
     pub cached_input_tokens: u64,
     pub output_tokens: u64,
@@ -276,6 +280,8 @@ pub struct AttemptRecord {
     pub started_at: Instant,
     pub ended_at: Instant,
     pub failure: Option<FailureKind>,
+    /// For rate limits: the limit that refused.
+    pub axis: Option<Axis>,
     pub batch: bool,
     pub input_tokens: u64,
     pub cached_input_tokens: u64,
@@ -358,6 +364,9 @@ impl StrategyMetrics {
             d.batch_accepted += 1;
         } else if served {
             d.successes += 1;
+        }
+        if let (true, Some(axis)) = (is_429, a.axis) {
+            *d.attempts_429_by_axis.entry(axis).or_insert(0) += 1;
         }
         match a.failure {
             Some(FailureKind::ServerError) => d.server_errors += 1,
@@ -581,6 +590,7 @@ mod tests {
                 started_at: t,
                 ended_at: t,
                 failure: (i < 5).then_some(FailureKind::RateLimited),
+                axis: (i < 5).then_some(Axis::InputTokens),
                 batch: false,
                 input_tokens: 10,
                 cached_input_tokens: 0,
@@ -595,5 +605,6 @@ mod tests {
         assert_eq!(s.ttft_ms.count, 6);
         assert_eq!(s.batch_completion_ms.count, 1);
         assert_eq!(m.by_deployment[0].input_tokens, 150, "429s consume no tokens");
+        assert_eq!(m.by_deployment[0].attempts_429_by_axis.get(&Axis::InputTokens), Some(&5));
     }
 }
