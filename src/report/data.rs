@@ -330,6 +330,16 @@ impl SweepResults {
                 message: "no metric columns (named <metric>_mean)".into(),
             });
         }
+        // Statistics must be numbers (an empty cell means "not computed", e.g. a CI of one seed).
+        for (c, h) in table.header.iter().enumerate() {
+            if STAT_SUFFIXES.iter().any(|s| h.ends_with(s)) {
+                for r in 0..table.rows.len() {
+                    if !table.rows[r][c].is_empty() {
+                        table.number(r, c)?;
+                    }
+                }
+            }
+        }
         Ok(SweepResults { table })
     }
 
@@ -374,10 +384,11 @@ impl SweepResults {
         self.stat(row, metric, "_mean")
     }
 
+    /// `metric` + `suffix` in `row`; `None` when the column is absent or the cell empty.
     pub fn stat(&self, row: usize, metric: &str, suffix: &str) -> Result<Option<f64>, ReportError> {
         match self.table.column(&format!("{metric}{suffix}")) {
-            None => Ok(None),
-            Some(c) => self.table.number(row, c).map(Some),
+            Some(c) if !self.table.rows[row][c].is_empty() => self.table.number(row, c).map(Some),
+            _ => Ok(None),
         }
     }
 }

@@ -176,6 +176,36 @@ fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
     out
 }
 
+/// A number for an axis tick or a label: `4M`, `1.5k`, `0.012`, without float noise.
+pub fn compact_number(x: f64) -> String {
+    let trim = |t: String| {
+        if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            t
+        }
+    };
+    let a = x.abs();
+    if a >= 1e9 {
+        format!("{}G", trim(format!("{:.2}", x / 1e9)))
+    } else if a >= 1e6 {
+        format!("{}M", trim(format!("{:.2}", x / 1e6)))
+    } else if a >= 1e4 {
+        format!("{}k", trim(format!("{:.2}", x / 1e3)))
+    } else if a >= 10.0 || a == 0.0 {
+        trim(format!("{x:.1}"))
+    } else {
+        trim(format!("{x:.4}"))
+    }
+}
+
+/// A tick label with as many decimals as an axis spanning `span` needs to tell its ticks
+/// apart (about ten ticks per axis).
+fn tick_label(x: f64, span: f64) -> String {
+    let decimals = if span > 0.0 { (1.0 - span.log10().floor()).clamp(0.0, 6.0) as usize } else { 2 };
+    format!("{x:.decimals$}")
+}
+
 /// Seconds with a precision that suits the magnitude (axis ticks).
 fn seconds_label(s: f64) -> String {
     if s >= 10.0 {
@@ -194,7 +224,34 @@ fn is_one_two_five(x: f64) -> bool {
         return false;
     }
     let mantissa = x / 10f64.powf(x.log10().floor());
-    [1.0, 2.0, 5.0, 10.0].iter().any(|m| (mantissa - m).abs() < 1e-6 * m)
+    [1.0, 2.0, 5.0, 10.0].iter().any(|m| (mantissa - m).abs() < 1e-3 * m)
+}
+
+/// The nearest 1, 2 or 5 times a power of ten at or below (`up = false`) or above `x > 0`.
+fn snap_one_two_five(x: f64, up: bool) -> f64 {
+    let decade = 10f64.powf(x.log10().floor());
+    let steps = [1.0, 2.0, 5.0, 10.0].map(|m| m * decade);
+    if up {
+        steps.into_iter().find(|s| *s >= x * (1.0 - 1e-9)).unwrap_or(10.0 * decade)
+    } else {
+        steps.into_iter().rev().find(|s| *s <= x * (1.0 + 1e-9)).unwrap_or(decade)
+    }
+}
+
+/// Every 1-2-5 value in `[lo, hi]`: the labelled ticks of a log axis.
+fn one_two_five_between(lo: f64, hi: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = m * decade;
+            if v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9) {
+                out.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    out
 }
 
 /// TTFT CDF: one panel per class, one line per strategy, log-latency axis.
@@ -213,8 +270,9 @@ where
         .collect();
     let body = frame(root, "Time to first token by class: share of requests served within x", &legend)?;
     let positive = rows.iter().map(|r| r.ttft_ms / 1000.0).filter(|s| *s > 0.0);
-    let lo = positive.clone().fold(f64::INFINITY, f64::min).max(1e-3) / 1.3;
-    let hi = positive.fold(0.0, f64::max).max(lo * 10.0) * 1.3;
+    // Axis ends on 1-2-5 values so that the log axis has labelled ticks at both ends.
+    let lo = snap_one_two_five(positive.clone().fold(f64::INFINITY, f64::min).max(1e-3) / 1.2, false);
+    let hi = snap_one_two_five((positive.fold(0.0, f64::max) * 1.2).max(lo * 10.0), true);
     let columns = if classes.len() > 1 { 2 } else { 1 };
     let panel_rows = classes.len().div_ceil(columns).max(1);
     let panels = body.split_evenly((panel_rows, columns));
@@ -224,7 +282,10 @@ where
             .margin(12)
             .x_label_area_size(48)
             .y_label_area_size(64)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0..100.0)?;
+            .build_cartesian_2d(
+                (lo..hi).log_scale().with_key_points(one_two_five_between(lo, hi)),
+                0.0..100.0,
+            )?;
         chart
             .configure_mesh()
             .x_desc("time to first token from arrival (s, log scale)")
@@ -291,7 +352,8 @@ where
             })
         })
         .fold(0.0, f64::max);
-    let y_max = (stacked_max * 1.12).max(1.0);
+    // At least 5 so that a run without 429s still gets whole-number ticks.
+    let y_max = (stacked_max * 1.12).max(5.0);
     let panels = body.split_evenly((strategies.len().max(1), 1));
     for (s, (strategy, panel)) in strategies.iter().zip(panels).enumerate() {
         let mut chart = ChartBuilder::on(&panel)
@@ -310,8 +372,9 @@ where
             .configure_mesh()
             .x_desc("time since start of trace (min)")
             .y_desc("429 answers per minute")
-            .x_label_formatter(&|m| format!("{m:.0}"))
+            .x_label_formatter(&|m| tick_label(*m, x_max))
             .y_label_formatter(&|v| format!("{v:.0}"))
+            .y_labels(6)
             .label_style(font(14))
             .axis_desc_style(font(15))
             .light_line_style(TRANSPARENT)
@@ -475,8 +538,8 @@ where
         .configure_mesh()
         .x_desc(latency_desc)
         .y_desc("cost of the trace (USD)")
-        .x_label_formatter(&|s| format!("{s:.2}"))
-        .y_label_formatter(&|c| format!("{c:.0}"))
+        .x_label_formatter(&|s| tick_label(*s, x1 - x0))
+        .y_label_formatter(&|c| tick_label(*c, y1 - y0))
         .label_style(font(14))
         .axis_desc_style(font(15))
         .light_line_style(TRANSPARENT)
@@ -495,9 +558,18 @@ where
     }
     chart
         .draw_series(points.iter().map(|p| Circle::new((p.latency_s, p.cost_usd), 6, colour(0).filled())))?;
-    // Labels to the right of a point, or to its left in the right quarter so they stay inside.
-    let right_quarter = x0 + (x1 - x0) * 0.6;
+    // One label per position: strategies with identical results share it instead of
+    // overprinting each other.
+    let mut labelled: Vec<CostPoint> = Vec::new();
     for p in points {
+        match labelled.iter_mut().find(|q| q.latency_s == p.latency_s && q.cost_usd == p.cost_usd) {
+            Some(q) => q.label = format!("{}, {}", q.label, p.label),
+            None => labelled.push(p.clone()),
+        }
+    }
+    // Labels to the right of a point, or to its left in the right part so they stay inside.
+    let right_quarter = x0 + (x1 - x0) * 0.6;
+    for p in &labelled {
         let (anchor, dx) = if p.latency_s > right_quarter { (HPos::Right, -14) } else { (HPos::Left, 14) };
         chart.draw_series(std::iter::once(
             EmptyElement::at((p.latency_s, p.cost_usd))
@@ -511,10 +583,13 @@ where
     Ok(())
 }
 
+/// (parameter value, mean, optional 95% CI as (low, high)).
+type SweepPoint = (f64, f64, Option<(f64, f64)>);
+
 /// One line (with a CI band) per group, against the swept parameter.
 struct SweepLine {
     label: String,
-    points: Vec<(f64, f64, Option<(f64, f64)>)>,
+    points: Vec<SweepPoint>,
 }
 
 fn draw_sweep_metric<DB: DrawingBackend>(
@@ -547,6 +622,8 @@ where
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(y_desc)
+        .x_label_formatter(&|x| compact_number(*x))
+        .y_label_formatter(&|y| compact_number(*y))
         .label_style(font(14))
         .axis_desc_style(font(15))
         .light_line_style(TRANSPARENT)
@@ -668,7 +745,7 @@ pub fn plot_sweep(sweep: &SweepResults, out: &Path) -> Result<Vec<PlotFile>, Rep
                 } else {
                     group_columns.iter().map(|&c| t.rows[r][c].clone()).collect::<Vec<_>>().join(", ")
                 };
-                let mean = sweep.mean(r, &metric)?.expect("listed metrics have a _mean column");
+                let Some(mean) = sweep.mean(r, &metric)? else { continue };
                 let ci = match (sweep.stat(r, &metric, "_ci_low")?, sweep.stat(r, &metric, "_ci_high")?) {
                     (Some(a), Some(b)) => Some((a, b)),
                     _ => None,
@@ -704,9 +781,16 @@ pub fn plot_sweep(sweep: &SweepResults, out: &Path) -> Result<Vec<PlotFile>, Rep
                 .key_columns()
                 .iter()
                 .filter(|&&c| t.header[c] == "strategy" || parameters.contains(&c))
-                .map(|&c| t.rows[r][c].clone())
+                .map(|&c| {
+                    let value = &t.rows[r][c];
+                    match (t.header[c].as_str(), value.parse::<f64>()) {
+                        ("strategy", _) => value.clone(),
+                        (name, Ok(x)) => format!("{name}={}", compact_number(x)),
+                        (name, Err(_)) => format!("{name}={value}"),
+                    }
+                })
                 .collect::<Vec<_>>()
-                .join(" ");
+                .join(", ");
             points.push(CostPoint { label, latency_s: latency / 1000.0, cost_usd: cost });
         }
         let desc = if latency_metric.starts_with("interactive") {
@@ -714,9 +798,13 @@ pub fn plot_sweep(sweep: &SweepResults, out: &Path) -> Result<Vec<PlotFile>, Rep
         } else {
             "TTFT p95, mean over seeds (s)"
         };
-        files.push(render!(out, "cost_vs_latency", "Cost vs TTFT p95 per point", SIZE_WIDE, |root| {
-            draw_cost(root, &points, desc)
-        }));
+        files.push(render!(
+            out,
+            "cost_vs_latency",
+            "Cost vs TTFT p95 per point and strategy",
+            SIZE_WIDE,
+            |root| { draw_cost(root, &points, desc) }
+        ));
     }
     Ok(files)
 }
@@ -738,6 +826,33 @@ mod tests {
         assert_eq!(pareto_front(&[p("only", 1.0, 1.0)]), vec![0]);
         // Identical points do not dominate each other.
         assert_eq!(pareto_front(&[p("x", 1.0, 1.0), p("y", 1.0, 1.0)]).len(), 2);
+    }
+
+    #[test]
+    fn compact_numbers_read_like_a_person_writes_them() {
+        assert_eq!(compact_number(4_000_000.0), "4M");
+        assert_eq!(compact_number(1_500_000.0), "1.5M");
+        assert_eq!(compact_number(25_000.0), "25k");
+        assert_eq!(compact_number(396.02), "396");
+        assert_eq!(compact_number(0.012), "0.012");
+        assert_eq!(compact_number(0.1 + 0.2), "0.3");
+        assert_eq!(compact_number(0.0), "0");
+        assert_eq!(compact_number(-2_000_000.0), "-2M");
+    }
+
+    #[test]
+    fn log_axis_labels_only_at_one_two_five() {
+        let labelled: Vec<f64> = [0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 20.0, 50.0]
+            .into_iter()
+            .filter(|x| is_one_two_five(*x))
+            .collect();
+        assert_eq!(labelled, [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(one_two_five_between(0.5, 50.0), [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(snap_one_two_five(1.6, false), 1.0);
+        assert_eq!(snap_one_two_five(0.45, false), 0.2);
+        assert_eq!(snap_one_two_five(21.0, true), 50.0);
+        assert_eq!(snap_one_two_five(20.0, true), 20.0);
+        assert_eq!(snap_one_two_five(3.0, true), 5.0);
     }
 
     #[test]

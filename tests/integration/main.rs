@@ -3,5 +3,6 @@
 mod behaviour;
 mod cli;
 mod determinism;
+mod report;
 mod support;
 mod validation;
