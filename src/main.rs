@@ -75,6 +75,10 @@ enum Command {
         /// Also write the comparison as Markdown (for a pull-request comment).
         #[arg(long)]
         markdown: Option<PathBuf>,
+        /// Fail (exit 1) on any change of a gated value, improvements included: for CI, where
+        /// a change in behaviour must come with a refreshed baseline.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -199,7 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} and {}", files.markdown.display(), files.html.display());
             Ok(())
         }
-        Command::Compare { baseline, current, thresholds, threshold_file, markdown } => {
+        Command::Compare { baseline, current, thresholds, threshold_file, markdown, strict } => {
             use routesim::report::compare::{
                 compare_paths, merge_thresholds, parse_threshold, parse_threshold_file,
             };
@@ -220,10 +224,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             let regressions = comparison.regression_lines();
-            if regressions.is_empty() {
-                Ok(())
-            } else {
+            let changed = comparison.changed();
+            if !regressions.is_empty() {
                 Err(anyhow::Error::new(GateFailed(regressions.join("; "))))
+            } else if strict && !changed.is_empty() {
+                let names: Vec<String> =
+                    changed.iter().map(|r| format!("{} {}", r.subject, r.metric)).collect();
+                Err(anyhow::Error::new(GateFailed(format!(
+                    "--strict: {} changed without a regression ({}); if intended, refresh the baseline in the same commit",
+                    names.len(),
+                    names.join(", ")
+                ))))
+            } else {
+                Ok(())
             }
         }
         Command::Presets => {

@@ -367,6 +367,18 @@ fn present(
 }
 
 impl Comparison {
+    /// Gated values that moved at all (beyond float rounding), in either direction: with
+    /// `--strict` these fail too, so that a behaviour change comes with a refreshed baseline.
+    pub fn changed(&self) -> Vec<&Row> {
+        self.rows
+            .iter()
+            .filter(|r| {
+                r.threshold.is_some()
+                    && judge(r.baseline, r.current, Some(Threshold::Absolute(0.0))) != Verdict::Ok
+            })
+            .collect()
+    }
+
     pub fn regressions(&self) -> Vec<&Row> {
         self.rows.iter().filter(|r| r.verdict == Verdict::Regression).collect()
     }
@@ -469,8 +481,8 @@ impl Comparison {
 }
 
 fn number(x: f64) -> String {
-    if x == 0.0 {
-        "0".into()
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
     } else if x.abs() >= 1000.0 {
         format!("{x:.1}")
     } else if x.abs() >= 1.0 {
@@ -482,6 +494,9 @@ fn number(x: f64) -> String {
 
 fn delta_text(r: &Row) -> String {
     let delta = r.current - r.baseline;
+    if delta == 0.0 {
+        return "0".into();
+    }
     let sign = if delta > 0.0 {
         "+"
     } else if delta < 0.0 {

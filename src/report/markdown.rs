@@ -25,6 +25,8 @@ struct Headline {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
     note: Option<String>,
+    /// Leading columns that name things (left-aligned); the rest are numbers.
+    name_columns: usize,
 }
 
 fn percent(rate: f64) -> String {
@@ -78,6 +80,7 @@ fn run_headline(run: &RunDir) -> Headline {
         header,
         rows,
         note: None,
+        name_columns: 1,
     }
 }
 
@@ -105,7 +108,13 @@ fn sweep_headline(sweep: &SweepResults) -> Headline {
     }
     let note = (t.rows.len() > SWEEP_TABLE_ROWS)
         .then(|| format!("first {SWEEP_TABLE_ROWS} of {} rows; all in {}", t.rows.len(), t.path.display()));
-    Headline { title: format!("routesim sweep report: {}", t.path.display()), header, rows, note }
+    Headline {
+        title: format!("routesim sweep report: {}", t.path.display()),
+        header,
+        rows,
+        note,
+        name_columns: keys.len(),
+    }
 }
 
 fn markdown(headline: &Headline, plots: &[PlotFile], notes: &[String]) -> String {
@@ -120,7 +129,7 @@ fn markdown(headline: &Headline, plots: &[PlotFile], notes: &[String]) -> String
             .header
             .iter()
             .enumerate()
-            .map(|(i, _)| if i == 0 { "---|" } else { "---:|" })
+            .map(|(i, _)| if i < headline.name_columns { "---|" } else { "---:|" })
             .collect::<String>()
     );
     for row in &headline.rows {

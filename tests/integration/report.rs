@@ -77,7 +77,7 @@ fn an_improvement_passes_and_is_called_an_improvement() {
     let out = text(&o.stdout);
     let chain_cost = out.lines().find(|l| l.starts_with("chain") && l.contains("cost_usd")).unwrap();
     // 80 vs 100: -20 USD, -20%.
-    assert!(chain_cost.contains("-20.000 (-20.00%)") && chain_cost.ends_with("improved"), "{chain_cost}");
+    assert!(chain_cost.contains("-20 (-20.00%)") && chain_cost.ends_with("improved"), "{chain_cost}");
 }
 
 #[test]
@@ -87,12 +87,12 @@ fn a_regression_beyond_the_default_threshold_fails_and_is_named() {
     let (dir, o) = gate(&two(BASE, BASE), &two(BASE, worse), &["--markdown", "gate.md"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let err = text(&o.stderr);
-    assert!(err.contains("chain cost_usd: 100.000 -> 106.000 (+6.000 (+6.00%), allowed +5%)"), "{err}");
+    assert!(err.contains("chain cost_usd: 100 -> 106 (+6 (+6.00%), allowed +5%)"), "{err}");
     assert!(err.contains("chain request_429_rate"), "{err}");
     assert!(!err.contains("single "), "only the changed strategy is named: {err}");
     assert!(text(&o.stdout).contains("FAIL: 2 regressions of 6 gated values"));
     let md = std::fs::read_to_string(dir.path().join("gate.md")).unwrap();
-    assert!(md.contains("| chain | cost_usd | 100.000 | 106.000 |") && md.contains("**REGRESSION**"), "{md}");
+    assert!(md.contains("| chain | cost_usd | 100 | 106 |") && md.contains("**REGRESSION**"), "{md}");
 }
 
 #[test]
@@ -308,4 +308,18 @@ fn report_of_a_directory_without_results_is_bad_input() {
     std::fs::write(dir.path().join("results.csv"), "point,strategy,cost_usd_mean\n0,a,zero\n").unwrap();
     let o = sim(&["report", "."], dir.path());
     assert_bad_input(&o, &["results.csv:2: field \"cost_usd_mean\": expected a finite number, got \"zero\""]);
+}
+
+#[test]
+fn strict_mode_fails_on_any_change_of_a_gated_value() {
+    let better = Headline { cost_usd: 99.0, ..BASE };
+    let (_d, o) = gate(&two(BASE, BASE), &two(BASE, better), &["--strict"]);
+    assert_eq!(o.status.code(), Some(1), "an improvement without a refreshed baseline fails");
+    assert!(
+        text(&o.stderr).contains("--strict: 1 changed without a regression (chain cost_usd)"),
+        "{}",
+        text(&o.stderr)
+    );
+    let (_d, o) = gate(&two(BASE, BASE), &two(BASE, BASE), &["--strict"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
 }
