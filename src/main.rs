@@ -4,7 +4,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use routesim::engine::{run_scenario, EngineError};
-use routesim::report::{format_table, write_outputs, RunSummary};
+use routesim::report::data::ReportError;
+use routesim::report::{format_table, write_incidents, write_outputs, RunSummary};
 use routesim::scenario::{Scenario, ScenarioError};
 use routesim::trace::gen::{generate_agent_trace, AgentTraceConfig};
 use routesim::trace::{TraceError, TraceWriter};
@@ -48,6 +49,37 @@ enum Command {
     },
     /// List the built-in deployment presets.
     Presets,
+    /// Plots, report.md and report.html from the output of `sim run --out` or `sim sweep --out`.
+    Report {
+        /// Results directory (with summary.json, or a sweep's results.csv).
+        dir: PathBuf,
+        /// Where to write the report [default: DIR/report].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Regression gate: compare two summary.json (or sweep results.csv) files or directories.
+    /// Exit 0 within thresholds, 1 on a regression, 2 on bad input.
+    Compare {
+        /// Baseline summary.json / results.csv, or a directory holding one.
+        baseline: PathBuf,
+        /// Current summary.json / results.csv, or a directory holding one.
+        current: PathBuf,
+        /// METRIC=VALUE: the increase allowed, relative (ttft_p95_ms=+10%) or absolute
+        /// (request_429_rate=+0.005); overrides the defaults (request_429_rate=+0.005,
+        /// interactive_ttft_p95_ms=+10%, cost_usd=+5%). Repeatable.
+        #[arg(long = "threshold", value_name = "METRIC=VALUE")]
+        thresholds: Vec<String>,
+        /// A file of METRIC=VALUE lines (# comments), applied before --threshold flags.
+        #[arg(long)]
+        threshold_file: Option<PathBuf>,
+        /// Also write the comparison as Markdown (for a pull-request comment).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Fail (exit 1) on any change of a gated value, improvements included: for CI, where
+        /// a change in behaviour must come with a refreshed baseline.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +106,11 @@ enum TraceCommand {
 #[error("{0}")]
 struct UsageError(String);
 
+/// The gate found regressions (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("regression: {0}")]
+struct GateFailed(String);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -90,6 +127,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         cause.is::<ScenarioError>()
             || cause.is::<TraceError>()
             || cause.is::<UsageError>()
+            || cause.downcast_ref::<ReportError>().is_some_and(ReportError::is_input_error)
             || cause.downcast_ref::<EngineError>().is_some_and(EngineError::is_input_error)
     });
     if input {
@@ -107,6 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let summary = RunSummary::of(&result);
             if let Some(dir) = &out {
                 write_outputs(&result, dir)
+                    .and_then(|()| write_incidents(&result, &scenario.deployments, dir))
                     .with_context(|| format!("cannot write results to {}", dir.display()))?;
             }
             if json {
@@ -115,7 +154,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("scenario {} · seed {} · trace {}", summary.scenario, summary.seed, summary.trace);
                 print!("{}", format_table(&summary));
                 if let Some(dir) = &out {
-                    println!("\nwrote {}/summary.json and timeseries.csv", dir.display());
+                    println!(
+                        "\nwrote {}/summary.json, timeseries.csv, latency.csv and incidents.csv",
+                        dir.display()
+                    );
                 }
             }
             Ok(())
@@ -151,6 +193,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 summary.by_class.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ")
             );
             Ok(())
+        }
+        Command::Report { dir, out } => {
+            let out = out.unwrap_or_else(|| dir.join("report"));
+            let files = routesim::report::markdown::write_report(&dir, &out)?;
+            for plot in &files.plots {
+                println!("wrote {} and {}", plot.png.display(), plot.svg.display());
+            }
+            println!("wrote {} and {}", files.markdown.display(), files.html.display());
+            Ok(())
+        }
+        Command::Compare { baseline, current, thresholds, threshold_file, markdown, strict } => {
+            use routesim::report::compare::{
+                compare_paths, merge_thresholds, parse_threshold, parse_threshold_file,
+            };
+            let mut overrides = Vec::new();
+            if let Some(path) = &threshold_file {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    UsageError(format!("{}: cannot read threshold file: {e}", path.display()))
+                })?;
+                overrides.extend(parse_threshold_file(&text, path)?);
+            }
+            for spec in &thresholds {
+                overrides.push(parse_threshold(spec)?);
+            }
+            let comparison = compare_paths(&baseline, &current, &merge_thresholds(overrides))?;
+            print!("{}", comparison.to_text());
+            if let Some(path) = &markdown {
+                std::fs::write(path, comparison.to_markdown())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            let regressions = comparison.regression_lines();
+            let changed = comparison.changed();
+            if !regressions.is_empty() {
+                Err(anyhow::Error::new(GateFailed(regressions.join("; "))))
+            } else if strict && !changed.is_empty() {
+                let names: Vec<String> =
+                    changed.iter().map(|r| format!("{} {}", r.subject, r.metric)).collect();
+                Err(anyhow::Error::new(GateFailed(format!(
+                    "--strict: {} changed without a regression ({}); if intended, refresh the baseline in the same commit",
+                    names.len(),
+                    names.join(", ")
+                ))))
+            } else {
+                Ok(())
+            }
         }
         Command::Presets => {
             for name in routesim::scenario::preset_names() {

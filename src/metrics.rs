@@ -96,6 +96,15 @@ impl Latency {
         self.histogram.value_at_quantile(q) as f64 / 1000.0
     }
 
+    /// Quantiles `qs` (each in 0..=1) in milliseconds, rounded to 3 decimals (empty when no
+    /// value was recorded): the points of a CDF for plotting.
+    pub fn quantiles_ms(&self, qs: &[f64]) -> Vec<f64> {
+        if self.histogram.is_empty() {
+            return Vec::new();
+        }
+        qs.iter().map(|q| round3(self.histogram.value_at_quantile(*q) as f64 / 1000.0)).collect()
+    }
+
     pub fn summary(&self) -> LatencySummary {
         let ms = |micros: f64| round3(micros / 1000.0);
         if self.histogram.is_empty() {

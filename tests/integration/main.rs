@@ -5,5 +5,6 @@ mod cli;
 mod determinism;
 mod live;
 mod policies;
+mod report;
 mod support;
 mod validation;

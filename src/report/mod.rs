@@ -1,8 +1,17 @@
-//! Writers of a run's results: `summary.json`, `timeseries.csv` and the terminal table.
+//! Writers of a run's results (`summary.json`, `timeseries.csv`, `latency.csv`,
+//! `incidents.csv`, the terminal table) and, in submodules, what is made from them afterwards:
+//! plots ([`plots`]), the Markdown/HTML report ([`markdown`]), reading a results directory
+//! back ([`data`]) and the baseline comparison of the CI gate ([`compare`]).
 //!
 //! Output is deterministic: maps are ordered, floats are rounded in the metrics layer, and
 //! nothing time- or machine-dependent is written, so the same scenario and seed give the same
-//! bytes. It must not know the engine: it reads a finished [`RunResult`].
+//! bytes. It must not know the engine loop: it reads a finished [`RunResult`].
+
+pub mod compare;
+pub mod data;
+mod glyphs;
+pub mod markdown;
+pub mod plots;
 
 use crate::engine::RunResult;
 use crate::metrics::StrategySummary;
@@ -46,13 +55,72 @@ impl RunSummary {
     }
 }
 
-/// Writes `summary.json` and `timeseries.csv` into `dir` (created if missing).
+/// Writes `summary.json`, `timeseries.csv` and `latency.csv` into `dir` (created if missing).
 pub fn write_outputs(result: &RunResult, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("summary.json"), RunSummary::of(result).to_json())?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("timeseries.csv"))?);
     write_timeseries(result, &mut out)?;
+    out.flush()?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("latency.csv"))?);
+    write_latency(result, &mut out)?;
     out.flush()
+}
+
+/// The quantile grid of `latency.csv`: every percent, plus finer steps in both tails so a CDF
+/// on a log axis shows its head and its tail (p99.9 is where retries and backoff live).
+pub fn latency_quantile_grid() -> Vec<f64> {
+    let mut grid = vec![0.0, 0.001, 0.005];
+    grid.extend((1..100).map(|p| f64::from(p) / 100.0));
+    grid.extend([0.995, 0.999, 1.0]);
+    grid
+}
+
+/// TTFT quantiles from the HDR histograms (values within 0.1%), per strategy and class (plus
+/// `all`), on [`latency_quantile_grid`]: `strategy,class,quantile,ttft_ms`. Classes with no
+/// successful request (e.g. all batched) have no rows.
+pub fn write_latency<W: Write>(result: &RunResult, out: &mut W) -> std::io::Result<()> {
+    let grid = latency_quantile_grid();
+    writeln!(out, "strategy,class,quantile,ttft_ms")?;
+    for s in &result.strategies {
+        let mut sets: Vec<(&str, &crate::metrics::Latency)> = vec![("all", &s.total.ttft)];
+        for (id, name) in result.classes.iter() {
+            if let Some(m) = s.by_class.get(usize::from(id.0)) {
+                sets.push((name, &m.ttft));
+            }
+        }
+        for (class, latency) in sets {
+            for (q, ms) in grid.iter().zip(latency.quantiles_ms(&grid)) {
+                writeln!(out, "{},{},{q},{ms}", csv_field(&s.name), csv_field(class))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `incidents.csv` (`deployment,start_s,end_s`): the incident windows of every
+/// deployment (scheduled and drawn from its incident process with the run's seed) that start
+/// before the run's last event; the 429 plot shades them.
+pub fn write_incidents(
+    result: &RunResult,
+    deployments: &[crate::provider::Deployment],
+    dir: &Path,
+) -> std::io::Result<()> {
+    let until = result.strategies.iter().map(|s| s.last_event_at).max().unwrap_or_default();
+    let mut text = String::from("deployment,start_s,end_s\n");
+    for (name, deployment) in result.deployment_names.iter().zip(deployments) {
+        for (start, end) in crate::provider::incident_windows(deployment, result.seed, until) {
+            let _ = writeln!(
+                text,
+                "{},{},{}",
+                csv_field(name),
+                start.as_millis_f64() / 1000.0,
+                end.as_millis_f64() / 1000.0
+            );
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("incidents.csv"), text)
 }
 
 /// Per minute, per strategy and deployment: attempts, 429s, successes, tokens. Attempts, 429s
