@@ -11,7 +11,13 @@
 //! Every input problem is a [`TraceError`] whose message names the file, the line, the field
 //! and the bad value.
 
+pub mod arrivals;
 pub mod gen;
+pub mod import;
+pub mod month;
+pub mod openloop;
+pub mod source;
+pub mod stats;
 
 use crate::rng::hash_str;
 use crate::time::{Duration, Instant, MICROS_PER_MS};

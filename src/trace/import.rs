@@ -1,0 +1,1090 @@
+//! Importers of public traces and of users' own logs into routesim [`Request`]s.
+//!
+//! Owns the readers of the Azure LLM inference traces (2023 and 2024 timestamps), BurstGPT,
+//! Mooncake JSONL (prefix-cache reuse from `hash_ids`) and a generic column mapping of CSV or
+//! JSONL ("mapped"); the shared pipeline behind them (deterministic jitter of tied timestamps,
+//! a time window, a rate multiplier, class rules, counting of skipped rows); and the report of
+//! what an import read, skipped and kept. It must not know about the engine or providers.
+//!
+//! Every importer is a stream: one row is parsed at a time, rows with the same timestamp are
+//! held in a small group (to spread ties deterministically), and memory does not grow with the
+//! file. Bad rows are [`TraceError::Row`] errors naming file, line and field; with
+//! `skip_bad = N` up to N of them are skipped and counted in the [`ImportReport`], never
+//! silently.
+
+use super::{ClassId, ClassTable, LineIndex, Request, TraceError};
+use crate::rng::{hash_str, DrawKey, Purpose};
+use crate::time::{Duration, Instant, MICROS_PER_MS, MICROS_PER_S};
+use serde::Deserialize;
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+/// The file formats a trace can come in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceFormat {
+    /// The routesim CSV (`traces/README.md`).
+    #[default]
+    Routesim,
+    /// Azure LLM inference trace: `TIMESTAMP,ContextTokens,GeneratedTokens`.
+    Azure,
+    /// BurstGPT: `Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type`.
+    Burstgpt,
+    /// Mooncake JSONL: `{"timestamp", "input_length", "output_length", "hash_ids"}`.
+    Mooncake,
+    /// The user's own CSV or JSONL, described by a [`Mapping`].
+    Mapped,
+}
+
+impl TraceFormat {
+    /// All format names, for error messages and help.
+    pub const NAMES: [&'static str; 5] = ["routesim", "azure", "burstgpt", "mooncake", "mapped"];
+
+    /// Parses a format name.
+    pub fn parse(name: &str) -> Result<TraceFormat, String> {
+        match name {
+            "routesim" => Ok(TraceFormat::Routesim),
+            "azure" => Ok(TraceFormat::Azure),
+            "burstgpt" => Ok(TraceFormat::Burstgpt),
+            "mooncake" => Ok(TraceFormat::Mooncake),
+            "mapped" => Ok(TraceFormat::Mapped),
+            other => Err(format!("unknown trace format {other:?} (known: {})", Self::NAMES.join(", "))),
+        }
+    }
+
+    /// The default tie-spreading width: timestamps are whole seconds in BurstGPT and bucketed
+    /// to about 3 s in Mooncake; Azure timestamps are sub-millisecond and need none.
+    fn default_jitter(self) -> Duration {
+        match self {
+            TraceFormat::Burstgpt => Duration::from_secs(1),
+            TraceFormat::Mooncake => Duration::from_secs(3),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// How to import a trace: window, rate, classes, jitter, tolerance of bad rows. In a scenario
+/// this is the `[trace.import]` table; on the command line, flags of `sim trace convert`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportOptions {
+    /// Skip this much of the trace from its first row (the trace's own clock). Default 0.
+    pub start: Duration,
+    /// Keep this much of the trace after `start`; reading stops there. Default: all.
+    pub duration: Option<Duration>,
+    /// Multiply the arrival rate: 2 replays the window in half the time ("what if traffic
+    /// doubles"), 0.5 stretches it. Default 1.
+    pub rate_multiplier: f64,
+    /// Seed of the jitter that spreads tied timestamps. Default 1.
+    pub seed: u64,
+    /// Tied timestamps are spread uniformly over this width (capped by the gap to the next
+    /// timestamp, so order is kept). Default: 1s BurstGPT, 3s Mooncake, 0 otherwise.
+    pub jitter: Option<Duration>,
+    /// Class of rows no rule matches. Default `interactive`.
+    pub default_class: String,
+    /// Ordered class rules; the first match wins.
+    pub classes: Vec<ClassRule>,
+    /// Skip up to this many bad rows (counted and reported); one more is an error. Default 0.
+    pub skip_bad: u64,
+    /// Mooncake: a block seen within this time is a cache read. Default 5m.
+    pub cache_ttl: Duration,
+    /// Mooncake: tokens per hash id. Default 512.
+    pub block_tokens: u64,
+    /// BurstGPT: drop failed requests (`Response tokens` = 0) instead of replaying them with
+    /// no output. Counted either way. Default false.
+    pub drop_failed: bool,
+    /// Required for format `mapped`: which column is what.
+    pub mapping: Option<Mapping>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            start: Duration::ZERO,
+            duration: None,
+            rate_multiplier: 1.0,
+            seed: 1,
+            jitter: None,
+            default_class: "interactive".to_string(),
+            classes: Vec::new(),
+            skip_bad: 0,
+            cache_ttl: Duration::from_mins(5),
+            block_tokens: 512,
+            drop_failed: false,
+            mapping: None,
+        }
+    }
+}
+
+/// One class rule: every condition given must hold. Regexes are searched (not anchored).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassRule {
+    /// The class assigned on a match.
+    pub class: String,
+    pub min_input_tokens: Option<u64>,
+    pub max_input_tokens: Option<u64>,
+    pub min_output_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    /// Regex on the model name (BurstGPT `Model`, mapping `model`).
+    pub model: Option<String>,
+    /// Regex on the label column (BurstGPT `Log Type`, mapping `label`).
+    pub label: Option<String>,
+}
+
+/// Which columns (CSV header names) or keys (JSONL) of the user's logs hold what.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// `csv` or `jsonl`; default from the file extension (`.jsonl`/`.json` → jsonl).
+    pub format: Option<MappedFormat>,
+    /// Column of the arrival time.
+    pub time: String,
+    /// Unit of the time column: `s`, `ms`, `us`, `ns` (decimal numbers) or `datetime`
+    /// (`2024-05-10 00:00:00.009930+00:00`, `T` and `Z` accepted).
+    pub time_unit: TimeUnit,
+    pub input_tokens: String,
+    pub output_tokens: String,
+    pub cached_input_tokens: Option<String>,
+    /// Column whose value is the class itself (rules are then not used).
+    pub class: Option<String>,
+    /// Column matched by the rules' `model` regex.
+    pub model: Option<String>,
+    /// Column matched by the rules' `label` regex.
+    pub label: Option<String>,
+    /// Column naming the session or conversation.
+    pub session: Option<String>,
+}
+
+/// File syntax of a mapped trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MappedFormat {
+    Csv,
+    Jsonl,
+}
+
+/// Unit of a mapped time column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    S,
+    Ms,
+    Us,
+    Ns,
+    Datetime,
+}
+
+/// What an import read and what became of every row: `rows_read` = `imported` +
+/// `before_window` + `after_window` + `failed_dropped` (+ `skipped_bad` rows that could not
+/// be read at all).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    /// Rows parsed successfully.
+    pub rows_read: u64,
+    /// Rows emitted as requests.
+    pub imported: u64,
+    /// Bad rows skipped under `skip_bad`.
+    pub skipped_bad: u64,
+    /// The first few skipped rows' errors.
+    pub skipped_examples: Vec<String>,
+    /// Rows before `start`.
+    pub before_window: u64,
+    /// Rows read past `start + duration` (reading stops at the first).
+    pub after_window: u64,
+    /// BurstGPT failed requests (`Response tokens` = 0) seen.
+    pub failed_rows: u64,
+    /// Of those, dropped under `drop_failed`.
+    pub failed_dropped: u64,
+}
+
+impl ImportReport {
+    /// One line for the terminal.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!("{} rows read, {} imported", self.rows_read, self.imported)];
+        if self.before_window + self.after_window > 0 {
+            parts.push(format!("{} before and {} after the window", self.before_window, self.after_window));
+        }
+        if self.failed_rows > 0 {
+            parts.push(format!("{} failed requests ({} dropped)", self.failed_rows, self.failed_dropped));
+        }
+        if self.skipped_bad > 0 {
+            parts.push(format!(
+                "{} bad rows skipped (first: {})",
+                self.skipped_bad,
+                self.skipped_examples.first().map_or("", String::as_str)
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// One imported row: a [`Request`] plus the strings the CSV writer needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImportedRow {
+    /// Position among imported rows; the id is `r<seq>`.
+    pub seq: u64,
+    pub arrival_us: u64,
+    pub class: ClassId,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub session: Option<String>,
+    /// Line (or JSONL line) in the source file.
+    pub line: u64,
+}
+
+impl ImportedRow {
+    /// The routesim id of this row.
+    pub fn id(&self) -> String {
+        format!("r{}", self.seq)
+    }
+
+    /// The request the engine replays. Ids hash `r<seq>`, as in a converted CSV, so a trace
+    /// replayed directly and after `sim trace convert` draws the same numbers.
+    pub fn to_request(&self) -> Request {
+        Request {
+            id: hash_str(&self.id()),
+            arrival: Instant::from_micros(self.arrival_us),
+            class: self.class,
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_write_tokens: 0,
+            output_tokens: self.output_tokens,
+            max_tokens: self.output_tokens,
+            session: self.session.as_deref().map(hash_str),
+            parent: None,
+            think: Duration::ZERO,
+            deadline: None,
+            line: self.line,
+        }
+    }
+}
+
+/// A parsed source row before the pipeline: absolute time in µs on the source's clock.
+#[derive(Clone, Debug, Default)]
+struct RawRow {
+    time_us: i64,
+    line: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
+    model: Option<String>,
+    label: Option<String>,
+    class: Option<String>,
+    session: Option<String>,
+    failed: bool,
+}
+
+/// A format-specific row reader.
+trait RawSource: Send {
+    fn next_raw(&mut self) -> Option<Result<RawRow, TraceError>>;
+    /// Name of the time column, for order errors.
+    fn time_field(&self) -> &str;
+}
+
+struct CompiledRule {
+    class: ClassId,
+    rule: ClassRule,
+    model: Option<regex::Regex>,
+    label: Option<regex::Regex>,
+}
+
+impl CompiledRule {
+    fn matches(&self, row: &RawRow) -> bool {
+        let r = &self.rule;
+        let within = |v: u64, min: Option<u64>, max: Option<u64>| {
+            min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m)
+        };
+        let text = |re: &Option<regex::Regex>, value: &Option<String>| match re {
+            None => true,
+            Some(re) => value.as_deref().is_some_and(|v| re.is_match(v)),
+        };
+        within(row.input_tokens, r.min_input_tokens, r.max_input_tokens)
+            && within(row.output_tokens, r.min_output_tokens, r.max_output_tokens)
+            && text(&self.model, &row.model)
+            && text(&self.label, &row.label)
+    }
+}
+
+/// The import pipeline over one source: order check, jitter, window, rate, classes, ids.
+pub struct Importer {
+    source: Box<dyn RawSource>,
+    name: String,
+    options: ImportOptions,
+    rules: Vec<CompiledRule>,
+    default_class: ClassId,
+    classes: ClassTable,
+    jitter_us: u64,
+    /// Rows sharing the current timestamp.
+    group: Vec<RawRow>,
+    /// Rows ready to emit, in order.
+    ready: VecDeque<ImportedRow>,
+    /// Source time of the first row: the trace's zero.
+    origin_us: Option<i64>,
+    seq: u64,
+    report: ImportReport,
+    finished: bool,
+}
+
+impl Importer {
+    /// Opens `path` in `format` (not `routesim`; see [`super::source`]).
+    pub fn open(path: &Path, format: TraceFormat, options: &ImportOptions) -> Result<Importer, TraceError> {
+        let name = path.display().to_string();
+        let config = |field: &str, message: String| TraceError::Config { field: field.to_string(), message };
+        if !(options.rate_multiplier.is_finite() && options.rate_multiplier > 0.0) {
+            return Err(config(
+                "rate_multiplier",
+                format!("must be a finite number > 0, got {}", options.rate_multiplier),
+            ));
+        }
+        if options.block_tokens == 0 {
+            return Err(config("block_tokens", "must be > 0".into()));
+        }
+        if options.default_class.trim().is_empty() {
+            return Err(config("default_class", "must not be empty".into()));
+        }
+        let mut classes = ClassTable::new();
+        let default_class = classes.intern(&options.default_class);
+        let mut rules = Vec::with_capacity(options.classes.len());
+        for (i, rule) in options.classes.iter().enumerate() {
+            if rule.class.trim().is_empty() {
+                return Err(config(&format!("classes[{i}].class"), "must not be empty".into()));
+            }
+            let compile = |field: &str, re: &Option<String>| {
+                re.as_deref()
+                    .map(regex::Regex::new)
+                    .transpose()
+                    .map_err(|e| config(&format!("classes[{i}].{field}"), e.to_string().replace('\n', " ")))
+            };
+            rules.push(CompiledRule {
+                class: classes.intern(&rule.class),
+                model: compile("model", &rule.model)?,
+                label: compile("label", &rule.label)?,
+                rule: rule.clone(),
+            });
+        }
+        let source: Box<dyn RawSource> = match format {
+            TraceFormat::Routesim => {
+                return Err(config("format", "routesim traces are read by TraceReader, not imported".into()))
+            }
+            TraceFormat::Azure => Box::new(CsvSource::open(path, CsvLayout::azure())?),
+            TraceFormat::Burstgpt => Box::new(CsvSource::open(path, CsvLayout::burstgpt())?),
+            TraceFormat::Mooncake => Box::new(JsonlSource::open(path, JsonLayout::mooncake(options))?),
+            TraceFormat::Mapped => {
+                let Some(mapping) = &options.mapping else {
+                    return Err(config(
+                        "mapping",
+                        "format \"mapped\" needs a mapping (time, time_unit, input_tokens, output_tokens)"
+                            .into(),
+                    ));
+                };
+                let jsonl = match mapping.format {
+                    Some(MappedFormat::Jsonl) => true,
+                    Some(MappedFormat::Csv) => false,
+                    None => path.extension().is_some_and(|e| e == "jsonl" || e == "json"),
+                };
+                if jsonl {
+                    Box::new(JsonlSource::open(path, JsonLayout::mapped(mapping))?)
+                } else {
+                    Box::new(CsvSource::open(path, CsvLayout::mapped(mapping))?)
+                }
+            }
+        };
+        Ok(Importer {
+            source,
+            name,
+            jitter_us: options.jitter.unwrap_or(format.default_jitter()).as_micros(),
+            options: options.clone(),
+            rules,
+            default_class,
+            classes,
+            group: Vec::new(),
+            ready: VecDeque::new(),
+            origin_us: None,
+            seq: 0,
+            report: ImportReport::default(),
+            finished: false,
+        })
+    }
+
+    /// The classes assigned so far (built-ins, the default class and every rule's class).
+    pub fn classes(&self) -> &ClassTable {
+        &self.classes
+    }
+
+    /// What was read, skipped and kept so far.
+    pub fn report(&self) -> &ImportReport {
+        &self.report
+    }
+
+    /// Counts a skippable error, or returns it if the budget is spent.
+    fn skip_or_fail(&mut self, error: TraceError) -> Result<(), TraceError> {
+        if matches!(error, TraceError::Row { .. }) && self.report.skipped_bad < self.options.skip_bad {
+            self.report.skipped_bad += 1;
+            if self.report.skipped_examples.len() < 3 {
+                self.report.skipped_examples.push(error.to_string());
+            }
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+
+    /// Spreads the group's tied rows over `[t, t + width)`, width capped by the next
+    /// timestamp, and queues them in order.
+    fn flush_group(&mut self, next_time_us: Option<i64>) {
+        let Some(first) = self.group.first() else { return };
+        let time_us = first.time_us;
+        let origin = *self.origin_us.get_or_insert(time_us);
+        let mut width = self.jitter_us;
+        if let Some(next) = next_time_us {
+            width = width.min((next - time_us) as u64);
+        }
+        let mut group = std::mem::take(&mut self.group);
+        let mut keyed: Vec<(u64, RawRow)> = group
+            .drain(..)
+            .map(|row| {
+                let offset = if width > 0 {
+                    let u = DrawKey {
+                        seed: self.options.seed,
+                        request: row.line,
+                        attempt: 0,
+                        deployment: hash_str("import-jitter"),
+                        purpose: Purpose::TraceGen,
+                    }
+                    .rng()
+                    .next_open01();
+                    ((u * width as f64) as u64).min(width - 1)
+                } else {
+                    0
+                };
+                (offset, row)
+            })
+            .collect();
+        keyed.sort_by_key(|(offset, row)| (*offset, row.line));
+        self.group = group; // keep the allocation
+        let start_us = self.options.start.as_micros();
+        let end_us = self.options.duration.map(|d| start_us.saturating_add(d.as_micros()));
+        for (offset, row) in keyed {
+            let relative_us = (time_us - origin) as u64 + offset;
+            if relative_us < start_us {
+                self.report.before_window += 1;
+                continue;
+            }
+            if end_us.is_some_and(|end| relative_us >= end) {
+                self.report.after_window += 1;
+                self.finished = true;
+                continue;
+            }
+            if row.failed {
+                self.report.failed_rows += 1;
+                if self.options.drop_failed {
+                    self.report.failed_dropped += 1;
+                    continue;
+                }
+            }
+            let arrival_us = ((relative_us - start_us) as f64 / self.options.rate_multiplier).round() as u64;
+            let class = match &row.class {
+                Some(name) => self.classes.intern(name),
+                None => self.rules.iter().find(|r| r.matches(&row)).map_or(self.default_class, |r| r.class),
+            };
+            self.ready.push_back(ImportedRow {
+                seq: self.seq,
+                arrival_us,
+                class,
+                input_tokens: row.input_tokens,
+                cached_input_tokens: row.cached_input_tokens.min(row.input_tokens),
+                output_tokens: row.output_tokens,
+                session: row.session,
+                line: row.line,
+            });
+            self.seq += 1;
+            self.report.imported += 1;
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<ImportedRow>, TraceError> {
+        loop {
+            if let Some(row) = self.ready.pop_front() {
+                return Ok(Some(row));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            match self.source.next_raw() {
+                None => {
+                    self.flush_group(None);
+                    self.finished = true;
+                }
+                Some(Err(error)) => self.skip_or_fail(error)?,
+                Some(Ok(row)) => {
+                    let group_time = self.group.first().map(|r| r.time_us);
+                    if let Some(prev) = group_time.filter(|&t| row.time_us < t) {
+                        let error = TraceError::Row {
+                            file: self.name.clone(),
+                            line: row.line,
+                            field: Some(self.source.time_field().to_string()),
+                            message: format!(
+                                "{} is earlier than the previous row's {}; the trace must be sorted by time",
+                                fmt_source_time(row.time_us),
+                                fmt_source_time(prev)
+                            ),
+                        };
+                        self.skip_or_fail(error)?;
+                        continue;
+                    }
+                    self.report.rows_read += 1;
+                    if group_time.is_some_and(|t| t != row.time_us) {
+                        self.flush_group(Some(row.time_us));
+                    }
+                    if !self.finished {
+                        self.group.push(row);
+                    } else {
+                        self.report.after_window += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fmt_source_time(us: i64) -> String {
+    format!("{:.3} s", us as f64 / MICROS_PER_S as f64)
+}
+
+impl Iterator for Importer {
+    type Item = Result<ImportedRow, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.advance() {
+            Ok(row) => row.map(Ok),
+            Err(e) => {
+                self.finished = true;
+                self.ready.clear();
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field parsing shared by the sources.
+// ---------------------------------------------------------------------------------------------
+
+/// A problem in one field, before file and line are attached.
+struct FieldError {
+    field: String,
+    message: String,
+}
+
+fn field_error(field: &str, message: String) -> FieldError {
+    FieldError { field: field.to_string(), message }
+}
+
+fn parse_count(field: &str, text: &str) -> Result<u64, FieldError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(field_error(field, "required value is empty".into()));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| field_error(field, format!("{text:?} is too large")));
+    }
+    // Some exports write counts as floats ("512.0"): accept whole values only.
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1e18 => Ok(v as u64),
+        _ => Err(field_error(field, format!("expected a non-negative integer, got {text:?}"))),
+    }
+}
+
+/// A decimal number of `unit`s, in µs.
+fn parse_number_time(field: &str, text: &str, unit_us: f64) -> Result<i64, FieldError> {
+    let text = text.trim();
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v * unit_us < 9.0e18 => Ok((v * unit_us).round() as i64),
+        _ => Err(field_error(field, format!("expected a non-negative finite number, got {text:?}"))),
+    }
+}
+
+fn parse_time(field: &str, text: &str, unit: TimeUnit) -> Result<i64, FieldError> {
+    match unit {
+        TimeUnit::S => parse_number_time(field, text, MICROS_PER_S as f64),
+        TimeUnit::Ms => parse_number_time(field, text, MICROS_PER_MS as f64),
+        TimeUnit::Us => parse_number_time(field, text, 1.0),
+        TimeUnit::Ns => parse_number_time(field, text, 1e-3),
+        TimeUnit::Datetime => parse_datetime_us(text.trim())
+            .ok_or_else(|| field_error(field, format!("expected a date-time like \"2023-11-16 18:17:03.97996\" or \"2024-05-10 00:00:00.009930+00:00\", got {:?}", text.trim()))),
+    }
+}
+
+/// Days from 1970-01-01 to the given civil date (proleptic Gregorian; Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD[ T]HH:MM:SS[.fraction][Z|±HH:MM]` → µs since the Unix epoch (UTC). Fractions
+/// beyond µs are rounded (Azure 2023 writes 100 ns digits).
+pub fn parse_datetime_us(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(range)?;
+        if s.bytes().all(|c| c.is_ascii_digit()) && !s.is_empty() {
+            s.parse().ok()
+        } else {
+            None
+        }
+    };
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b' ' || b[10] == b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut micros: i64 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let digits_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &text[digits_start..i];
+        if digits.is_empty() {
+            return None;
+        }
+        let mut scaled: i64 = 0;
+        for k in 0..6 {
+            scaled = scaled * 10 + digits.as_bytes().get(k).map_or(0, |d| i64::from(d - b'0'));
+        }
+        if digits.as_bytes().get(6).is_some_and(|&d| d >= b'5') {
+            scaled += 1;
+        }
+        micros = scaled;
+    }
+    let offset_s = match b.get(i) {
+        None => 0,
+        Some(b'Z') if i + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
+            let s = (num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?) * 60;
+            if sign == b'+' {
+                s
+            } else {
+                -s
+            }
+        }
+        _ => return None,
+    };
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offset_s;
+    Some(seconds * MICROS_PER_S as i64 + micros)
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV sources: Azure, BurstGPT, mapped CSV.
+// ---------------------------------------------------------------------------------------------
+
+/// Which header names hold what, for a CSV source.
+struct CsvLayout {
+    format_name: &'static str,
+    time: String,
+    time_unit: TimeUnit,
+    input: String,
+    output: String,
+    cached: Option<String>,
+    model: Option<String>,
+    label: Option<String>,
+    class: Option<String>,
+    session: Option<String>,
+    /// BurstGPT: zero output tokens mark a failed request.
+    zero_output_is_failure: bool,
+}
+
+impl CsvLayout {
+    fn azure() -> Self {
+        CsvLayout {
+            format_name: "azure",
+            time: "TIMESTAMP".into(),
+            time_unit: TimeUnit::Datetime,
+            input: "ContextTokens".into(),
+            output: "GeneratedTokens".into(),
+            cached: None,
+            model: None,
+            label: None,
+            class: None,
+            session: None,
+            zero_output_is_failure: false,
+        }
+    }
+
+    fn burstgpt() -> Self {
+        CsvLayout {
+            format_name: "burstgpt",
+            time: "Timestamp".into(),
+            time_unit: TimeUnit::S,
+            input: "Request tokens".into(),
+            output: "Response tokens".into(),
+            cached: None,
+            model: Some("Model".into()),
+            label: Some("Log Type".into()),
+            class: None,
+            // Optional: used when the file has it.
+            session: Some("Session ID".into()),
+            zero_output_is_failure: true,
+        }
+    }
+
+    fn mapped(m: &Mapping) -> Self {
+        CsvLayout {
+            format_name: "mapped",
+            time: m.time.clone(),
+            time_unit: m.time_unit,
+            input: m.input_tokens.clone(),
+            output: m.output_tokens.clone(),
+            cached: m.cached_input_tokens.clone(),
+            model: m.model.clone(),
+            label: m.label.clone(),
+            class: m.class.clone(),
+            session: m.session.clone(),
+            zero_output_is_failure: false,
+        }
+    }
+}
+
+struct CsvSource {
+    csv: csv::Reader<LineIndex<File>>,
+    name: String,
+    layout: CsvLayout,
+    n_fields: usize,
+    time: usize,
+    input: usize,
+    output: usize,
+    cached: Option<usize>,
+    model: Option<usize>,
+    label: Option<usize>,
+    class: Option<usize>,
+    session: Option<usize>,
+    record: csv::StringRecord,
+}
+
+impl CsvSource {
+    fn open(path: &Path, layout: CsvLayout) -> Result<CsvSource, TraceError> {
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|source| TraceError::Io {
+            file: name.clone(),
+            action: "cannot open",
+            source,
+        })?;
+        let mut csv =
+            csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(LineIndex::new(file));
+        let header = csv
+            .headers()
+            .map_err(|e| TraceError::Io { file: name.clone(), action: "cannot read", source: e.into() })?
+            .clone();
+        let find =
+            |column: &str| header.iter().position(|h| h.trim().trim_start_matches('\u{feff}') == column);
+        let required = |column: &String| {
+            find(column).ok_or_else(|| TraceError::Header {
+                file: name.clone(),
+                message: format!(
+                    "missing column {column:?} of the {} format (found: {})",
+                    layout.format_name,
+                    header.iter().collect::<Vec<_>>().join(", ")
+                ),
+            })
+        };
+        // Optional columns of a built-in layout may be absent; a mapping's must exist.
+        let optional = |column: &Option<String>, must_exist: bool| -> Result<Option<usize>, TraceError> {
+            match column {
+                None => Ok(None),
+                Some(c) if must_exist => required(c).map(Some),
+                Some(c) => Ok(find(c)),
+            }
+        };
+        let strict = layout.format_name == "mapped";
+        Ok(CsvSource {
+            time: required(&layout.time)?,
+            input: required(&layout.input)?,
+            output: required(&layout.output)?,
+            cached: optional(&layout.cached, strict)?,
+            model: optional(&layout.model, strict)?,
+            label: optional(&layout.label, strict)?,
+            class: optional(&layout.class, strict)?,
+            session: optional(&layout.session, strict)?,
+            n_fields: header.len(),
+            csv,
+            name,
+            layout,
+            record: csv::StringRecord::new(),
+        })
+    }
+
+    fn parse(&self) -> Result<RawRow, FieldError> {
+        let r = &self.record;
+        if r.len() != self.n_fields {
+            return Err(FieldError {
+                field: String::new(),
+                message: format!("expected {} fields as in the header, found {}", self.n_fields, r.len()),
+            });
+        }
+        let get = |i: usize| r.get(i).unwrap_or("");
+        let text = |i: Option<usize>| i.map(get).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let l = &self.layout;
+        let output_tokens = parse_count(&l.output, get(self.output))?;
+        Ok(RawRow {
+            time_us: parse_time(&l.time, get(self.time), l.time_unit)?,
+            line: 0,
+            input_tokens: parse_count(&l.input, get(self.input))?,
+            output_tokens,
+            cached_input_tokens: match (self.cached, &l.cached) {
+                (Some(i), Some(field)) if !get(i).trim().is_empty() => parse_count(field, get(i))?,
+                _ => 0,
+            },
+            model: text(self.model),
+            label: text(self.label),
+            class: text(self.class),
+            session: text(self.session),
+            failed: l.zero_output_is_failure && output_tokens == 0,
+        })
+    }
+}
+
+impl RawSource for CsvSource {
+    fn next_raw(&mut self) -> Option<Result<RawRow, TraceError>> {
+        match self.csv.read_record(&mut self.record) {
+            Ok(false) => None,
+            Err(e) => Some(Err(if e.is_io_error() {
+                TraceError::Io { file: self.name.clone(), action: "cannot read", source: e.into() }
+            } else {
+                let line = e.position().map_or(0, |p| p.line());
+                TraceError::Row { file: self.name.clone(), line, field: None, message: e.to_string() }
+            })),
+            Ok(true) => {
+                let line = self
+                    .record
+                    .position()
+                    .map_or(0, |p| self.csv.get_mut().line_at(p.byte()).unwrap_or(p.line()));
+                Some(self.parse().map(|row| RawRow { line, ..row }).map_err(|e| TraceError::Row {
+                    file: self.name.clone(),
+                    line,
+                    field: (!e.field.is_empty()).then_some(e.field),
+                    message: e.message,
+                }))
+            }
+        }
+    }
+
+    fn time_field(&self) -> &str {
+        &self.layout.time
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSONL sources: Mooncake, mapped JSONL.
+// ---------------------------------------------------------------------------------------------
+
+struct JsonLayout {
+    time: String,
+    time_unit: TimeUnit,
+    input: String,
+    output: String,
+    cached: Option<String>,
+    model: Option<String>,
+    label: Option<String>,
+    class: Option<String>,
+    session: Option<String>,
+    /// Mooncake: key of the block hash list, block size and cache TTL.
+    blocks: Option<(String, u64, u64)>,
+}
+
+impl JsonLayout {
+    fn mooncake(options: &ImportOptions) -> Self {
+        JsonLayout {
+            time: "timestamp".into(),
+            time_unit: TimeUnit::Ms,
+            input: "input_length".into(),
+            output: "output_length".into(),
+            cached: None,
+            model: None,
+            label: None,
+            class: None,
+            session: None,
+            blocks: Some(("hash_ids".into(), options.block_tokens, options.cache_ttl.as_micros())),
+        }
+    }
+
+    fn mapped(m: &Mapping) -> Self {
+        JsonLayout {
+            time: m.time.clone(),
+            time_unit: m.time_unit,
+            input: m.input_tokens.clone(),
+            output: m.output_tokens.clone(),
+            cached: m.cached_input_tokens.clone(),
+            model: m.model.clone(),
+            label: m.label.clone(),
+            class: m.class.clone(),
+            session: m.session.clone(),
+            blocks: None,
+        }
+    }
+}
+
+struct JsonlSource {
+    reader: BufReader<File>,
+    name: String,
+    layout: JsonLayout,
+    line: u64,
+    buffer: String,
+    /// Mooncake prefix cache: block hash → last time it was used (µs).
+    cache: HashMap<u64, i64>,
+    /// Cache size after the last eviction; the next eviction runs at twice this.
+    cache_evicted_len: usize,
+}
+
+impl JsonlSource {
+    fn open(path: &Path, layout: JsonLayout) -> Result<JsonlSource, TraceError> {
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|source| TraceError::Io {
+            file: name.clone(),
+            action: "cannot open",
+            source,
+        })?;
+        Ok(JsonlSource {
+            reader: BufReader::new(file),
+            name,
+            layout,
+            line: 0,
+            buffer: String::new(),
+            cache: HashMap::new(),
+            cache_evicted_len: 1024,
+        })
+    }
+
+    fn parse(&mut self) -> Result<RawRow, FieldError> {
+        let value: serde_json::Value = serde_json::from_str(&self.buffer)
+            .map_err(|e| FieldError { field: String::new(), message: format!("invalid JSON: {e}") })?;
+        let Some(object) = value.as_object() else {
+            return Err(FieldError { field: String::new(), message: "expected a JSON object".into() });
+        };
+        let l = &self.layout;
+        let number_text = |key: &str| -> Result<String, FieldError> {
+            match object.get(key) {
+                None | Some(serde_json::Value::Null) => Err(field_error(key, "missing".into())),
+                Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(other) => Err(field_error(key, format!("expected a number, got {other}"))),
+            }
+        };
+        let text = |key: &Option<String>| -> Option<String> {
+            key.as_ref().and_then(|k| object.get(k)).and_then(|v| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            })
+        };
+        let time_us = parse_time(&l.time, &number_text(&l.time)?, l.time_unit)?;
+        let input_tokens = parse_count(&l.input, &number_text(&l.input)?)?;
+        let output_tokens = parse_count(&l.output, &number_text(&l.output)?)?;
+        let mut cached_input_tokens = match &l.cached {
+            Some(key) if object.get(key).is_some_and(|v| !v.is_null()) => {
+                parse_count(key, &number_text(key)?)?
+            }
+            _ => 0,
+        };
+        if let Some((key, block_tokens, ttl_us)) = &l.blocks {
+            let ids = match object.get(key) {
+                None | Some(serde_json::Value::Null) => Vec::new(),
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_u64().ok_or_else(|| {
+                            field_error(key, format!("expected non-negative integers, found {v}"))
+                        })
+                    })
+                    .collect::<Result<Vec<u64>, _>>()?,
+                Some(other) => {
+                    return Err(field_error(key, format!("expected an array of block ids, got {other}")))
+                }
+            };
+            // A KV cache serves a prefix: count leading blocks used within the TTL.
+            let live = |t: Option<&i64>| t.is_some_and(|&t| time_us - t <= *ttl_us as i64);
+            let prefix = ids.iter().take_while(|id| live(self.cache.get(id))).count() as u64;
+            cached_input_tokens = (prefix * block_tokens).min(input_tokens);
+            for id in ids {
+                self.cache.insert(id, time_us);
+            }
+            if self.cache.len() > 2 * self.cache_evicted_len {
+                self.cache.retain(|_, &mut t| time_us - t <= *ttl_us as i64);
+                self.cache_evicted_len = self.cache.len().max(1024);
+            }
+        }
+        if cached_input_tokens > input_tokens {
+            let key = l.cached.clone().unwrap_or_default();
+            return Err(field_error(
+                &key,
+                format!("{cached_input_tokens} exceeds the input tokens {input_tokens}"),
+            ));
+        }
+        Ok(RawRow {
+            time_us,
+            line: self.line,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            model: text(&l.model),
+            label: text(&l.label),
+            class: text(&l.class),
+            session: text(&l.session),
+            failed: false,
+        })
+    }
+}
+
+impl RawSource for JsonlSource {
+    fn next_raw(&mut self) -> Option<Result<RawRow, TraceError>> {
+        loop {
+            self.buffer.clear();
+            match self.reader.read_line(&mut self.buffer) {
+                Ok(0) => return None,
+                Ok(_) => {
+                    self.line += 1;
+                    if self.buffer.trim().is_empty() {
+                        continue;
+                    }
+                    let line = self.line;
+                    return Some(self.parse().map_err(|e| TraceError::Row {
+                        file: self.name.clone(),
+                        line,
+                        field: (!e.field.is_empty()).then_some(e.field),
+                        message: e.message,
+                    }));
+                }
+                Err(source) => {
+                    return Some(Err(TraceError::Io {
+                        file: self.name.clone(),
+                        action: "cannot read",
+                        source,
+                    }))
+                }
+            }
+        }
+    }
+
+    fn time_field(&self) -> &str {
+        &self.layout.time
+    }
+}
