@@ -33,9 +33,9 @@
 //! generator for month-scale traces (merging per-session streams through a heap) is a later
 //! issue.
 
-use super::{ClassId, TraceError, TraceRow, TraceWriter, BUILTIN_CLASSES};
+use super::{ClassId, Request, TraceError, TraceRow, TraceWriter, BUILTIN_CLASSES};
 use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};
-use crate::time::{Duration, MICROS_PER_HOUR, MICROS_PER_MIN, MICROS_PER_MS, MICROS_PER_S};
+use crate::time::{Duration, Instant, MICROS_PER_HOUR, MICROS_PER_MIN, MICROS_PER_MS, MICROS_PER_S};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -296,6 +296,18 @@ pub fn generate_agent_trace<W: Write>(
     config: &AgentTraceConfig,
     out: &mut TraceWriter<W>,
 ) -> Result<GenSummary, TraceError> {
+    let (rows, sessions) = generate_rows(config)?;
+    let mut summary = GenSummary::new(config.duration);
+    summary.sessions = sessions;
+    for row in &rows {
+        summary.write(row, out)?;
+    }
+    Ok(summary)
+}
+
+/// The rows of one agent trace, sorted by arrival (then generation order), and the number of
+/// sessions with a call in the window. Held in memory: one window's worth.
+pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<GenRow>, u64), TraceError> {
     config.validate()?;
     let mut gen = Generator { config, end_us: config.duration.as_micros(), rows: Vec::new() };
     let starts = gen.session_starts();
@@ -311,53 +323,101 @@ pub fn generate_agent_trace<W: Write>(
     let mut rows = gen.rows;
     // Generation order is causal within a session, so it breaks ties after rounding to ms.
     rows.sort_by_key(|row| (row.arrival_us / MICROS_PER_MS, row.seq));
-
-    let mut summary = GenSummary {
-        sessions,
-        by_class: BUILTIN_CLASSES.iter().map(|c| (c.to_string(), 0)).collect(),
-        duration_ms: config.duration.as_micros() / MICROS_PER_MS,
-        ..GenSummary::default()
-    };
-    for row in &rows {
-        out.write(&TraceRow {
-            id: &row.id,
-            arrival_ms: row.arrival_us / MICROS_PER_MS,
-            class: BUILTIN_CLASSES[usize::from(row.class.0)],
-            input_tokens: row.input_tokens,
-            cached_input_tokens: row.cached_input_tokens,
-            cache_write_tokens: row.cache_write_tokens,
-            output_tokens: row.output_tokens,
-            max_tokens: row.max_tokens,
-            session: row.session.as_deref(),
-            parent: row.parent.as_deref(),
-            think_ms: row.think_us / MICROS_PER_MS,
-            deadline_ms: row.deadline_ms,
-        })?;
-        summary.requests += 1;
-        summary.by_class[usize::from(row.class.0)].1 += 1;
-        summary.input_tokens += row.input_tokens;
-        summary.cached_input_tokens += row.cached_input_tokens;
-        summary.output_tokens += row.output_tokens;
-    }
-    Ok(summary)
+    Ok((rows, sessions))
 }
 
-/// One generated row, before sorting.
-struct GenRow {
-    arrival_us: u64,
+impl GenSummary {
+    /// An empty summary of a trace spanning `duration`.
+    pub(crate) fn new(duration: Duration) -> Self {
+        GenSummary {
+            by_class: BUILTIN_CLASSES.iter().map(|c| (c.to_string(), 0)).collect(),
+            duration_ms: duration.as_micros() / MICROS_PER_MS,
+            ..GenSummary::default()
+        }
+    }
+
+    /// Writes `row` and counts it.
+    pub(crate) fn write<W: Write>(
+        &mut self,
+        row: &GenRow,
+        out: &mut TraceWriter<W>,
+    ) -> Result<(), TraceError> {
+        out.write(&row.trace_row())?;
+        self.count(row);
+        Ok(())
+    }
+
+    /// Counts `row` (class must be a built-in).
+    pub(crate) fn count(&mut self, row: &GenRow) {
+        self.requests += 1;
+        if let Some(entry) = self.by_class.get_mut(usize::from(row.class.0)) {
+            entry.1 += 1;
+        }
+        self.input_tokens += row.input_tokens;
+        self.cached_input_tokens += row.cached_input_tokens;
+        self.output_tokens += row.output_tokens;
+    }
+}
+
+/// One generated row. Times are written to the CSV in whole milliseconds, and
+/// [`GenRow::to_request`] truncates the same way, so a generated trace replays identically
+/// from memory and from its CSV.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenRow {
+    pub arrival_us: u64,
     /// Generation order: the tie-break of the sort.
-    seq: u64,
-    id: String,
-    class: ClassId,
-    input_tokens: u64,
-    cached_input_tokens: u64,
-    cache_write_tokens: u64,
-    output_tokens: u64,
-    max_tokens: u64,
-    session: Option<String>,
-    parent: Option<String>,
-    think_us: u64,
-    deadline_ms: Option<u64>,
+    pub seq: u64,
+    pub id: String,
+    /// A built-in class.
+    pub class: ClassId,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub output_tokens: u64,
+    pub max_tokens: u64,
+    pub session: Option<String>,
+    pub parent: Option<String>,
+    pub think_us: u64,
+    pub deadline_ms: Option<u64>,
+}
+
+impl GenRow {
+    /// The row as the CSV writer takes it.
+    pub fn trace_row(&self) -> TraceRow<'_> {
+        TraceRow {
+            id: &self.id,
+            arrival_ms: self.arrival_us / MICROS_PER_MS,
+            class: BUILTIN_CLASSES[usize::from(self.class.0)],
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            output_tokens: self.output_tokens,
+            max_tokens: self.max_tokens,
+            session: self.session.as_deref(),
+            parent: self.parent.as_deref(),
+            think_ms: self.think_us / MICROS_PER_MS,
+            deadline_ms: self.deadline_ms,
+        }
+    }
+
+    /// The request the engine replays: what reading the CSV line `line` would give.
+    pub fn to_request(&self, line: u64) -> Request {
+        Request {
+            id: hash_str(&self.id),
+            arrival: Instant::from_millis(self.arrival_us / MICROS_PER_MS),
+            class: self.class,
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            output_tokens: self.output_tokens,
+            max_tokens: self.max_tokens,
+            session: self.session.as_deref().map(hash_str),
+            parent: self.parent.as_deref().map(hash_str),
+            think: Duration::from_millis(self.think_us / MICROS_PER_MS),
+            deadline: self.deadline_ms.map(Duration::from_millis),
+            line,
+        }
+    }
 }
 
 /// The last call of a session's chain: the parent of the next one.
