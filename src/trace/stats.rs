@@ -110,9 +110,12 @@ impl Buckets {
         self.count = 0;
     }
 
-    /// (index of dispersion, idle share) over `n` buckets, empty ones included.
+    /// (index of dispersion, idle share) over the `n` complete buckets of the span, empty ones
+    /// included. The last bucket (the one holding the last arrival) is only partly covered
+    /// by the span, so it counts toward the peak but not toward dispersion or idle share.
     fn finish(&mut self, n: u64) -> (f64, f64) {
-        self.close();
+        self.peak = self.peak.max(self.count);
+        self.count = 0;
         if n < 2 {
             return (0.0, 0.0);
         }
@@ -125,7 +128,8 @@ impl Buckets {
 }
 
 fn histogram() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant figures is valid")
+    // Up to 10¹² tokens at 3 significant figures.
+    Histogram::new_with_bounds(1, 1_000_000_000_000, 3).expect("valid bounds")
 }
 
 fn percentiles(h: &Histogram<u64>, total: u64) -> TokenPercentiles {
@@ -206,8 +210,8 @@ where
     }
     let table = classes(&requests);
     let span_us = first_us.map_or(0, |f| last_us - f);
-    let (dispersion_1s, idle_s) = seconds.finish(span_us / MICROS_PER_S + 1);
-    let (dispersion_60s, idle_m) = minutes.finish(span_us / MICROS_PER_MIN + 1);
+    let (dispersion_1s, idle_s) = seconds.finish(span_us / MICROS_PER_S);
+    let (dispersion_60s, idle_m) = minutes.finish(span_us / MICROS_PER_MIN);
     let duration_s = span_us as f64 / MICROS_PER_S as f64;
     let gap_sd = if gaps > 1 { (gap_m2 / (gaps - 1) as f64).sqrt() } else { 0.0 };
     Ok(TraceStats {
@@ -295,14 +299,18 @@ fn si(v: f64) -> String {
 }
 
 impl TraceStats {
-    /// A verdict on burstiness from the minute-scale dispersion and idle share.
+    /// A verdict on burstiness. Second-scale counts separate on/off traffic (long silences,
+    /// dense bursts) from Poisson-like traffic; minute-scale dispersion with few idle seconds
+    /// is a rate that drifts rather than bursts.
     pub fn burstiness(&self) -> &'static str {
-        if self.requests < 2 {
+        if self.requests < 2 || self.duration_s < 120.0 {
             "too short to tell"
-        } else if self.dispersion_60s > 10.0 || self.idle_minutes_share > 0.2 {
-            "on/off bursty (minute counts vary far more than Poisson)"
-        } else if self.dispersion_60s > 2.0 {
-            "bursty"
+        } else if self.idle_seconds_share > 0.3 && self.dispersion_1s > 3.0 {
+            "on/off bursty: long silences and dense bursts"
+        } else if self.dispersion_1s > 2.0 {
+            "bursty at the second scale"
+        } else if self.dispersion_60s > 5.0 {
+            "near-Poisson at the second scale, with a rate drifting over minutes"
         } else {
             "near-Poisson"
         }
@@ -386,8 +394,9 @@ mod tests {
 
     #[test]
     fn hand_worked_trace() {
-        // Arrivals at 0, 0.5, 1, 3 s and 61 s: per-second counts over 62 seconds are
-        // 2,1,0,1,0…,1 → mean 5/62, Σc² = 4+1+1+1 = 7. Per-minute counts: 4, 1.
+        // Arrivals at 0, 0.5, 1, 3 s and 61 s. The span is 61 s: 61 complete seconds with
+        // counts 2,1,0,1,0… (the arrival at 61 s is in the partial last second) → mean 4/61,
+        // Σc² = 4+1+1 = 6. Minutes: one complete minute (count 4), so no dispersion.
         let csv = "id,arrival_ms,class,input_tokens,cached_input_tokens,output_tokens,session,parent\n\
                    a,0,interactive,100,0,10,s,\n\
                    b,500,hard,200,100,20,s,a\n\
@@ -398,12 +407,11 @@ mod tests {
         assert_eq!(s.requests, 5);
         assert_eq!(s.duration_s, 61.0);
         assert_eq!((s.peak_per_s, s.peak_per_min), (2, 4));
-        let (n, mean) = (62.0, 5.0 / 62.0);
-        let var = (7.0 - n * mean * mean) / (n - 1.0);
+        let (n, mean) = (61.0, 4.0 / 61.0);
+        let var = (6.0 - n * mean * mean) / (n - 1.0);
         assert!((s.dispersion_1s - var / mean).abs() < 1e-12);
-        // Minutes: counts 4 and 1 → mean 2.5, var 4.5, IDC 1.8.
-        assert!((s.dispersion_60s - 1.8).abs() < 1e-12);
-        assert!((s.idle_seconds_share - 58.0 / 62.0).abs() < 1e-12);
+        assert_eq!(s.dispersion_60s, 0.0);
+        assert!((s.idle_seconds_share - 58.0 / 61.0).abs() < 1e-12);
         // Gaps 0.5, 0.5, 2, 58 s: mean 15.25, sample sd computed directly.
         let g = [0.5f64, 0.5, 2.0, 58.0];
         let m = g.iter().sum::<f64>() / 4.0;
