@@ -1088,3 +1088,317 @@ impl RawSource for JsonlSource {
         &self.layout.time
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Round trips on small hand-written samples of each format.
+    use super::*;
+
+    struct Sample {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+    }
+
+    fn sample(name: &str, text: &str) -> Sample {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        Sample { _dir: dir, path }
+    }
+
+    fn import(
+        s: &Sample,
+        format: TraceFormat,
+        options: &ImportOptions,
+    ) -> Result<(Vec<ImportedRow>, Importer), TraceError> {
+        let mut importer = Importer::open(&s.path, format, options)?;
+        let rows = importer.by_ref().collect::<Result<Vec<_>, _>>()?;
+        Ok((rows, importer))
+    }
+
+    fn error(s: &Sample, format: TraceFormat, options: &ImportOptions) -> String {
+        import(s, format, options)
+            .err()
+            .expect("an error")
+            .to_string()
+            .replace(&s.path.display().to_string(), "F")
+    }
+
+    #[test]
+    fn datetimes_parse_to_epoch_microseconds() {
+        // Epoch seconds computed independently (Python's datetime, UTC).
+        assert_eq!(parse_datetime_us("2023-11-16 18:17:03.9799600"), Some(1_700_158_623_979_960));
+        assert_eq!(parse_datetime_us("2024-05-10 00:00:00.009930+00:00"), Some(1_715_299_200_009_930));
+        assert_eq!(parse_datetime_us("2024-05-10T02:00:00.5+02:00"), Some(1_715_299_200_500_000));
+        assert_eq!(parse_datetime_us("2000-02-29 23:59:59Z"), Some(951_868_799_000_000));
+        // The 7th fractional digit rounds: 0.0000005 s → 1 µs.
+        assert_eq!(parse_datetime_us("1970-01-01 00:00:00.0000005"), Some(1));
+        for bad in ["2023-13-01 00:00:00", "2023-11-16", "2023-11-16 18:17:03.", "2023-11-16 18:17:03+1", "x"]
+        {
+            assert_eq!(parse_datetime_us(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn azure_2023_and_2024_round_trip_with_class_rules() {
+        let s = sample(
+            "azure.csv",
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+             2023-11-16 18:17:03.9799600,4808,10\n\
+             2023-11-16 18:17:04.0319600,3180,8\n\
+             2023-11-16 18:17:05.0781490,110,27\n",
+        );
+        let options = ImportOptions {
+            classes: vec![ClassRule {
+                class: "hard".into(),
+                min_input_tokens: Some(4000),
+                ..ClassRule::default()
+            }],
+            default_class: "bulk".into(),
+            ..ImportOptions::default()
+        };
+        let (rows, importer) = import(&s, TraceFormat::Azure, &options).unwrap();
+        let got: Vec<(u64, &str, u64, u64, u64)> = rows
+            .iter()
+            .map(|r| {
+                (r.arrival_us, importer.classes().name(r.class), r.input_tokens, r.output_tokens, r.line)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, "hard", 4808, 10, 2), (52_000, "bulk", 3180, 8, 3), (1_098_189, "bulk", 110, 27, 4)]
+        );
+        assert_eq!(rows[2].id(), "r2");
+        assert_eq!(rows[2].to_request().id, hash_str("r2"));
+        // 2024 timestamps with a UTC offset.
+        let s = sample(
+            "azure24.csv",
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-10 00:00:00.009930+00:00,10,1\n2024-05-10 00:00:01.000000+00:00,20,2\n",
+        );
+        let (rows, _) = import(&s, TraceFormat::Azure, &ImportOptions::default()).unwrap();
+        assert_eq!(rows.iter().map(|r| r.arrival_us).collect::<Vec<_>>(), vec![0, 990_070]);
+    }
+
+    #[test]
+    fn window_and_rate_multiplier() {
+        // Rows at 0, 10, 20, 30, 40 s. Window start 10 s, duration 20 s keeps 10 and 20 s
+        // (30 s is at the end, excluded); ×2 rate halves the gaps: 0 and 5 s.
+        let mut text = "TIMESTAMP,ContextTokens,GeneratedTokens\n".to_string();
+        for k in 0..5 {
+            text.push_str(&format!("2023-11-16 18:00:{:02}.0000000,{},1\n", k * 10, k + 1));
+        }
+        let s = sample("w.csv", &text);
+        let options = ImportOptions {
+            start: Duration::from_secs(10),
+            duration: Some(Duration::from_secs(20)),
+            rate_multiplier: 2.0,
+            ..ImportOptions::default()
+        };
+        let (rows, importer) = import(&s, TraceFormat::Azure, &options).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| (r.arrival_us, r.input_tokens)).collect::<Vec<_>>(),
+            vec![(0, 2), (5_000_000, 3)]
+        );
+        let r = importer.report();
+        // The 40-s row is read to close the 30-s group, then reading stops; every row read is
+        // accounted for: 5 = 2 imported + 1 before + 2 after.
+        assert_eq!((r.rows_read, r.imported, r.before_window, r.after_window), (5, 2, 1, 2));
+    }
+
+    const BURSTGPT: &str = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n\
+        5,ChatGPT,100,20,120,Conversation log\n\
+        5,GPT-4,200,0,200,API log\n\
+        5,ChatGPT,300,30,330,API log\n\
+        6,GPT-4,400,40,440,Conversation log\n\
+        9,ChatGPT,500,50,550,Conversation log\n";
+
+    #[test]
+    fn burstgpt_ties_are_jittered_within_the_second_and_failures_counted() {
+        let s = sample("b.csv", BURSTGPT);
+        let options = ImportOptions {
+            classes: vec![
+                ClassRule { class: "hard".into(), model: Some("^GPT-4".into()), ..ClassRule::default() },
+                ClassRule { class: "async".into(), label: Some("API".into()), ..ClassRule::default() },
+            ],
+            ..ImportOptions::default()
+        };
+        let (rows, importer) = import(&s, TraceFormat::Burstgpt, &options).unwrap();
+        assert_eq!(rows.len(), 5);
+        // The three rows of second 5 land in [0, 1 s) in some order; the others at 1 and 4 s
+        // (plus < 1 s of jitter each, the window to the next timestamp being ≥ 1 s).
+        let mut first: Vec<u64> = rows[..3].iter().map(|r| r.input_tokens).collect();
+        first.sort();
+        assert_eq!(first, vec![100, 200, 300]);
+        assert!(rows[..3].iter().all(|r| r.arrival_us < 1_000_000));
+        assert!(rows.windows(2).all(|w| w[0].arrival_us <= w[1].arrival_us));
+        assert!((1_000_000..2_000_000).contains(&rows[3].arrival_us));
+        assert!((4_000_000..5_000_000).contains(&rows[4].arrival_us));
+        let spread: std::collections::HashSet<u64> = rows[..3].iter().map(|r| r.arrival_us).collect();
+        assert_eq!(spread.len(), 3, "ties are spread");
+        let class = |tokens: u64| {
+            importer.classes().name(rows.iter().find(|r| r.input_tokens == tokens).unwrap().class)
+        };
+        assert_eq!(
+            (class(100), class(200), class(300), class(400)),
+            ("interactive", "hard", "async", "hard")
+        );
+        assert_eq!(importer.report().failed_rows, 1);
+        // Same seed, same order and times; another seed, other times.
+        let (again, _) = import(&s, TraceFormat::Burstgpt, &options).unwrap();
+        assert_eq!(rows, again);
+        let (other, _) =
+            import(&s, TraceFormat::Burstgpt, &ImportOptions { seed: 2, ..options.clone() }).unwrap();
+        assert_ne!(
+            rows.iter().map(|r| r.arrival_us).collect::<Vec<_>>(),
+            other.iter().map(|r| r.arrival_us).collect::<Vec<_>>()
+        );
+        // drop_failed removes the failed row and says so.
+        let (kept, importer) =
+            import(&s, TraceFormat::Burstgpt, &ImportOptions { drop_failed: true, ..options }).unwrap();
+        assert_eq!(kept.len(), 4);
+        assert_eq!((importer.report().failed_rows, importer.report().failed_dropped), (1, 1));
+    }
+
+    #[test]
+    fn mooncake_prefix_reuse_becomes_cached_tokens() {
+        // Row 1 writes blocks 0,1,2; row 2 (3 s later) shares the prefix 0,1 then diverges:
+        // 2 × 512 cached; row 3 shares 0,1,3 but 10 min later (TTL 5 min): nothing cached;
+        // row 4 at the same time reuses block 0 only (its second block is new): 512, capped
+        // by its 300-token input → 300.
+        let s = sample(
+            "m.jsonl",
+            "{\"timestamp\": 0, \"input_length\": 1500, \"output_length\": 10, \"hash_ids\": [0, 1, 2]}\n\
+             {\"timestamp\": 3000, \"input_length\": 1400, \"output_length\": 20, \"hash_ids\": [0, 1, 3]}\n\
+             \n\
+             {\"timestamp\": 603000, \"input_length\": 1300, \"output_length\": 30, \"hash_ids\": [0, 1, 3]}\n\
+             {\"timestamp\": 603000, \"input_length\": 300, \"output_length\": 40, \"hash_ids\": [0, 9]}\n",
+        );
+        let (rows, _) = import(&s, TraceFormat::Mooncake, &ImportOptions::default()).unwrap();
+        let mut got: Vec<(u64, u64)> = rows.iter().map(|r| (r.input_tokens, r.cached_input_tokens)).collect();
+        got.sort();
+        assert_eq!(got, vec![(300, 300), (1300, 0), (1400, 1024), (1500, 0)]);
+        // Jitter within the bucket: the 3 s rows stay in [3 s, 603 s) — capped by the next
+        // timestamp — and the 603 s rows within [603 s, 606 s).
+        assert!(rows[0].arrival_us < 3_000_000);
+        assert!((3_000_000..6_000_000).contains(&rows[1].arrival_us));
+        assert!(rows[2..].iter().all(|r| (603_000_000..606_000_000).contains(&r.arrival_us)));
+        assert_eq!(rows.iter().find(|r| r.input_tokens == 1300).unwrap().line, 4);
+    }
+
+    #[test]
+    fn mapped_csv_and_jsonl_with_class_column_and_sessions() {
+        let mapping = Mapping {
+            format: None,
+            time: "ts".into(),
+            time_unit: TimeUnit::Ms,
+            input_tokens: "prompt".into(),
+            output_tokens: "completion".into(),
+            cached_input_tokens: Some("cached".into()),
+            class: Some("tier".into()),
+            model: None,
+            label: None,
+            session: Some("conv".into()),
+        };
+        let options = ImportOptions { mapping: Some(mapping.clone()), ..ImportOptions::default() };
+        let s = sample(
+            "logs.csv",
+            "ts,prompt,completion,cached,tier,conv\n1000,50,5,10,gold,c1\n1500.5,60,6,,silver,c1\n",
+        );
+        let (rows, importer) = import(&s, TraceFormat::Mapped, &options).unwrap();
+        let got: Vec<(u64, &str, u64, u64, Option<&str>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.arrival_us,
+                    importer.classes().name(r.class),
+                    r.input_tokens,
+                    r.cached_input_tokens,
+                    r.session.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(got, vec![(0, "gold", 50, 10, Some("c1")), (500_500, "silver", 60, 0, Some("c1"))]);
+        let s = sample(
+            "logs.jsonl",
+            "{\"ts\": 1000, \"prompt\": 50, \"completion\": 5, \"cached\": 10, \"tier\": \"gold\", \"conv\": \"c1\"}\n\
+             {\"ts\": \"1500.5\", \"prompt\": 60, \"completion\": 6, \"tier\": \"silver\", \"conv\": \"c1\"}\n",
+        );
+        let (json_rows, _) = import(&s, TraceFormat::Mapped, &options).unwrap();
+        assert_eq!(
+            json_rows
+                .iter()
+                .map(|r| (r.arrival_us, r.input_tokens, r.cached_input_tokens))
+                .collect::<Vec<_>>(),
+            vec![(0, 50, 10), (500_500, 60, 0)]
+        );
+        // A mapping naming a column the file lacks is a header error.
+        let bad = ImportOptions {
+            mapping: Some(Mapping { session: Some("user".into()), ..mapping }),
+            ..ImportOptions::default()
+        };
+        let s = sample("logs.csv", "ts,prompt,completion,cached,tier,conv\n");
+        assert!(error(&s, TraceFormat::Mapped, &bad)
+            .starts_with("F:1: missing column \"user\" of the mapped format"));
+    }
+
+    #[test]
+    fn bad_rows_name_file_line_and_field() {
+        let azure = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,10,1\n";
+        let cases = [
+            (format!("{azure}2023-11-16 18:17:04,-5,1\n"), TraceFormat::Azure, r#"F:3: field "ContextTokens": expected a non-negative integer, got "-5""#),
+            (format!("{azure}yesterday,5,1\n"), TraceFormat::Azure, r#"F:3: field "TIMESTAMP": expected a date-time like"#),
+            (format!("{azure}2023-11-16 18:17:04,5\n"), TraceFormat::Azure, "F:3: expected 3 fields as in the header, found 2"),
+            (format!("{azure}2023-11-16 18:17:02,5,1\n"), TraceFormat::Azure, r#"F:3: field "TIMESTAMP": 1700158622.000 s is earlier than the previous row's 1700158623.980 s"#),
+            ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n1,m,NaN,1,1,x\n".to_string(), TraceFormat::Burstgpt, r#"F:2: field "Request tokens": expected a non-negative integer, got "NaN""#),
+            ("{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 1}\n{\"timestamp\": 1, \"input_length\": 5}\n".to_string(), TraceFormat::Mooncake, r#"F:2: field "output_length": missing"#),
+            ("{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 1, \"hash_ids\": [-1]}\n".to_string(), TraceFormat::Mooncake, r#"F:1: field "hash_ids": expected non-negative integers, found -1"#),
+            ("{\"timestamp\": 0,\n".to_string(), TraceFormat::Mooncake, "F:1: invalid JSON"),
+            ("TIMESTAMP,Context,GeneratedTokens\n".to_string(), TraceFormat::Azure, r#"F:1: missing column "ContextTokens" of the azure format (found: TIMESTAMP, Context, GeneratedTokens)"#),
+        ];
+        for (text, format, expected) in cases {
+            let s = sample("bad.txt", &text);
+            let got = error(&s, format, &ImportOptions::default());
+            assert!(got.starts_with(expected), "got: {got}\nexpected: {expected}");
+        }
+    }
+
+    #[test]
+    fn skip_bad_counts_and_reports_then_fails_past_the_budget() {
+        let text = "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+                    2023-11-16 18:17:03,10,1\n\
+                    2023-11-16 18:17:04,x,1\n\
+                    2023-11-16 18:17:05,30,1\n\
+                    2023-11-16 18:17:01,40,1\n\
+                    2023-11-16 18:17:06,50,1\n";
+        let s = sample("a.csv", text);
+        let options = ImportOptions { skip_bad: 2, ..ImportOptions::default() };
+        let (rows, importer) = import(&s, TraceFormat::Azure, &options).unwrap();
+        assert_eq!(rows.iter().map(|r| r.input_tokens).collect::<Vec<_>>(), vec![10, 30, 50]);
+        let report = importer.report();
+        assert_eq!(report.skipped_bad, 2);
+        assert!(report.skipped_examples[0]
+            .ends_with(r#":3: field "ContextTokens": expected a non-negative integer, got "x""#));
+        assert!(report.summary().contains("2 bad rows skipped"));
+        let got = error(&s, TraceFormat::Azure, &ImportOptions { skip_bad: 1, ..ImportOptions::default() });
+        assert!(got.starts_with("F:5: field \"TIMESTAMP\""), "{got}");
+    }
+
+    #[test]
+    fn bad_options_name_the_field() {
+        let s = sample("a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n");
+        let opts =
+            |o: ImportOptions| Importer::open(&s.path, TraceFormat::Azure, &o).err().unwrap().to_string();
+        assert_eq!(
+            opts(ImportOptions { rate_multiplier: 0.0, ..ImportOptions::default() }),
+            "trace generator: rate_multiplier: must be a finite number > 0, got 0"
+        );
+        let rule = ClassRule { class: "x".into(), model: Some("(".into()), ..ClassRule::default() };
+        assert!(opts(ImportOptions { classes: vec![rule], ..ImportOptions::default() })
+            .starts_with("trace generator: classes[0].model: regex parse error"));
+        assert!(Importer::open(&s.path, TraceFormat::Mapped, &ImportOptions::default())
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("mapping: format \"mapped\" needs a mapping"));
+    }
+}
