@@ -242,12 +242,13 @@ impl ImportedRow {
         format!("r{}", self.seq)
     }
 
-    /// The request the engine replays. Ids hash `r<seq>`, as in a converted CSV, so a trace
-    /// replayed directly and after `sim trace convert` draws the same numbers.
+    /// The request the engine replays. Ids hash `r<seq>` and arrivals are kept to the
+    /// millisecond, as in the CSV `sim trace convert` writes, so a trace replayed directly and
+    /// after conversion gives byte-identical results.
     pub fn to_request(&self) -> Request {
         Request {
             id: hash_str(&self.id()),
-            arrival: Instant::from_micros(self.arrival_us),
+            arrival: Instant::from_millis(self.arrival_us / MICROS_PER_MS),
             class: self.class,
             input_tokens: self.input_tokens,
             cached_input_tokens: self.cached_input_tokens,
