@@ -75,7 +75,7 @@ impl MonthConfig {
         }
         let day_us = 24 * MICROS_PER_HOUR;
         let w = self.window.as_micros();
-        if w == 0 || day_us % w != 0 {
+        if w == 0 || !day_us.is_multiple_of(w) {
             return err("window", "must be longer than zero and divide a day (e.g. \"1h\", \"30m\")".into());
         }
         if self.hourly.len() != 24 {

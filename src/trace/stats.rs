@@ -274,15 +274,7 @@ pub fn sparkline(values: &[u64]) -> String {
     let max = means.iter().cloned().fold(0.0, f64::max);
     means
         .iter()
-        .map(|&m| {
-            if max == 0.0 {
-                BARS[0]
-            } else if m == 0.0 {
-                BARS[0]
-            } else {
-                BARS[1 + ((m / max) * 7.0).round() as usize]
-            }
-        })
+        .map(|&m| if max == 0.0 || m == 0.0 { BARS[0] } else { BARS[1 + ((m / max) * 7.0).round() as usize] })
         .collect()
 }
 
