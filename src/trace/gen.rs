@@ -29,9 +29,8 @@
 //! derived from `seed`, so a seed gives byte-identical output.
 //!
 //! Rows are collected in memory and sorted by arrival before writing: fine for the hours of
-//! traffic this generator targets (thousands to a few hundred thousand rows). A streaming
-//! generator for month-scale traces (merging per-session streams through a heap) is a later
-//! issue.
+//! traffic this generator targets (thousands to a few hundred thousand rows). Month-scale
+//! traffic streams one window at a time through [`super::month`].
 
 use super::{ClassId, Request, TraceError, TraceRow, TraceWriter, BUILTIN_CLASSES};
 use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};
