@@ -184,6 +184,9 @@ pub enum TraceError {
     /// A generator configuration value is invalid.
     #[error("trace generator: {field}: {message}")]
     Config { field: String, message: String },
+    /// An import option (format, window, rate, class rules, mapping) is invalid.
+    #[error("trace import: {field}: {message}")]
+    Import { field: String, message: String },
 }
 
 fn field_prefix(field: &Option<String>) -> String {

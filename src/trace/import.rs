@@ -118,6 +118,60 @@ impl Default for ImportOptions {
     }
 }
 
+impl ImportOptions {
+    /// Checks every option for `format`; errors name the option (`classes[1].model: …`).
+    pub fn validate(&self, format: TraceFormat) -> Result<(), TraceError> {
+        self.compile(format).map(|_| ())
+    }
+
+    /// The class table, the default class and the compiled rules.
+    fn compile(&self, format: TraceFormat) -> Result<(ClassTable, ClassId, Vec<CompiledRule>), TraceError> {
+        let config = |field: &str, message: String| TraceError::Import { field: field.to_string(), message };
+        if format == TraceFormat::Routesim {
+            return Err(config("format", "routesim traces are read by TraceReader, not imported".into()));
+        }
+        if !(self.rate_multiplier.is_finite() && self.rate_multiplier > 0.0) {
+            return Err(config(
+                "rate_multiplier",
+                format!("must be a finite number > 0, got {}", self.rate_multiplier),
+            ));
+        }
+        if self.block_tokens == 0 {
+            return Err(config("block_tokens", "must be > 0".into()));
+        }
+        if self.default_class.trim().is_empty() {
+            return Err(config("default_class", "must not be empty".into()));
+        }
+        if format == TraceFormat::Mapped && self.mapping.is_none() {
+            return Err(config(
+                "mapping",
+                "format \"mapped\" needs a mapping (time, time_unit, input_tokens, output_tokens)".into(),
+            ));
+        }
+        let mut classes = ClassTable::new();
+        let default_class = classes.intern(&self.default_class);
+        let mut rules = Vec::with_capacity(self.classes.len());
+        for (i, rule) in self.classes.iter().enumerate() {
+            if rule.class.trim().is_empty() {
+                return Err(config(&format!("classes[{i}].class"), "must not be empty".into()));
+            }
+            let compile = |field: &str, re: &Option<String>| {
+                re.as_deref()
+                    .map(regex::Regex::new)
+                    .transpose()
+                    .map_err(|e| config(&format!("classes[{i}].{field}"), e.to_string().replace('\n', " ")))
+            };
+            rules.push(CompiledRule {
+                class: classes.intern(&rule.class),
+                model: compile("model", &rule.model)?,
+                label: compile("label", &rule.label)?,
+                rule: rule.clone(),
+            });
+        }
+        Ok((classes, default_class, rules))
+    }
+}
+
 /// One class rule: every condition given must hold. Regexes are searched (not anchored).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -334,39 +388,8 @@ impl Importer {
     /// Opens `path` in `format` (not `routesim`; see [`super::source`]).
     pub fn open(path: &Path, format: TraceFormat, options: &ImportOptions) -> Result<Importer, TraceError> {
         let name = path.display().to_string();
-        let config = |field: &str, message: String| TraceError::Config { field: field.to_string(), message };
-        if !(options.rate_multiplier.is_finite() && options.rate_multiplier > 0.0) {
-            return Err(config(
-                "rate_multiplier",
-                format!("must be a finite number > 0, got {}", options.rate_multiplier),
-            ));
-        }
-        if options.block_tokens == 0 {
-            return Err(config("block_tokens", "must be > 0".into()));
-        }
-        if options.default_class.trim().is_empty() {
-            return Err(config("default_class", "must not be empty".into()));
-        }
-        let mut classes = ClassTable::new();
-        let default_class = classes.intern(&options.default_class);
-        let mut rules = Vec::with_capacity(options.classes.len());
-        for (i, rule) in options.classes.iter().enumerate() {
-            if rule.class.trim().is_empty() {
-                return Err(config(&format!("classes[{i}].class"), "must not be empty".into()));
-            }
-            let compile = |field: &str, re: &Option<String>| {
-                re.as_deref()
-                    .map(regex::Regex::new)
-                    .transpose()
-                    .map_err(|e| config(&format!("classes[{i}].{field}"), e.to_string().replace('\n', " ")))
-            };
-            rules.push(CompiledRule {
-                class: classes.intern(&rule.class),
-                model: compile("model", &rule.model)?,
-                label: compile("label", &rule.label)?,
-                rule: rule.clone(),
-            });
-        }
+        let config = |field: &str, message: String| TraceError::Import { field: field.to_string(), message };
+        let (classes, default_class, rules) = options.compile(format)?;
         let source: Box<dyn RawSource> = match format {
             TraceFormat::Routesim => {
                 return Err(config("format", "routesim traces are read by TraceReader, not imported".into()))
@@ -1391,11 +1414,11 @@ mod tests {
             |o: ImportOptions| Importer::open(&s.path, TraceFormat::Azure, &o).err().unwrap().to_string();
         assert_eq!(
             opts(ImportOptions { rate_multiplier: 0.0, ..ImportOptions::default() }),
-            "trace generator: rate_multiplier: must be a finite number > 0, got 0"
+            "trace import: rate_multiplier: must be a finite number > 0, got 0"
         );
         let rule = ClassRule { class: "x".into(), model: Some("(".into()), ..ClassRule::default() };
         assert!(opts(ImportOptions { classes: vec![rule], ..ImportOptions::default() })
-            .starts_with("trace generator: classes[0].model: regex parse error"));
+            .starts_with("trace import: classes[0].model: regex parse error"));
         assert!(Importer::open(&s.path, TraceFormat::Mapped, &ImportOptions::default())
             .err()
             .unwrap()

@@ -289,6 +289,12 @@ impl SourceSection {
                     "trace.import: import options apply to formats azure, burstgpt, mooncake, mapped".into(),
                 );
             }
+            if format != TraceFormat::Routesim {
+                options.validate(format).map_err(|e| match e {
+                    TraceError::Import { field, message } => format!("trace.import.{field}: {message}"),
+                    other => other.to_string(),
+                })?;
+            }
             return Ok(TraceSource::File { path: base_dir.join(file), format, options });
         }
         if self.format.is_some() || self.import.is_some() {

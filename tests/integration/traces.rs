@@ -222,3 +222,33 @@ fn month_generator_reproduces_the_seed_story_totals() {
     );
     assert!(max_arrival < 30 * 86_400 * 1_000_000);
 }
+
+#[test]
+fn bad_import_options_are_scenario_errors_naming_the_key() {
+    let dir = workdir(SCENARIO, TRACE);
+    let cases = [
+        ("format = \"parquet\"\n", "trace.format: unknown trace format \"parquet\""),
+        (
+            "format = \"burstgpt\"\n[trace.import]\nclasses = [{ class = \"hard\", model = \"gpt-(4\" }]\n",
+            "trace.import.classes[0].model: regex parse error",
+        ),
+        (
+            "format = \"azure\"\n[trace.import]\nrate_multiplier = -2.0\n",
+            "trace.import.rate_multiplier: must be a finite number > 0, got -2",
+        ),
+        ("format = \"mapped\"\n", "trace.import.mapping: format \"mapped\" needs a mapping"),
+        ("[trace.import]\nstart = \"1m\"\n", "trace.import: import options apply to formats"),
+    ];
+    for (extra, expected) in cases {
+        let scenario = SCENARIO
+            .replace("[trace]\nfile = \"trace.csv\"", &format!("[trace]\nfile = \"trace.csv\"\n{extra}"));
+        std::fs::write(dir.path().join("bad.toml"), scenario).unwrap();
+        let o = sim(&["run", "bad.toml"], dir.path());
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with(&format!("error: bad.toml: {expected}")),
+            "got {}\nexpected {expected}",
+            stderr(&o)
+        );
+    }
+}
