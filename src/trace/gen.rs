@@ -70,6 +70,13 @@ pub struct AgentTraceConfig {
     pub fan_out_min: u32,
     /// Most parallel sub-agent calls in a fan-out (uniform between min and max). Default 4.
     pub fan_out_max: u32,
+    /// Probability that a call fails and the agent retries it (a retry storm). Default 0.
+    pub retry_storm_probability: f64,
+    /// Mean retries in a storm (geometric, at least 1). Default 3.
+    pub retry_storm_mean_retries: f64,
+    /// Median wait before the first retry (lognormal, spread 0.5); it doubles with each
+    /// retry, as SDK backoff does. Default 1s.
+    pub retry_backoff_median: Duration,
     /// Median tool time between a call's completion and the next call (lognormal): the
     /// `think_ms` of `hard` calls. Default 3s.
     pub tool_time_median: Duration,
@@ -155,6 +162,9 @@ impl Default for AgentTraceConfig {
             fan_out_probability: 0.1,
             fan_out_min: 2,
             fan_out_max: 4,
+            retry_storm_probability: 0.0,
+            retry_storm_mean_retries: 3.0,
+            retry_backoff_median: Duration::from_secs(1),
             tool_time_median: Duration::from_secs(3),
             tool_time_sigma: 1.0,
             user_think_median: Duration::from_secs(30),
@@ -216,7 +226,11 @@ impl AgentTraceConfig {
                 return err(field, "must be between 1 and 1000");
             }
         }
+        if !(1.0..=1_000.0).contains(&self.retry_storm_mean_retries) {
+            return err("retry_storm_mean_retries", "must be between 1 and 1000");
+        }
         for (field, value) in [
+            ("retry_storm_probability", self.retry_storm_probability),
             ("fan_out_probability", self.fan_out_probability),
             ("warm_cached_fraction", self.warm_cached_fraction),
         ] {
@@ -521,6 +535,13 @@ impl Generator<'_> {
                     self.agent_call(&mut rng, &mut session, id, class, arrival_us, think_us, prev.as_ref());
                 session.context_tokens += link.1;
                 prev = Some(link.0);
+                // Drawn only when enabled, so configs without storms keep their numbers.
+                if c.retry_storm_probability > 0.0 && rng.next_open01() < c.retry_storm_probability {
+                    prev = self.retry_storm(&mut rng, prev.take().expect("a call was just generated"));
+                    if prev.is_none() {
+                        return true;
+                    }
+                }
 
                 if fan_out_after == Some(call) {
                     let parent = prev.take().expect("a call was just generated");
@@ -610,6 +631,37 @@ impl Generator<'_> {
             deadline_ms: None,
         });
         (Link { id, done_us }, output_tokens + tool_result)
+    }
+
+    /// A failed call retried with exponential backoff: each retry repeats the last row's
+    /// prompt (now fully cached) as a child of the previous attempt. Returns the link of the
+    /// last retry, or `None` if the storm runs past the window.
+    fn retry_storm(&mut self, rng: &mut SplitMix64, failed: Link) -> Option<Link> {
+        let c = self.config;
+        let retries = geometric(rng, c.retry_storm_mean_retries);
+        let template = self.rows.last().expect("the failed call was just pushed").clone();
+        let mut prev = failed;
+        for r in 0..retries {
+            let backoff =
+                Duration::from_micros(c.retry_backoff_median.as_micros().saturating_mul(1 << r.min(20)));
+            let think_us = duration_draw(rng, backoff, 0.5);
+            let arrival_us = prev.done_us + think_us;
+            if arrival_us >= self.end_us {
+                return None;
+            }
+            let id = format!("{}-r{r}", template.id);
+            self.push(GenRow {
+                arrival_us,
+                id: id.clone(),
+                cached_input_tokens: template.input_tokens,
+                cache_write_tokens: 0,
+                parent: Some(prev.id.clone()),
+                think_us,
+                ..template.clone()
+            });
+            prev = Link { id, done_us: arrival_us + nominal_latency_us(c, template.output_tokens) };
+        }
+        Some(prev)
     }
 
     /// Poisson `bulk` calls plus backfill bursts.
@@ -780,6 +832,54 @@ mod tests {
 
     fn read(bytes: &[u8]) -> Vec<Request> {
         TraceReader::from_reader(bytes, "generated.csv").unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn retry_storms_repeat_the_failed_prompt_with_doubling_backoff() {
+        // Storms off by default: the default trace has no retry ids and is unchanged.
+        let (plain, _) = generate(&AgentTraceConfig::default());
+        assert!(!String::from_utf8_lossy(&plain).contains("-r0,"));
+        let config = AgentTraceConfig {
+            retry_storm_probability: 0.2,
+            retry_storm_mean_retries: 3.0,
+            duration: Duration::from_mins(120),
+            ..AgentTraceConfig::default()
+        };
+        let (rows, _) = generate_rows(&config).unwrap();
+        let by_id: std::collections::HashMap<&str, &GenRow> =
+            rows.iter().map(|r| (r.id.as_str(), r)).collect();
+        let retries: Vec<&GenRow> = rows.iter().filter(|r| r.id.contains("-r")).collect();
+        let first: Vec<&&GenRow> = retries.iter().filter(|r| r.id.ends_with("-r0")).collect();
+        // Storms follow non-fan-out agent calls with probability 0.2; geometric(3) retries each.
+        // Storm count ~ Binomial(calls, 0.2): SE √(0.16·calls); 5 SE. Mean retries per storm:
+        // geometric with mean 3 has sd √6 ≈ 2.45 → SE 2.45/√storms; 5 SE (storms cut by the
+        // window end are slightly shorter, a small downward bias, inside the band).
+        let calls = rows
+            .iter()
+            .filter(|r| r.session.is_some() && !r.id.contains("-r") && !r.id.contains("-f"))
+            .count() as f64;
+        let storms = first.len() as f64;
+        assert!(
+            (storms - 0.2 * calls).abs() < 5.0 * (0.16 * calls).sqrt(),
+            "{storms} storms after {calls} calls"
+        );
+        let mean_retries = retries.len() as f64 / storms;
+        assert!((mean_retries - 3.0).abs() < 5.0 * 2.45 / storms.sqrt(), "{mean_retries}");
+        for retry in &retries {
+            let parent = by_id[retry.parent.as_deref().unwrap()];
+            assert_eq!(retry.input_tokens, parent.input_tokens, "a retry repeats the prompt");
+            assert_eq!(retry.cached_input_tokens, retry.input_tokens, "and finds it cached");
+            assert!(retry.arrival_us > parent.arrival_us);
+        }
+        // Backoff doubles: the median think time of retry k is about 2^k s (lognormal median).
+        let median_think = |k: usize| {
+            let mut t: Vec<u64> =
+                retries.iter().filter(|r| r.id.ends_with(&format!("-r{k}"))).map(|r| r.think_us).collect();
+            t.sort();
+            t[t.len() / 2] as f64 / 1e6
+        };
+        let (m0, m1) = (median_think(0), median_think(1));
+        assert!((0.8..1.25).contains(&m0) && (1.6..2.5).contains(&m1), "medians {m0} s, {m1} s");
     }
 
     #[test]
