@@ -12,6 +12,9 @@
 //!   `parent` is the previous call of the session. In some turns the agent fans out 2–4
 //!   parallel sub-agent calls sharing one parent; the chain then continues from the sub-agent
 //!   that finishes last (nominally).
+//! - **Retry storms** (off by default): with `retry_storm_probability` a call fails and the
+//!   agent retries it, geometric(`retry_storm_mean_retries`) times with doubling backoff; each
+//!   retry repeats the prompt (fully cached) as a child of the previous attempt.
 //! - **Context** grows along a session from about 8k tokens by each call's output and each
 //!   tool result, up to `max_context_tokens` where the agent compacts it. A warm call reads
 //!   about `warm_cached_fraction` of its prompt from the cache and writes the new part; a
