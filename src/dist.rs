@@ -454,7 +454,7 @@ fn empirical_mean(sorted: &[f64]) -> f64 {
 // Special functions for analytic means and medians (construction only, never per sample).
 
 /// ln Γ(x) for x > 0 by the Lanczos approximation (g = 7, 9 terms; ~1e-15 relative).
-fn ln_gamma(x: f64) -> f64 {
+pub fn ln_gamma(x: f64) -> f64 {
     const COEFFICIENTS: [f64; 9] = [
         0.999_999_999_999_809_9,
         676.520_368_121_885_1,

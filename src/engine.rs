@@ -735,6 +735,8 @@ pub struct RunResult {
     pub classes: crate::trace::ClassTable,
     pub deployment_names: Vec<String>,
     pub strategies: Vec<StrategyMetrics>,
+    /// What the import read and skipped, when the trace was imported.
+    pub import_report: Option<crate::trace::import::ImportReport>,
 }
 
 /// Runs every strategy of `scenario` on its trace (or `trace_override`), in parallel: each
@@ -745,38 +747,52 @@ pub fn run_scenario(
     trace_override: Option<&std::path::Path>,
     seed_override: Option<u64>,
 ) -> Result<RunResult, EngineError> {
+    let source = trace_override.map(crate::trace::source::TraceSource::routesim);
+    run_scenario_source(scenario, source.as_ref(), seed_override)
+}
+
+/// [`run_scenario`] with the trace replaced by any [`crate::trace::source::TraceSource`]
+/// (an imported public trace, a generator).
+pub fn run_scenario_source(
+    scenario: &crate::scenario::Scenario,
+    source_override: Option<&crate::trace::source::TraceSource>,
+    seed_override: Option<u64>,
+) -> Result<RunResult, EngineError> {
     use rayon::prelude::*;
-    let trace_path =
-        trace_override.map(std::path::Path::to_path_buf).unwrap_or_else(|| scenario.trace.path.clone());
+    let source = source_override.unwrap_or(&scenario.trace.source);
+    let trace_path = std::path::PathBuf::from(source.name());
     let mut config = scenario.engine_config();
     if let Some(seed) = seed_override {
         config.seed = seed;
     }
-    let trace_name = trace_path.display().to_string();
-    let results: Vec<Result<(StrategyMetrics, crate::trace::ClassTable), EngineError>> = scenario
+    let trace_name = source.name();
+    type Read = (StrategyMetrics, crate::trace::ClassTable, Option<crate::trace::import::ImportReport>);
+    let results: Vec<Result<Read, EngineError>> = scenario
         .strategies
         .par_iter()
         .map(|strategy| {
-            let mut reader = crate::trace::TraceReader::open(&trace_path)?;
+            let mut stream = crate::trace::source::open_source(source)?;
             let mut policy = strategy.policy.build();
             let metrics = simulate(
                 &strategy.name,
                 &config,
                 &scenario.deployments,
                 policy.as_mut(),
-                reader.by_ref(),
+                stream.by_ref(),
                 &trace_name,
             )?;
-            Ok((metrics, reader.into_classes()))
+            Ok((metrics, stream.classes(), stream.report()))
         })
         .collect();
     let mut strategies = Vec::with_capacity(results.len());
     let mut classes = None;
+    let mut import_report = None;
     for result in results {
-        let (metrics, table) = result?;
+        let (metrics, table, report) = result?;
         strategies.push(metrics);
-        // Every strategy read the same file in the same order, so the class tables are equal.
+        // Every strategy read the same source in the same order, so the tables are equal.
         classes.get_or_insert(table);
+        import_report = import_report.or(report);
     }
     Ok(RunResult {
         scenario: scenario.name.clone(),
@@ -785,5 +801,6 @@ pub fn run_scenario(
         classes: classes.unwrap_or_default(),
         deployment_names: scenario.deployment_names(),
         strategies,
+        import_report,
     })
 }

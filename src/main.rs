@@ -3,11 +3,12 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use routesim::engine::{run_scenario, EngineError};
+use routesim::engine::{run_scenario_source, EngineError};
 use routesim::report::data::ReportError;
 use routesim::report::{format_table, write_incidents, write_outputs, RunSummary};
 use routesim::scenario::{Scenario, ScenarioError};
-use routesim::trace::gen::{generate_agent_trace, AgentTraceConfig};
+use routesim::trace::import::{ImportOptions, Mapping, TraceFormat};
+use routesim::trace::source::{open_source, GeneratorConfig, TraceSource};
 use routesim::trace::{TraceError, TraceWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,9 @@ enum Command {
         /// Replay this trace instead of the scenario's.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Format of --trace: routesim (default), azure, burstgpt, mooncake.
+        #[arg(long, default_value = "routesim")]
+        trace_format: String,
         /// Write summary.json and timeseries.csv into this directory.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -84,7 +88,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TraceCommand {
-    /// Generate a bursty agent trace (sessions, tool calls, bulk and async jobs).
+    /// Generate a trace: agent sessions (default), a month of agent traffic, or open-loop
+    /// clients with their own arrival processes (`generator = "agent" | "month" | "open_loop"`).
     Gen {
         /// Generator configuration (TOML); flags override it.
         #[arg(long)]
@@ -99,6 +104,106 @@ enum TraceCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Convert a public trace or your own log to the routesim CSV.
+    Convert {
+        /// Input format: azure, burstgpt, mooncake, mapped.
+        #[arg(long)]
+        from: String,
+        /// Input file.
+        input: PathBuf,
+        /// Output CSV.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        import: ImportFlags,
+    },
+    /// Statistics of a trace: rates, peaks, burstiness, tokens, classes, sessions.
+    Stats {
+        /// Trace file.
+        file: PathBuf,
+        /// Format: routesim (default), azure, burstgpt, mooncake, mapped.
+        #[arg(long, default_value = "routesim")]
+        format: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        import: ImportFlags,
+    },
+}
+
+/// Import options on the command line (a TOML `--options` file gives all of them).
+#[derive(clap::Args)]
+struct ImportFlags {
+    /// TOML file with import options (start, duration, rate_multiplier, classes, mapping, …).
+    #[arg(long)]
+    options: Option<PathBuf>,
+    /// TOML file with a column mapping (format mapped).
+    #[arg(long)]
+    mapping: Option<PathBuf>,
+    /// Skip this much of the trace from its first row, e.g. "10m".
+    #[arg(long)]
+    start: Option<String>,
+    /// Keep this much after --start, e.g. "1h".
+    #[arg(long)]
+    duration: Option<String>,
+    /// Multiply the arrival rate (2 = twice as fast).
+    #[arg(long)]
+    rate_multiplier: Option<f64>,
+    /// Seed of the jitter that spreads tied timestamps.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Skip up to N bad rows (counted and reported).
+    #[arg(long)]
+    skip_bad: Option<u64>,
+    /// Class of every row no rule matches.
+    #[arg(long)]
+    default_class: Option<String>,
+}
+
+impl ImportFlags {
+    fn options(&self) -> anyhow::Result<ImportOptions> {
+        let read = |path: &PathBuf, what: &str| -> anyhow::Result<String> {
+            std::fs::read_to_string(path)
+                .map_err(|e| UsageError(format!("{}: cannot read {what}: {e}", path.display())).into())
+        };
+        let toml_err = |path: &PathBuf, e: toml::de::Error| {
+            UsageError(format!("{}: {}", path.display(), e.message().replace('\n', " ").trim()))
+        };
+        let mut options = match &self.options {
+            None => ImportOptions::default(),
+            Some(path) => toml::from_str(&read(path, "import options")?).map_err(|e| toml_err(path, e))?,
+        };
+        if let Some(path) = &self.mapping {
+            let mapping: Mapping = toml::from_str(&read(path, "mapping")?).map_err(|e| toml_err(path, e))?;
+            options.mapping = Some(mapping);
+        }
+        let duration =
+            |flag: &str, text: &str| text.parse().map_err(|e| UsageError(format!("--{flag}: {e}")));
+        if let Some(start) = &self.start {
+            options.start = duration("start", start)?;
+        }
+        if let Some(d) = &self.duration {
+            options.duration = Some(duration("duration", d)?);
+        }
+        if let Some(m) = self.rate_multiplier {
+            options.rate_multiplier = m;
+        }
+        if let Some(seed) = self.seed {
+            options.seed = seed;
+        }
+        if let Some(n) = self.skip_bad {
+            options.skip_bad = n;
+        }
+        if let Some(class) = &self.default_class {
+            options.default_class = class.clone();
+        }
+        Ok(options)
+    }
+}
+
+fn parse_format(flag: &str, name: &str) -> Result<TraceFormat, UsageError> {
+    TraceFormat::parse(name).map_err(|m| UsageError(format!("{flag}: {m}")))
 }
 
 /// An error in what the user gave us (exit code 2).
@@ -139,9 +244,15 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { scenario, trace, out, seed, json } => {
+        Command::Run { scenario, trace, trace_format, out, seed, json } => {
             let scenario = Scenario::load(&scenario)?;
-            let result = run_scenario(&scenario, trace.as_deref(), seed)?;
+            let format = parse_format("--trace-format", &trace_format)?;
+            let source =
+                trace.map(|path| TraceSource::File { path, format, options: ImportOptions::default() });
+            let result = run_scenario_source(&scenario, source.as_ref(), seed)?;
+            if let Some(report) = &result.import_report {
+                eprintln!("import: {}", report.summary());
+            }
             let summary = RunSummary::of(&result);
             if let Some(dir) = &out {
                 write_outputs(&result, dir)
@@ -163,34 +274,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Trace { command: TraceCommand::Gen { config, seed, duration, output } } => {
-            let mut gen_config = match &config {
-                None => AgentTraceConfig::default(),
-                Some(path) => {
-                    let text = std::fs::read_to_string(path).map_err(|e| {
-                        UsageError(format!("{}: cannot read generator config: {e}", path.display()))
-                    })?;
-                    toml::from_str(&text)
-                        .map_err(|e| UsageError(format!("{}: {}", path.display(), e.message())))?
-                }
+            let (mut gen_config, base_dir) = match &config {
+                None => (GeneratorConfig::Agent(Default::default()), PathBuf::from(".")),
+                Some(path) => (
+                    GeneratorConfig::load(path)?,
+                    path.parent().map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
+                ),
             };
             if let Some(seed) = seed {
-                gen_config.seed = seed;
+                gen_config.set_seed(seed);
             }
             if let Some(duration) = duration {
-                gen_config.duration = duration.parse().map_err(|e| UsageError(format!("--duration: {e}")))?;
+                gen_config
+                    .set_duration(duration.parse().map_err(|e| UsageError(format!("--duration: {e}")))?);
             }
             let file = std::fs::File::create(&output)
                 .with_context(|| format!("cannot create {}", output.display()))?;
-            let mut writer = TraceWriter::new(std::io::BufWriter::new(file))?;
-            let summary = generate_agent_trace(&gen_config, &mut writer)?;
+            let mut writer =
+                TraceWriter::new(std::io::BufWriter::new(file))?.with_name(&output.display().to_string());
+            let summary = gen_config.write(&base_dir, &mut writer)?;
             writer.finish()?.into_inner().map_err(|e| e.into_error())?;
             eprintln!(
-                "wrote {}: {} requests, {} sessions over {:.0} min; {}",
+                "wrote {}: {} requests, {} sessions over {:.0} min; {}; {:.3} G input tokens ({:.1}% cached), {:.3} G output",
                 output.display(),
                 summary.requests,
                 summary.sessions,
                 summary.duration_ms as f64 / 60_000.0,
-                summary.by_class.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ")
+                summary.by_class.iter().map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", "),
+                summary.input_tokens as f64 / 1e9,
+                100.0 * summary.cached_input_tokens as f64 / summary.input_tokens.max(1) as f64,
+                summary.output_tokens as f64 / 1e9,
             );
             Ok(())
         }
@@ -238,6 +351,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 Ok(())
             }
+        }
+        Command::Trace { command: TraceCommand::Convert { from, input, output, import } } => {
+            let format = parse_format("--from", &from)?;
+            if format == TraceFormat::Routesim {
+                return Err(UsageError(
+                    "--from: give the input's format (azure, burstgpt, mooncake, mapped)".into(),
+                )
+                .into());
+            }
+            let options = import.options()?;
+            let file = std::fs::File::create(&output)
+                .with_context(|| format!("cannot create {}", output.display()))?;
+            let mut writer =
+                TraceWriter::new(std::io::BufWriter::new(file))?.with_name(&output.display().to_string());
+            let report = routesim::trace::source::convert(&input, format, &options, &mut writer)?;
+            writer.finish()?.into_inner().map_err(|e| e.into_error())?;
+            eprintln!("wrote {}: {}", output.display(), report.summary());
+            Ok(())
+        }
+        Command::Trace { command: TraceCommand::Stats { file, format, json, import } } => {
+            let format = parse_format("--format", &format)?;
+            let options = import.options()?;
+            let source = TraceSource::File { path: file.clone(), format, options };
+            let stream = open_source(&source)?;
+            let mut report = None;
+            let stats = routesim::trace::stats::compute(stream, |s| {
+                report = s.report();
+                s.classes()
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{}", stats.to_text(&source.name()));
+            }
+            if let Some(report) = report {
+                eprintln!("import: {}", report.summary());
+            }
+            Ok(())
         }
         Command::Presets => {
             for name in routesim::scenario::preset_names() {

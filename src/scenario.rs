@@ -58,8 +58,16 @@ fn default_seed() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TraceSection {
-    /// Path of the routesim CSV, relative to the scenario file.
-    file: PathBuf,
+    /// Path of the trace, relative to the scenario file.
+    file: Option<PathBuf>,
+    /// Format of `file` (`crate::trace::import::TraceFormat`); default routesim.
+    format: Option<String>,
+    /// Import options (`crate::trace::import::ImportOptions`) for a public trace or log.
+    import: Option<crate::trace::import::ImportOptions>,
+    /// An inline generator config (`generator = "agent" | "month" | "open_loop"`, …).
+    generate: Option<toml::Table>,
+    /// A generator config file, relative to the scenario file.
+    generator: Option<PathBuf>,
     #[serde(default)]
     replay: Replay,
     lookahead: Option<Duration>,
@@ -128,7 +136,10 @@ pub struct Strategy {
 /// Where the requests come from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TraceSpec {
+    /// The trace file, or the generator's name, for messages and summaries.
     pub path: PathBuf,
+    /// Where the requests come from (file in some format, or a generator).
+    pub source: crate::trace::source::TraceSource,
     pub replay: Replay,
     pub lookahead: Duration,
 }
@@ -207,6 +218,15 @@ impl Scenario {
         if lookahead.is_zero() && raw.trace.replay == Replay::Closed {
             return Err(fail("trace.lookahead: must be > 0 for closed-loop replay".into()));
         }
+        let source = crate::trace::source::SourceSection {
+            file: raw.trace.file.clone(),
+            format: raw.trace.format.clone(),
+            import: raw.trace.import.clone(),
+            generate: raw.trace.generate.clone(),
+            generator: raw.trace.generator.clone(),
+        }
+        .resolve(base_dir)
+        .map_err(fail)?;
         let max_attempts_per_request = raw.simulation.max_attempts_per_request.unwrap_or(1_000);
         if max_attempts_per_request == 0 {
             return Err(fail("simulation.max_attempts_per_request: must be > 0".into()));
@@ -220,7 +240,12 @@ impl Scenario {
             }),
             description: raw.description,
             seed: raw.seed,
-            trace: TraceSpec { path: base_dir.join(&raw.trace.file), replay: raw.trace.replay, lookahead },
+            trace: TraceSpec {
+                path: PathBuf::from(source.name()),
+                source,
+                replay: raw.trace.replay,
+                lookahead,
+            },
             horizon: raw.simulation.horizon,
             max_attempts_per_request,
             deployments,

@@ -11,7 +11,13 @@
 //! Every input problem is a [`TraceError`] whose message names the file, the line, the field
 //! and the bad value.
 
+pub mod arrivals;
 pub mod gen;
+pub mod import;
+pub mod month;
+pub mod openloop;
+pub mod source;
+pub mod stats;
 
 use crate::rng::hash_str;
 use crate::time::{Duration, Instant, MICROS_PER_MS};
@@ -178,6 +184,9 @@ pub enum TraceError {
     /// A generator configuration value is invalid.
     #[error("trace generator: {field}: {message}")]
     Config { field: String, message: String },
+    /// An import option (format, window, rate, class rules, mapping) is invalid.
+    #[error("trace import: {field}: {message}")]
+    Import { field: String, message: String },
 }
 
 fn field_prefix(field: &Option<String>) -> String {

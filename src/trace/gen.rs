@@ -12,6 +12,9 @@
 //!   `parent` is the previous call of the session. In some turns the agent fans out 2–4
 //!   parallel sub-agent calls sharing one parent; the chain then continues from the sub-agent
 //!   that finishes last (nominally).
+//! - **Retry storms** (off by default): with `retry_storm_probability` a call fails and the
+//!   agent retries it, geometric(`retry_storm_mean_retries`) times with doubling backoff; each
+//!   retry repeats the prompt (fully cached) as a child of the previous attempt.
 //! - **Context** grows along a session from about 8k tokens by each call's output and each
 //!   tool result, up to `max_context_tokens` where the agent compacts it. A warm call reads
 //!   about `warm_cached_fraction` of its prompt from the cache and writes the new part; a
@@ -29,13 +32,12 @@
 //! derived from `seed`, so a seed gives byte-identical output.
 //!
 //! Rows are collected in memory and sorted by arrival before writing: fine for the hours of
-//! traffic this generator targets (thousands to a few hundred thousand rows). A streaming
-//! generator for month-scale traces (merging per-session streams through a heap) is a later
-//! issue.
+//! traffic this generator targets (thousands to a few hundred thousand rows). Month-scale
+//! traffic streams one window at a time through [`super::month`].
 
-use super::{ClassId, TraceError, TraceRow, TraceWriter, BUILTIN_CLASSES};
+use super::{ClassId, Request, TraceError, TraceRow, TraceWriter, BUILTIN_CLASSES};
 use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};
-use crate::time::{Duration, MICROS_PER_HOUR, MICROS_PER_MIN, MICROS_PER_MS, MICROS_PER_S};
+use crate::time::{Duration, Instant, MICROS_PER_HOUR, MICROS_PER_MIN, MICROS_PER_MS, MICROS_PER_S};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -71,6 +73,13 @@ pub struct AgentTraceConfig {
     pub fan_out_min: u32,
     /// Most parallel sub-agent calls in a fan-out (uniform between min and max). Default 4.
     pub fan_out_max: u32,
+    /// Probability that a call fails and the agent retries it (a retry storm). Default 0.
+    pub retry_storm_probability: f64,
+    /// Mean retries in a storm (geometric, at least 1). Default 3.
+    pub retry_storm_mean_retries: f64,
+    /// Median wait before the first retry (lognormal, spread 0.5); it doubles with each
+    /// retry, as SDK backoff does. Default 1s.
+    pub retry_backoff_median: Duration,
     /// Median tool time between a call's completion and the next call (lognormal): the
     /// `think_ms` of `hard` calls. Default 3s.
     pub tool_time_median: Duration,
@@ -156,6 +165,9 @@ impl Default for AgentTraceConfig {
             fan_out_probability: 0.1,
             fan_out_min: 2,
             fan_out_max: 4,
+            retry_storm_probability: 0.0,
+            retry_storm_mean_retries: 3.0,
+            retry_backoff_median: Duration::from_secs(1),
             tool_time_median: Duration::from_secs(3),
             tool_time_sigma: 1.0,
             user_think_median: Duration::from_secs(30),
@@ -217,7 +229,11 @@ impl AgentTraceConfig {
                 return err(field, "must be between 1 and 1000");
             }
         }
+        if !(1.0..=1_000.0).contains(&self.retry_storm_mean_retries) {
+            return err("retry_storm_mean_retries", "must be between 1 and 1000");
+        }
         for (field, value) in [
+            ("retry_storm_probability", self.retry_storm_probability),
             ("fan_out_probability", self.fan_out_probability),
             ("warm_cached_fraction", self.warm_cached_fraction),
         ] {
@@ -296,6 +312,18 @@ pub fn generate_agent_trace<W: Write>(
     config: &AgentTraceConfig,
     out: &mut TraceWriter<W>,
 ) -> Result<GenSummary, TraceError> {
+    let (rows, sessions) = generate_rows(config)?;
+    let mut summary = GenSummary::new(config.duration);
+    summary.sessions = sessions;
+    for row in &rows {
+        summary.write(row, out)?;
+    }
+    Ok(summary)
+}
+
+/// The rows of one agent trace, sorted by arrival (then generation order), and the number of
+/// sessions with a call in the window. Held in memory: one window's worth.
+pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<GenRow>, u64), TraceError> {
     config.validate()?;
     let mut gen = Generator { config, end_us: config.duration.as_micros(), rows: Vec::new() };
     let starts = gen.session_starts();
@@ -311,53 +339,101 @@ pub fn generate_agent_trace<W: Write>(
     let mut rows = gen.rows;
     // Generation order is causal within a session, so it breaks ties after rounding to ms.
     rows.sort_by_key(|row| (row.arrival_us / MICROS_PER_MS, row.seq));
-
-    let mut summary = GenSummary {
-        sessions,
-        by_class: BUILTIN_CLASSES.iter().map(|c| (c.to_string(), 0)).collect(),
-        duration_ms: config.duration.as_micros() / MICROS_PER_MS,
-        ..GenSummary::default()
-    };
-    for row in &rows {
-        out.write(&TraceRow {
-            id: &row.id,
-            arrival_ms: row.arrival_us / MICROS_PER_MS,
-            class: BUILTIN_CLASSES[usize::from(row.class.0)],
-            input_tokens: row.input_tokens,
-            cached_input_tokens: row.cached_input_tokens,
-            cache_write_tokens: row.cache_write_tokens,
-            output_tokens: row.output_tokens,
-            max_tokens: row.max_tokens,
-            session: row.session.as_deref(),
-            parent: row.parent.as_deref(),
-            think_ms: row.think_us / MICROS_PER_MS,
-            deadline_ms: row.deadline_ms,
-        })?;
-        summary.requests += 1;
-        summary.by_class[usize::from(row.class.0)].1 += 1;
-        summary.input_tokens += row.input_tokens;
-        summary.cached_input_tokens += row.cached_input_tokens;
-        summary.output_tokens += row.output_tokens;
-    }
-    Ok(summary)
+    Ok((rows, sessions))
 }
 
-/// One generated row, before sorting.
-struct GenRow {
-    arrival_us: u64,
+impl GenSummary {
+    /// An empty summary of a trace spanning `duration`.
+    pub(crate) fn new(duration: Duration) -> Self {
+        GenSummary {
+            by_class: BUILTIN_CLASSES.iter().map(|c| (c.to_string(), 0)).collect(),
+            duration_ms: duration.as_micros() / MICROS_PER_MS,
+            ..GenSummary::default()
+        }
+    }
+
+    /// Writes `row` and counts it.
+    pub(crate) fn write<W: Write>(
+        &mut self,
+        row: &GenRow,
+        out: &mut TraceWriter<W>,
+    ) -> Result<(), TraceError> {
+        out.write(&row.trace_row())?;
+        self.count(row);
+        Ok(())
+    }
+
+    /// Counts `row` (class must be a built-in).
+    pub(crate) fn count(&mut self, row: &GenRow) {
+        self.requests += 1;
+        if let Some(entry) = self.by_class.get_mut(usize::from(row.class.0)) {
+            entry.1 += 1;
+        }
+        self.input_tokens += row.input_tokens;
+        self.cached_input_tokens += row.cached_input_tokens;
+        self.output_tokens += row.output_tokens;
+    }
+}
+
+/// One generated row. Times are written to the CSV in whole milliseconds, and
+/// [`GenRow::to_request`] truncates the same way, so a generated trace replays identically
+/// from memory and from its CSV.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenRow {
+    pub arrival_us: u64,
     /// Generation order: the tie-break of the sort.
-    seq: u64,
-    id: String,
-    class: ClassId,
-    input_tokens: u64,
-    cached_input_tokens: u64,
-    cache_write_tokens: u64,
-    output_tokens: u64,
-    max_tokens: u64,
-    session: Option<String>,
-    parent: Option<String>,
-    think_us: u64,
-    deadline_ms: Option<u64>,
+    pub seq: u64,
+    pub id: String,
+    /// A built-in class.
+    pub class: ClassId,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub output_tokens: u64,
+    pub max_tokens: u64,
+    pub session: Option<String>,
+    pub parent: Option<String>,
+    pub think_us: u64,
+    pub deadline_ms: Option<u64>,
+}
+
+impl GenRow {
+    /// The row as the CSV writer takes it.
+    pub fn trace_row(&self) -> TraceRow<'_> {
+        TraceRow {
+            id: &self.id,
+            arrival_ms: self.arrival_us / MICROS_PER_MS,
+            class: BUILTIN_CLASSES[usize::from(self.class.0)],
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            output_tokens: self.output_tokens,
+            max_tokens: self.max_tokens,
+            session: self.session.as_deref(),
+            parent: self.parent.as_deref(),
+            think_ms: self.think_us / MICROS_PER_MS,
+            deadline_ms: self.deadline_ms,
+        }
+    }
+
+    /// The request the engine replays: what reading the CSV line `line` would give.
+    pub fn to_request(&self, line: u64) -> Request {
+        Request {
+            id: hash_str(&self.id),
+            arrival: Instant::from_millis(self.arrival_us / MICROS_PER_MS),
+            class: self.class,
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            output_tokens: self.output_tokens,
+            max_tokens: self.max_tokens,
+            session: self.session.as_deref().map(hash_str),
+            parent: self.parent.as_deref().map(hash_str),
+            think: Duration::from_millis(self.think_us / MICROS_PER_MS),
+            deadline: self.deadline_ms.map(Duration::from_millis),
+            line,
+        }
+    }
 }
 
 /// The last call of a session's chain: the parent of the next one.
@@ -462,6 +538,13 @@ impl Generator<'_> {
                     self.agent_call(&mut rng, &mut session, id, class, arrival_us, think_us, prev.as_ref());
                 session.context_tokens += link.1;
                 prev = Some(link.0);
+                // Drawn only when enabled, so configs without storms keep their numbers.
+                if c.retry_storm_probability > 0.0 && rng.next_open01() < c.retry_storm_probability {
+                    prev = self.retry_storm(&mut rng, prev.take().expect("a call was just generated"));
+                    if prev.is_none() {
+                        return true;
+                    }
+                }
 
                 if fan_out_after == Some(call) {
                     let parent = prev.take().expect("a call was just generated");
@@ -551,6 +634,37 @@ impl Generator<'_> {
             deadline_ms: None,
         });
         (Link { id, done_us }, output_tokens + tool_result)
+    }
+
+    /// A failed call retried with exponential backoff: each retry repeats the last row's
+    /// prompt (now fully cached) as a child of the previous attempt. Returns the link of the
+    /// last retry, or `None` if the storm runs past the window.
+    fn retry_storm(&mut self, rng: &mut SplitMix64, failed: Link) -> Option<Link> {
+        let c = self.config;
+        let retries = geometric(rng, c.retry_storm_mean_retries);
+        let template = self.rows.last().expect("the failed call was just pushed").clone();
+        let mut prev = failed;
+        for r in 0..retries {
+            let backoff =
+                Duration::from_micros(c.retry_backoff_median.as_micros().saturating_mul(1 << r.min(20)));
+            let think_us = duration_draw(rng, backoff, 0.5);
+            let arrival_us = prev.done_us + think_us;
+            if arrival_us >= self.end_us {
+                return None;
+            }
+            let id = format!("{}-r{r}", template.id);
+            self.push(GenRow {
+                arrival_us,
+                id: id.clone(),
+                cached_input_tokens: template.input_tokens,
+                cache_write_tokens: 0,
+                parent: Some(prev.id.clone()),
+                think_us,
+                ..template.clone()
+            });
+            prev = Link { id, done_us: arrival_us + nominal_latency_us(c, template.output_tokens) };
+        }
+        Some(prev)
     }
 
     /// Poisson `bulk` calls plus backfill bursts.
@@ -721,6 +835,54 @@ mod tests {
 
     fn read(bytes: &[u8]) -> Vec<Request> {
         TraceReader::from_reader(bytes, "generated.csv").unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn retry_storms_repeat_the_failed_prompt_with_doubling_backoff() {
+        // Storms off by default: the default trace has no retry ids and is unchanged.
+        let (plain, _) = generate(&AgentTraceConfig::default());
+        assert!(!String::from_utf8_lossy(&plain).contains("-r0,"));
+        let config = AgentTraceConfig {
+            retry_storm_probability: 0.2,
+            retry_storm_mean_retries: 3.0,
+            duration: Duration::from_mins(120),
+            ..AgentTraceConfig::default()
+        };
+        let (rows, _) = generate_rows(&config).unwrap();
+        let by_id: std::collections::HashMap<&str, &GenRow> =
+            rows.iter().map(|r| (r.id.as_str(), r)).collect();
+        let retries: Vec<&GenRow> = rows.iter().filter(|r| r.id.contains("-r")).collect();
+        let first: Vec<&&GenRow> = retries.iter().filter(|r| r.id.ends_with("-r0")).collect();
+        // Storms follow non-fan-out agent calls with probability 0.2; geometric(3) retries each.
+        // Storm count ~ Binomial(calls, 0.2): SE √(0.16·calls); 5 SE. Mean retries per storm:
+        // geometric with mean 3 has sd √6 ≈ 2.45 → SE 2.45/√storms; 5 SE (storms cut by the
+        // window end are slightly shorter, a small downward bias, inside the band).
+        let calls = rows
+            .iter()
+            .filter(|r| r.session.is_some() && !r.id.contains("-r") && !r.id.contains("-f"))
+            .count() as f64;
+        let storms = first.len() as f64;
+        assert!(
+            (storms - 0.2 * calls).abs() < 5.0 * (0.16 * calls).sqrt(),
+            "{storms} storms after {calls} calls"
+        );
+        let mean_retries = retries.len() as f64 / storms;
+        assert!((mean_retries - 3.0).abs() < 5.0 * 2.45 / storms.sqrt(), "{mean_retries}");
+        for retry in &retries {
+            let parent = by_id[retry.parent.as_deref().unwrap()];
+            assert_eq!(retry.input_tokens, parent.input_tokens, "a retry repeats the prompt");
+            assert_eq!(retry.cached_input_tokens, retry.input_tokens, "and finds it cached");
+            assert!(retry.arrival_us > parent.arrival_us);
+        }
+        // Backoff doubles: the median think time of retry k is about 2^k s (lognormal median).
+        let median_think = |k: usize| {
+            let mut t: Vec<u64> =
+                retries.iter().filter(|r| r.id.ends_with(&format!("-r{k}"))).map(|r| r.think_us).collect();
+            t.sort();
+            t[t.len() / 2] as f64 / 1e6
+        };
+        let (m0, m1) = (median_think(0), median_think(1));
+        assert!((0.8..1.25).contains(&m0) && (1.6..2.5).contains(&m1), "medians {m0} s, {m1} s");
     }
 
     #[test]

@@ -7,4 +7,5 @@ mod live;
 mod policies;
 mod report;
 mod support;
+mod traces;
 mod validation;

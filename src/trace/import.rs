@@ -1,0 +1,1428 @@
+//! Importers of public traces and of users' own logs into routesim [`Request`]s.
+//!
+//! Owns the readers of the Azure LLM inference traces (2023 and 2024 timestamps), BurstGPT,
+//! Mooncake JSONL (prefix-cache reuse from `hash_ids`) and a generic column mapping of CSV or
+//! JSONL ("mapped"); the shared pipeline behind them (deterministic jitter of tied timestamps,
+//! a time window, a rate multiplier, class rules, counting of skipped rows); and the report of
+//! what an import read, skipped and kept. It must not know about the engine or providers.
+//!
+//! Every importer is a stream: one row is parsed at a time, rows with the same timestamp are
+//! held in a small group (to spread ties deterministically), and memory does not grow with the
+//! file. Bad rows are [`TraceError::Row`] errors naming file, line and field; with
+//! `skip_bad = N` up to N of them are skipped and counted in the [`ImportReport`], never
+//! silently.
+
+use super::{ClassId, ClassTable, LineIndex, Request, TraceError};
+use crate::rng::{hash_str, DrawKey, Purpose};
+use crate::time::{Duration, Instant, MICROS_PER_MS, MICROS_PER_S};
+use serde::Deserialize;
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+/// The file formats a trace can come in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceFormat {
+    /// The routesim CSV (`traces/README.md`).
+    #[default]
+    Routesim,
+    /// Azure LLM inference trace: `TIMESTAMP,ContextTokens,GeneratedTokens`.
+    Azure,
+    /// BurstGPT: `Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type`.
+    Burstgpt,
+    /// Mooncake JSONL: `{"timestamp", "input_length", "output_length", "hash_ids"}`.
+    Mooncake,
+    /// The user's own CSV or JSONL, described by a [`Mapping`].
+    Mapped,
+}
+
+impl TraceFormat {
+    /// All format names, for error messages and help.
+    pub const NAMES: [&'static str; 5] = ["routesim", "azure", "burstgpt", "mooncake", "mapped"];
+
+    /// Parses a format name.
+    pub fn parse(name: &str) -> Result<TraceFormat, String> {
+        match name {
+            "routesim" => Ok(TraceFormat::Routesim),
+            "azure" => Ok(TraceFormat::Azure),
+            "burstgpt" => Ok(TraceFormat::Burstgpt),
+            "mooncake" => Ok(TraceFormat::Mooncake),
+            "mapped" => Ok(TraceFormat::Mapped),
+            other => Err(format!("unknown trace format {other:?} (known: {})", Self::NAMES.join(", "))),
+        }
+    }
+
+    /// The default tie-spreading width: timestamps are whole seconds in BurstGPT and bucketed
+    /// to about 3 s in Mooncake; Azure timestamps are sub-millisecond and need none.
+    fn default_jitter(self) -> Duration {
+        match self {
+            TraceFormat::Burstgpt => Duration::from_secs(1),
+            TraceFormat::Mooncake => Duration::from_secs(3),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// How to import a trace: window, rate, classes, jitter, tolerance of bad rows. In a scenario
+/// this is the `[trace.import]` table; on the command line, flags of `sim trace convert`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportOptions {
+    /// Skip this much of the trace from its first row (the trace's own clock). Default 0.
+    pub start: Duration,
+    /// Keep this much of the trace after `start`; reading stops there. Default: all.
+    pub duration: Option<Duration>,
+    /// Multiply the arrival rate: 2 replays the window in half the time ("what if traffic
+    /// doubles"), 0.5 stretches it. Default 1.
+    pub rate_multiplier: f64,
+    /// Seed of the jitter that spreads tied timestamps. Default 1.
+    pub seed: u64,
+    /// Tied timestamps are spread uniformly over this width (capped by the gap to the next
+    /// timestamp, so order is kept). Default: 1s BurstGPT, 3s Mooncake, 0 otherwise.
+    pub jitter: Option<Duration>,
+    /// Class of rows no rule matches. Default `interactive`.
+    pub default_class: String,
+    /// Ordered class rules; the first match wins.
+    pub classes: Vec<ClassRule>,
+    /// Skip up to this many bad rows (counted and reported); one more is an error. Default 0.
+    pub skip_bad: u64,
+    /// Mooncake: a block seen within this time is a cache read. Default 5m.
+    pub cache_ttl: Duration,
+    /// Mooncake: tokens per hash id. Default 512.
+    pub block_tokens: u64,
+    /// BurstGPT: drop failed requests (`Response tokens` = 0) instead of replaying them with
+    /// no output. Counted either way. Default false.
+    pub drop_failed: bool,
+    /// Required for format `mapped`: which column is what.
+    pub mapping: Option<Mapping>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            start: Duration::ZERO,
+            duration: None,
+            rate_multiplier: 1.0,
+            seed: 1,
+            jitter: None,
+            default_class: "interactive".to_string(),
+            classes: Vec::new(),
+            skip_bad: 0,
+            cache_ttl: Duration::from_mins(5),
+            block_tokens: 512,
+            drop_failed: false,
+            mapping: None,
+        }
+    }
+}
+
+impl ImportOptions {
+    /// Checks every option for `format`; errors name the option (`classes[1].model: …`).
+    pub fn validate(&self, format: TraceFormat) -> Result<(), TraceError> {
+        self.compile(format).map(|_| ())
+    }
+
+    /// The class table, the default class and the compiled rules.
+    fn compile(&self, format: TraceFormat) -> Result<(ClassTable, ClassId, Vec<CompiledRule>), TraceError> {
+        let config = |field: &str, message: String| TraceError::Import { field: field.to_string(), message };
+        if format == TraceFormat::Routesim {
+            return Err(config("format", "routesim traces are read by TraceReader, not imported".into()));
+        }
+        if !(self.rate_multiplier.is_finite() && self.rate_multiplier > 0.0) {
+            return Err(config(
+                "rate_multiplier",
+                format!("must be a finite number > 0, got {}", self.rate_multiplier),
+            ));
+        }
+        if self.block_tokens == 0 {
+            return Err(config("block_tokens", "must be > 0".into()));
+        }
+        if self.default_class.trim().is_empty() {
+            return Err(config("default_class", "must not be empty".into()));
+        }
+        if format == TraceFormat::Mapped && self.mapping.is_none() {
+            return Err(config(
+                "mapping",
+                "format \"mapped\" needs a mapping (time, time_unit, input_tokens, output_tokens)".into(),
+            ));
+        }
+        let mut classes = ClassTable::new();
+        let default_class = classes.intern(&self.default_class);
+        let mut rules = Vec::with_capacity(self.classes.len());
+        for (i, rule) in self.classes.iter().enumerate() {
+            if rule.class.trim().is_empty() {
+                return Err(config(&format!("classes[{i}].class"), "must not be empty".into()));
+            }
+            let compile = |field: &str, re: &Option<String>| {
+                re.as_deref()
+                    .map(regex::Regex::new)
+                    .transpose()
+                    .map_err(|e| config(&format!("classes[{i}].{field}"), e.to_string().replace('\n', " ")))
+            };
+            rules.push(CompiledRule {
+                class: classes.intern(&rule.class),
+                model: compile("model", &rule.model)?,
+                label: compile("label", &rule.label)?,
+                rule: rule.clone(),
+            });
+        }
+        Ok((classes, default_class, rules))
+    }
+}
+
+/// One class rule: every condition given must hold. Regexes are searched (not anchored).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassRule {
+    /// The class assigned on a match.
+    pub class: String,
+    pub min_input_tokens: Option<u64>,
+    pub max_input_tokens: Option<u64>,
+    pub min_output_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    /// Regex on the model name (BurstGPT `Model`, mapping `model`).
+    pub model: Option<String>,
+    /// Regex on the label column (BurstGPT `Log Type`, mapping `label`).
+    pub label: Option<String>,
+}
+
+/// Which columns (CSV header names) or keys (JSONL) of the user's logs hold what.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// `csv` or `jsonl`; default from the file extension (`.jsonl`/`.json` → jsonl).
+    pub format: Option<MappedFormat>,
+    /// Column of the arrival time.
+    pub time: String,
+    /// Unit of the time column: `s`, `ms`, `us`, `ns` (decimal numbers) or `datetime`
+    /// (`2024-05-10 00:00:00.009930+00:00`, `T` and `Z` accepted).
+    pub time_unit: TimeUnit,
+    pub input_tokens: String,
+    pub output_tokens: String,
+    pub cached_input_tokens: Option<String>,
+    /// Column whose value is the class itself (rules are then not used).
+    pub class: Option<String>,
+    /// Column matched by the rules' `model` regex.
+    pub model: Option<String>,
+    /// Column matched by the rules' `label` regex.
+    pub label: Option<String>,
+    /// Column naming the session or conversation.
+    pub session: Option<String>,
+}
+
+/// File syntax of a mapped trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MappedFormat {
+    Csv,
+    Jsonl,
+}
+
+/// Unit of a mapped time column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    S,
+    Ms,
+    Us,
+    Ns,
+    Datetime,
+}
+
+/// What an import read and what became of every row: `rows_read` = `imported` +
+/// `before_window` + `after_window` + `failed_dropped` (+ `skipped_bad` rows that could not
+/// be read at all).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    /// Rows parsed successfully.
+    pub rows_read: u64,
+    /// Rows emitted as requests.
+    pub imported: u64,
+    /// Bad rows skipped under `skip_bad`.
+    pub skipped_bad: u64,
+    /// The first few skipped rows' errors.
+    pub skipped_examples: Vec<String>,
+    /// Rows before `start`.
+    pub before_window: u64,
+    /// Rows read past `start + duration` (reading stops at the first).
+    pub after_window: u64,
+    /// BurstGPT failed requests (`Response tokens` = 0) seen.
+    pub failed_rows: u64,
+    /// Of those, dropped under `drop_failed`.
+    pub failed_dropped: u64,
+}
+
+impl ImportReport {
+    /// One line for the terminal.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!("{} rows read, {} imported", self.rows_read, self.imported)];
+        if self.before_window + self.after_window > 0 {
+            parts.push(format!("{} before and {} after the window", self.before_window, self.after_window));
+        }
+        if self.failed_rows > 0 {
+            parts.push(format!("{} failed requests ({} dropped)", self.failed_rows, self.failed_dropped));
+        }
+        if self.skipped_bad > 0 {
+            parts.push(format!(
+                "{} bad rows skipped (first: {})",
+                self.skipped_bad,
+                self.skipped_examples.first().map_or("", String::as_str)
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// One imported row: a [`Request`] plus the strings the CSV writer needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImportedRow {
+    /// Position among imported rows; the id is `r<seq>`.
+    pub seq: u64,
+    pub arrival_us: u64,
+    pub class: ClassId,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub session: Option<String>,
+    /// Line (or JSONL line) in the source file.
+    pub line: u64,
+}
+
+impl ImportedRow {
+    /// The routesim id of this row.
+    pub fn id(&self) -> String {
+        format!("r{}", self.seq)
+    }
+
+    /// The request the engine replays. Ids hash `r<seq>` and arrivals are kept to the
+    /// millisecond, as in the CSV `sim trace convert` writes, so a trace replayed directly and
+    /// after conversion gives byte-identical results.
+    pub fn to_request(&self) -> Request {
+        Request {
+            id: hash_str(&self.id()),
+            arrival: Instant::from_millis(self.arrival_us / MICROS_PER_MS),
+            class: self.class,
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_write_tokens: 0,
+            output_tokens: self.output_tokens,
+            max_tokens: self.output_tokens,
+            session: self.session.as_deref().map(hash_str),
+            parent: None,
+            think: Duration::ZERO,
+            deadline: None,
+            line: self.line,
+        }
+    }
+}
+
+/// A parsed source row before the pipeline: absolute time in µs on the source's clock.
+#[derive(Clone, Debug, Default)]
+struct RawRow {
+    time_us: i64,
+    line: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
+    model: Option<String>,
+    label: Option<String>,
+    class: Option<String>,
+    session: Option<String>,
+    failed: bool,
+}
+
+/// A format-specific row reader.
+trait RawSource: Send {
+    fn next_raw(&mut self) -> Option<Result<RawRow, TraceError>>;
+    /// Name of the time column, for order errors.
+    fn time_field(&self) -> &str;
+}
+
+struct CompiledRule {
+    class: ClassId,
+    rule: ClassRule,
+    model: Option<regex::Regex>,
+    label: Option<regex::Regex>,
+}
+
+impl CompiledRule {
+    fn matches(&self, row: &RawRow) -> bool {
+        let r = &self.rule;
+        let within = |v: u64, min: Option<u64>, max: Option<u64>| {
+            min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m)
+        };
+        let text = |re: &Option<regex::Regex>, value: &Option<String>| match re {
+            None => true,
+            Some(re) => value.as_deref().is_some_and(|v| re.is_match(v)),
+        };
+        within(row.input_tokens, r.min_input_tokens, r.max_input_tokens)
+            && within(row.output_tokens, r.min_output_tokens, r.max_output_tokens)
+            && text(&self.model, &row.model)
+            && text(&self.label, &row.label)
+    }
+}
+
+/// The import pipeline over one source: order check, jitter, window, rate, classes, ids.
+pub struct Importer {
+    source: Box<dyn RawSource>,
+    name: String,
+    options: ImportOptions,
+    rules: Vec<CompiledRule>,
+    default_class: ClassId,
+    classes: ClassTable,
+    jitter_us: u64,
+    /// Rows sharing the current timestamp.
+    group: Vec<RawRow>,
+    /// Rows ready to emit, in order.
+    ready: VecDeque<ImportedRow>,
+    /// Source time of the first row: the trace's zero.
+    origin_us: Option<i64>,
+    seq: u64,
+    report: ImportReport,
+    finished: bool,
+}
+
+impl Importer {
+    /// Opens `path` in `format` (not `routesim`; see [`super::source`]).
+    pub fn open(path: &Path, format: TraceFormat, options: &ImportOptions) -> Result<Importer, TraceError> {
+        let name = path.display().to_string();
+        let config = |field: &str, message: String| TraceError::Import { field: field.to_string(), message };
+        let (classes, default_class, rules) = options.compile(format)?;
+        let source: Box<dyn RawSource> = match format {
+            TraceFormat::Routesim => {
+                return Err(config("format", "routesim traces are read by TraceReader, not imported".into()))
+            }
+            TraceFormat::Azure => Box::new(CsvSource::open(path, CsvLayout::azure())?),
+            TraceFormat::Burstgpt => Box::new(CsvSource::open(path, CsvLayout::burstgpt())?),
+            TraceFormat::Mooncake => Box::new(JsonlSource::open(path, JsonLayout::mooncake(options))?),
+            TraceFormat::Mapped => {
+                let Some(mapping) = &options.mapping else {
+                    return Err(config(
+                        "mapping",
+                        "format \"mapped\" needs a mapping (time, time_unit, input_tokens, output_tokens)"
+                            .into(),
+                    ));
+                };
+                let jsonl = match mapping.format {
+                    Some(MappedFormat::Jsonl) => true,
+                    Some(MappedFormat::Csv) => false,
+                    None => path.extension().is_some_and(|e| e == "jsonl" || e == "json"),
+                };
+                if jsonl {
+                    Box::new(JsonlSource::open(path, JsonLayout::mapped(mapping))?)
+                } else {
+                    Box::new(CsvSource::open(path, CsvLayout::mapped(mapping))?)
+                }
+            }
+        };
+        Ok(Importer {
+            source,
+            name,
+            jitter_us: options.jitter.unwrap_or(format.default_jitter()).as_micros(),
+            options: options.clone(),
+            rules,
+            default_class,
+            classes,
+            group: Vec::new(),
+            ready: VecDeque::new(),
+            origin_us: None,
+            seq: 0,
+            report: ImportReport::default(),
+            finished: false,
+        })
+    }
+
+    /// The classes assigned so far (built-ins, the default class and every rule's class).
+    pub fn classes(&self) -> &ClassTable {
+        &self.classes
+    }
+
+    /// What was read, skipped and kept so far.
+    pub fn report(&self) -> &ImportReport {
+        &self.report
+    }
+
+    /// Counts a skippable error, or returns it if the budget is spent.
+    fn skip_or_fail(&mut self, error: TraceError) -> Result<(), TraceError> {
+        if matches!(error, TraceError::Row { .. }) && self.report.skipped_bad < self.options.skip_bad {
+            self.report.skipped_bad += 1;
+            if self.report.skipped_examples.len() < 3 {
+                self.report.skipped_examples.push(error.to_string());
+            }
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+
+    /// Spreads the group's tied rows over `[t, t + width)`, width capped by the next
+    /// timestamp, and queues them in order.
+    fn flush_group(&mut self, next_time_us: Option<i64>) {
+        let Some(first) = self.group.first() else { return };
+        let time_us = first.time_us;
+        let origin = *self.origin_us.get_or_insert(time_us);
+        let mut width = self.jitter_us;
+        if let Some(next) = next_time_us {
+            width = width.min((next - time_us) as u64);
+        }
+        let mut group = std::mem::take(&mut self.group);
+        let mut keyed: Vec<(u64, RawRow)> = group
+            .drain(..)
+            .map(|row| {
+                let offset = if width > 0 {
+                    let u = DrawKey {
+                        seed: self.options.seed,
+                        request: row.line,
+                        attempt: 0,
+                        deployment: hash_str("import-jitter"),
+                        purpose: Purpose::TraceGen,
+                    }
+                    .rng()
+                    .next_open01();
+                    ((u * width as f64) as u64).min(width - 1)
+                } else {
+                    0
+                };
+                (offset, row)
+            })
+            .collect();
+        keyed.sort_by_key(|(offset, row)| (*offset, row.line));
+        self.group = group; // keep the allocation
+        let start_us = self.options.start.as_micros();
+        let end_us = self.options.duration.map(|d| start_us.saturating_add(d.as_micros()));
+        for (offset, row) in keyed {
+            let relative_us = (time_us - origin) as u64 + offset;
+            if relative_us < start_us {
+                self.report.before_window += 1;
+                continue;
+            }
+            if end_us.is_some_and(|end| relative_us >= end) {
+                self.report.after_window += 1;
+                self.finished = true;
+                continue;
+            }
+            if row.failed {
+                self.report.failed_rows += 1;
+                if self.options.drop_failed {
+                    self.report.failed_dropped += 1;
+                    continue;
+                }
+            }
+            let arrival_us = ((relative_us - start_us) as f64 / self.options.rate_multiplier).round() as u64;
+            let class = match &row.class {
+                Some(name) => self.classes.intern(name),
+                None => self.rules.iter().find(|r| r.matches(&row)).map_or(self.default_class, |r| r.class),
+            };
+            self.ready.push_back(ImportedRow {
+                seq: self.seq,
+                arrival_us,
+                class,
+                input_tokens: row.input_tokens,
+                cached_input_tokens: row.cached_input_tokens.min(row.input_tokens),
+                output_tokens: row.output_tokens,
+                session: row.session,
+                line: row.line,
+            });
+            self.seq += 1;
+            self.report.imported += 1;
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<ImportedRow>, TraceError> {
+        loop {
+            if let Some(row) = self.ready.pop_front() {
+                return Ok(Some(row));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            match self.source.next_raw() {
+                None => {
+                    self.flush_group(None);
+                    self.finished = true;
+                }
+                Some(Err(error)) => self.skip_or_fail(error)?,
+                Some(Ok(row)) => {
+                    let group_time = self.group.first().map(|r| r.time_us);
+                    if let Some(prev) = group_time.filter(|&t| row.time_us < t) {
+                        let error = TraceError::Row {
+                            file: self.name.clone(),
+                            line: row.line,
+                            field: Some(self.source.time_field().to_string()),
+                            message: format!(
+                                "{} is earlier than the previous row's {}; the trace must be sorted by time",
+                                fmt_source_time(row.time_us),
+                                fmt_source_time(prev)
+                            ),
+                        };
+                        self.skip_or_fail(error)?;
+                        continue;
+                    }
+                    self.report.rows_read += 1;
+                    if group_time.is_some_and(|t| t != row.time_us) {
+                        self.flush_group(Some(row.time_us));
+                    }
+                    if !self.finished {
+                        self.group.push(row);
+                    } else {
+                        self.report.after_window += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fmt_source_time(us: i64) -> String {
+    format!("{:.3} s", us as f64 / MICROS_PER_S as f64)
+}
+
+impl Iterator for Importer {
+    type Item = Result<ImportedRow, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.advance() {
+            Ok(row) => row.map(Ok),
+            Err(e) => {
+                self.finished = true;
+                self.ready.clear();
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field parsing shared by the sources.
+// ---------------------------------------------------------------------------------------------
+
+/// A problem in one field, before file and line are attached.
+struct FieldError {
+    field: String,
+    message: String,
+}
+
+fn field_error(field: &str, message: String) -> FieldError {
+    FieldError { field: field.to_string(), message }
+}
+
+fn parse_count(field: &str, text: &str) -> Result<u64, FieldError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(field_error(field, "required value is empty".into()));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| field_error(field, format!("{text:?} is too large")));
+    }
+    // Some exports write counts as floats ("512.0"): accept whole values only.
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1e18 => Ok(v as u64),
+        _ => Err(field_error(field, format!("expected a non-negative integer, got {text:?}"))),
+    }
+}
+
+/// A decimal number of `unit`s, in µs.
+fn parse_number_time(field: &str, text: &str, unit_us: f64) -> Result<i64, FieldError> {
+    let text = text.trim();
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v * unit_us < 9.0e18 => Ok((v * unit_us).round() as i64),
+        _ => Err(field_error(field, format!("expected a non-negative finite number, got {text:?}"))),
+    }
+}
+
+fn parse_time(field: &str, text: &str, unit: TimeUnit) -> Result<i64, FieldError> {
+    match unit {
+        TimeUnit::S => parse_number_time(field, text, MICROS_PER_S as f64),
+        TimeUnit::Ms => parse_number_time(field, text, MICROS_PER_MS as f64),
+        TimeUnit::Us => parse_number_time(field, text, 1.0),
+        TimeUnit::Ns => parse_number_time(field, text, 1e-3),
+        TimeUnit::Datetime => parse_datetime_us(text.trim())
+            .ok_or_else(|| field_error(field, format!("expected a date-time like \"2023-11-16 18:17:03.97996\" or \"2024-05-10 00:00:00.009930+00:00\", got {:?}", text.trim()))),
+    }
+}
+
+/// Days from 1970-01-01 to the given civil date (proleptic Gregorian; Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD[ T]HH:MM:SS[.fraction][Z|±HH:MM]` → µs since the Unix epoch (UTC). Fractions
+/// beyond µs are rounded (Azure 2023 writes 100 ns digits).
+pub fn parse_datetime_us(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(range)?;
+        if s.bytes().all(|c| c.is_ascii_digit()) && !s.is_empty() {
+            s.parse().ok()
+        } else {
+            None
+        }
+    };
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b' ' || b[10] == b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut micros: i64 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let digits_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &text[digits_start..i];
+        if digits.is_empty() {
+            return None;
+        }
+        let mut scaled: i64 = 0;
+        for k in 0..6 {
+            scaled = scaled * 10 + digits.as_bytes().get(k).map_or(0, |d| i64::from(d - b'0'));
+        }
+        if digits.as_bytes().get(6).is_some_and(|&d| d >= b'5') {
+            scaled += 1;
+        }
+        micros = scaled;
+    }
+    let offset_s = match b.get(i) {
+        None => 0,
+        Some(b'Z') if i + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
+            let s = (num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?) * 60;
+            if sign == b'+' {
+                s
+            } else {
+                -s
+            }
+        }
+        _ => return None,
+    };
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offset_s;
+    Some(seconds * MICROS_PER_S as i64 + micros)
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV sources: Azure, BurstGPT, mapped CSV.
+// ---------------------------------------------------------------------------------------------
+
+/// Which header names hold what, for a CSV source.
+struct CsvLayout {
+    format_name: &'static str,
+    time: String,
+    time_unit: TimeUnit,
+    input: String,
+    output: String,
+    cached: Option<String>,
+    model: Option<String>,
+    label: Option<String>,
+    class: Option<String>,
+    session: Option<String>,
+    /// BurstGPT: zero output tokens mark a failed request.
+    zero_output_is_failure: bool,
+}
+
+impl CsvLayout {
+    fn azure() -> Self {
+        CsvLayout {
+            format_name: "azure",
+            time: "TIMESTAMP".into(),
+            time_unit: TimeUnit::Datetime,
+            input: "ContextTokens".into(),
+            output: "GeneratedTokens".into(),
+            cached: None,
+            model: None,
+            label: None,
+            class: None,
+            session: None,
+            zero_output_is_failure: false,
+        }
+    }
+
+    fn burstgpt() -> Self {
+        CsvLayout {
+            format_name: "burstgpt",
+            time: "Timestamp".into(),
+            time_unit: TimeUnit::S,
+            input: "Request tokens".into(),
+            output: "Response tokens".into(),
+            cached: None,
+            model: Some("Model".into()),
+            label: Some("Log Type".into()),
+            class: None,
+            // Optional: used when the file has it.
+            session: Some("Session ID".into()),
+            zero_output_is_failure: true,
+        }
+    }
+
+    fn mapped(m: &Mapping) -> Self {
+        CsvLayout {
+            format_name: "mapped",
+            time: m.time.clone(),
+            time_unit: m.time_unit,
+            input: m.input_tokens.clone(),
+            output: m.output_tokens.clone(),
+            cached: m.cached_input_tokens.clone(),
+            model: m.model.clone(),
+            label: m.label.clone(),
+            class: m.class.clone(),
+            session: m.session.clone(),
+            zero_output_is_failure: false,
+        }
+    }
+}
+
+struct CsvSource {
+    csv: csv::Reader<LineIndex<File>>,
+    name: String,
+    layout: CsvLayout,
+    n_fields: usize,
+    time: usize,
+    input: usize,
+    output: usize,
+    cached: Option<usize>,
+    model: Option<usize>,
+    label: Option<usize>,
+    class: Option<usize>,
+    session: Option<usize>,
+    record: csv::StringRecord,
+}
+
+impl CsvSource {
+    fn open(path: &Path, layout: CsvLayout) -> Result<CsvSource, TraceError> {
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|source| TraceError::Io {
+            file: name.clone(),
+            action: "cannot open",
+            source,
+        })?;
+        let mut csv =
+            csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(LineIndex::new(file));
+        let header = csv
+            .headers()
+            .map_err(|e| TraceError::Io { file: name.clone(), action: "cannot read", source: e.into() })?
+            .clone();
+        let find =
+            |column: &str| header.iter().position(|h| h.trim().trim_start_matches('\u{feff}') == column);
+        let required = |column: &String| {
+            find(column).ok_or_else(|| TraceError::Header {
+                file: name.clone(),
+                message: format!(
+                    "missing column {column:?} of the {} format (found: {})",
+                    layout.format_name,
+                    header.iter().collect::<Vec<_>>().join(", ")
+                ),
+            })
+        };
+        // Optional columns of a built-in layout may be absent; a mapping's must exist.
+        let optional = |column: &Option<String>, must_exist: bool| -> Result<Option<usize>, TraceError> {
+            match column {
+                None => Ok(None),
+                Some(c) if must_exist => required(c).map(Some),
+                Some(c) => Ok(find(c)),
+            }
+        };
+        let strict = layout.format_name == "mapped";
+        Ok(CsvSource {
+            time: required(&layout.time)?,
+            input: required(&layout.input)?,
+            output: required(&layout.output)?,
+            cached: optional(&layout.cached, strict)?,
+            model: optional(&layout.model, strict)?,
+            label: optional(&layout.label, strict)?,
+            class: optional(&layout.class, strict)?,
+            session: optional(&layout.session, strict)?,
+            n_fields: header.len(),
+            csv,
+            name,
+            layout,
+            record: csv::StringRecord::new(),
+        })
+    }
+
+    fn parse(&self) -> Result<RawRow, FieldError> {
+        let r = &self.record;
+        if r.len() != self.n_fields {
+            return Err(FieldError {
+                field: String::new(),
+                message: format!("expected {} fields as in the header, found {}", self.n_fields, r.len()),
+            });
+        }
+        let get = |i: usize| r.get(i).unwrap_or("");
+        let text = |i: Option<usize>| i.map(get).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let l = &self.layout;
+        let output_tokens = parse_count(&l.output, get(self.output))?;
+        Ok(RawRow {
+            time_us: parse_time(&l.time, get(self.time), l.time_unit)?,
+            line: 0,
+            input_tokens: parse_count(&l.input, get(self.input))?,
+            output_tokens,
+            cached_input_tokens: match (self.cached, &l.cached) {
+                (Some(i), Some(field)) if !get(i).trim().is_empty() => parse_count(field, get(i))?,
+                _ => 0,
+            },
+            model: text(self.model),
+            label: text(self.label),
+            class: text(self.class),
+            session: text(self.session),
+            failed: l.zero_output_is_failure && output_tokens == 0,
+        })
+    }
+}
+
+impl RawSource for CsvSource {
+    fn next_raw(&mut self) -> Option<Result<RawRow, TraceError>> {
+        match self.csv.read_record(&mut self.record) {
+            Ok(false) => None,
+            Err(e) => Some(Err(if e.is_io_error() {
+                TraceError::Io { file: self.name.clone(), action: "cannot read", source: e.into() }
+            } else {
+                let line = e.position().map_or(0, |p| p.line());
+                TraceError::Row { file: self.name.clone(), line, field: None, message: e.to_string() }
+            })),
+            Ok(true) => {
+                let line = self
+                    .record
+                    .position()
+                    .map_or(0, |p| self.csv.get_mut().line_at(p.byte()).unwrap_or(p.line()));
+                Some(self.parse().map(|row| RawRow { line, ..row }).map_err(|e| TraceError::Row {
+                    file: self.name.clone(),
+                    line,
+                    field: (!e.field.is_empty()).then_some(e.field),
+                    message: e.message,
+                }))
+            }
+        }
+    }
+
+    fn time_field(&self) -> &str {
+        &self.layout.time
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSONL sources: Mooncake, mapped JSONL.
+// ---------------------------------------------------------------------------------------------
+
+struct JsonLayout {
+    time: String,
+    time_unit: TimeUnit,
+    input: String,
+    output: String,
+    cached: Option<String>,
+    model: Option<String>,
+    label: Option<String>,
+    class: Option<String>,
+    session: Option<String>,
+    /// Mooncake: key of the block hash list, block size and cache TTL.
+    blocks: Option<(String, u64, u64)>,
+}
+
+impl JsonLayout {
+    fn mooncake(options: &ImportOptions) -> Self {
+        JsonLayout {
+            time: "timestamp".into(),
+            time_unit: TimeUnit::Ms,
+            input: "input_length".into(),
+            output: "output_length".into(),
+            cached: None,
+            model: None,
+            label: None,
+            class: None,
+            session: None,
+            blocks: Some(("hash_ids".into(), options.block_tokens, options.cache_ttl.as_micros())),
+        }
+    }
+
+    fn mapped(m: &Mapping) -> Self {
+        JsonLayout {
+            time: m.time.clone(),
+            time_unit: m.time_unit,
+            input: m.input_tokens.clone(),
+            output: m.output_tokens.clone(),
+            cached: m.cached_input_tokens.clone(),
+            model: m.model.clone(),
+            label: m.label.clone(),
+            class: m.class.clone(),
+            session: m.session.clone(),
+            blocks: None,
+        }
+    }
+}
+
+struct JsonlSource {
+    reader: BufReader<File>,
+    name: String,
+    layout: JsonLayout,
+    line: u64,
+    buffer: String,
+    /// Mooncake prefix cache: block hash → last time it was used (µs).
+    cache: HashMap<u64, i64>,
+    /// Cache size after the last eviction; the next eviction runs at twice this.
+    cache_evicted_len: usize,
+}
+
+impl JsonlSource {
+    fn open(path: &Path, layout: JsonLayout) -> Result<JsonlSource, TraceError> {
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|source| TraceError::Io {
+            file: name.clone(),
+            action: "cannot open",
+            source,
+        })?;
+        Ok(JsonlSource {
+            reader: BufReader::new(file),
+            name,
+            layout,
+            line: 0,
+            buffer: String::new(),
+            cache: HashMap::new(),
+            cache_evicted_len: 1024,
+        })
+    }
+
+    fn parse(&mut self) -> Result<RawRow, FieldError> {
+        let value: serde_json::Value = serde_json::from_str(&self.buffer)
+            .map_err(|e| FieldError { field: String::new(), message: format!("invalid JSON: {e}") })?;
+        let Some(object) = value.as_object() else {
+            return Err(FieldError { field: String::new(), message: "expected a JSON object".into() });
+        };
+        let l = &self.layout;
+        let number_text = |key: &str| -> Result<String, FieldError> {
+            match object.get(key) {
+                None | Some(serde_json::Value::Null) => Err(field_error(key, "missing".into())),
+                Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(other) => Err(field_error(key, format!("expected a number, got {other}"))),
+            }
+        };
+        let text = |key: &Option<String>| -> Option<String> {
+            key.as_ref().and_then(|k| object.get(k)).and_then(|v| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            })
+        };
+        let time_us = parse_time(&l.time, &number_text(&l.time)?, l.time_unit)?;
+        let input_tokens = parse_count(&l.input, &number_text(&l.input)?)?;
+        let output_tokens = parse_count(&l.output, &number_text(&l.output)?)?;
+        let mut cached_input_tokens = match &l.cached {
+            Some(key) if object.get(key).is_some_and(|v| !v.is_null()) => {
+                parse_count(key, &number_text(key)?)?
+            }
+            _ => 0,
+        };
+        if let Some((key, block_tokens, ttl_us)) = &l.blocks {
+            let ids = match object.get(key) {
+                None | Some(serde_json::Value::Null) => Vec::new(),
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_u64().ok_or_else(|| {
+                            field_error(key, format!("expected non-negative integers, found {v}"))
+                        })
+                    })
+                    .collect::<Result<Vec<u64>, _>>()?,
+                Some(other) => {
+                    return Err(field_error(key, format!("expected an array of block ids, got {other}")))
+                }
+            };
+            // A KV cache serves a prefix: count leading blocks used within the TTL.
+            let live = |t: Option<&i64>| t.is_some_and(|&t| time_us - t <= *ttl_us as i64);
+            let prefix = ids.iter().take_while(|id| live(self.cache.get(id))).count() as u64;
+            cached_input_tokens = (prefix * block_tokens).min(input_tokens);
+            for id in ids {
+                self.cache.insert(id, time_us);
+            }
+            if self.cache.len() > 2 * self.cache_evicted_len {
+                self.cache.retain(|_, &mut t| time_us - t <= *ttl_us as i64);
+                self.cache_evicted_len = self.cache.len().max(1024);
+            }
+        }
+        if cached_input_tokens > input_tokens {
+            let key = l.cached.clone().unwrap_or_default();
+            return Err(field_error(
+                &key,
+                format!("{cached_input_tokens} exceeds the input tokens {input_tokens}"),
+            ));
+        }
+        Ok(RawRow {
+            time_us,
+            line: self.line,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            model: text(&l.model),
+            label: text(&l.label),
+            class: text(&l.class),
+            session: text(&l.session),
+            failed: false,
+        })
+    }
+}
+
+impl RawSource for JsonlSource {
+    fn next_raw(&mut self) -> Option<Result<RawRow, TraceError>> {
+        loop {
+            self.buffer.clear();
+            match self.reader.read_line(&mut self.buffer) {
+                Ok(0) => return None,
+                Ok(_) => {
+                    self.line += 1;
+                    if self.buffer.trim().is_empty() {
+                        continue;
+                    }
+                    let line = self.line;
+                    return Some(self.parse().map_err(|e| TraceError::Row {
+                        file: self.name.clone(),
+                        line,
+                        field: (!e.field.is_empty()).then_some(e.field),
+                        message: e.message,
+                    }));
+                }
+                Err(source) => {
+                    return Some(Err(TraceError::Io {
+                        file: self.name.clone(),
+                        action: "cannot read",
+                        source,
+                    }))
+                }
+            }
+        }
+    }
+
+    fn time_field(&self) -> &str {
+        &self.layout.time
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Round trips on small hand-written samples of each format.
+    use super::*;
+
+    struct Sample {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+    }
+
+    fn sample(name: &str, text: &str) -> Sample {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        Sample { _dir: dir, path }
+    }
+
+    fn import(
+        s: &Sample,
+        format: TraceFormat,
+        options: &ImportOptions,
+    ) -> Result<(Vec<ImportedRow>, Importer), TraceError> {
+        let mut importer = Importer::open(&s.path, format, options)?;
+        let rows = importer.by_ref().collect::<Result<Vec<_>, _>>()?;
+        Ok((rows, importer))
+    }
+
+    fn error(s: &Sample, format: TraceFormat, options: &ImportOptions) -> String {
+        import(s, format, options)
+            .err()
+            .expect("an error")
+            .to_string()
+            .replace(&s.path.display().to_string(), "F")
+    }
+
+    #[test]
+    fn datetimes_parse_to_epoch_microseconds() {
+        // Epoch seconds computed independently (Python's datetime, UTC).
+        assert_eq!(parse_datetime_us("2023-11-16 18:17:03.9799600"), Some(1_700_158_623_979_960));
+        assert_eq!(parse_datetime_us("2024-05-10 00:00:00.009930+00:00"), Some(1_715_299_200_009_930));
+        assert_eq!(parse_datetime_us("2024-05-10T02:00:00.5+02:00"), Some(1_715_299_200_500_000));
+        assert_eq!(parse_datetime_us("2000-02-29 23:59:59Z"), Some(951_868_799_000_000));
+        // The 7th fractional digit rounds: 0.0000005 s → 1 µs.
+        assert_eq!(parse_datetime_us("1970-01-01 00:00:00.0000005"), Some(1));
+        for bad in ["2023-13-01 00:00:00", "2023-11-16", "2023-11-16 18:17:03.", "2023-11-16 18:17:03+1", "x"]
+        {
+            assert_eq!(parse_datetime_us(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn azure_2023_and_2024_round_trip_with_class_rules() {
+        let s = sample(
+            "azure.csv",
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+             2023-11-16 18:17:03.9799600,4808,10\n\
+             2023-11-16 18:17:04.0319600,3180,8\n\
+             2023-11-16 18:17:05.0781490,110,27\n",
+        );
+        let options = ImportOptions {
+            classes: vec![ClassRule {
+                class: "hard".into(),
+                min_input_tokens: Some(4000),
+                ..ClassRule::default()
+            }],
+            default_class: "bulk".into(),
+            ..ImportOptions::default()
+        };
+        let (rows, importer) = import(&s, TraceFormat::Azure, &options).unwrap();
+        let got: Vec<(u64, &str, u64, u64, u64)> = rows
+            .iter()
+            .map(|r| {
+                (r.arrival_us, importer.classes().name(r.class), r.input_tokens, r.output_tokens, r.line)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, "hard", 4808, 10, 2), (52_000, "bulk", 3180, 8, 3), (1_098_189, "bulk", 110, 27, 4)]
+        );
+        assert_eq!(rows[2].id(), "r2");
+        assert_eq!(rows[2].to_request().id, hash_str("r2"));
+        // 2024 timestamps with a UTC offset.
+        let s = sample(
+            "azure24.csv",
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-10 00:00:00.009930+00:00,10,1\n2024-05-10 00:00:01.000000+00:00,20,2\n",
+        );
+        let (rows, _) = import(&s, TraceFormat::Azure, &ImportOptions::default()).unwrap();
+        assert_eq!(rows.iter().map(|r| r.arrival_us).collect::<Vec<_>>(), vec![0, 990_070]);
+    }
+
+    #[test]
+    fn window_and_rate_multiplier() {
+        // Rows at 0, 10, 20, 30, 40 s. Window start 10 s, duration 20 s keeps 10 and 20 s
+        // (30 s is at the end, excluded); ×2 rate halves the gaps: 0 and 5 s.
+        let mut text = "TIMESTAMP,ContextTokens,GeneratedTokens\n".to_string();
+        for k in 0..5 {
+            text.push_str(&format!("2023-11-16 18:00:{:02}.0000000,{},1\n", k * 10, k + 1));
+        }
+        let s = sample("w.csv", &text);
+        let options = ImportOptions {
+            start: Duration::from_secs(10),
+            duration: Some(Duration::from_secs(20)),
+            rate_multiplier: 2.0,
+            ..ImportOptions::default()
+        };
+        let (rows, importer) = import(&s, TraceFormat::Azure, &options).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| (r.arrival_us, r.input_tokens)).collect::<Vec<_>>(),
+            vec![(0, 2), (5_000_000, 3)]
+        );
+        let r = importer.report();
+        // The 40-s row is read to close the 30-s group, then reading stops; every row read is
+        // accounted for: 5 = 2 imported + 1 before + 2 after.
+        assert_eq!((r.rows_read, r.imported, r.before_window, r.after_window), (5, 2, 1, 2));
+    }
+
+    const BURSTGPT: &str = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n\
+        5,ChatGPT,100,20,120,Conversation log\n\
+        5,GPT-4,200,0,200,API log\n\
+        5,ChatGPT,300,30,330,API log\n\
+        6,GPT-4,400,40,440,Conversation log\n\
+        9,ChatGPT,500,50,550,Conversation log\n";
+
+    #[test]
+    fn burstgpt_ties_are_jittered_within_the_second_and_failures_counted() {
+        let s = sample("b.csv", BURSTGPT);
+        let options = ImportOptions {
+            classes: vec![
+                ClassRule { class: "hard".into(), model: Some("^GPT-4".into()), ..ClassRule::default() },
+                ClassRule { class: "async".into(), label: Some("API".into()), ..ClassRule::default() },
+            ],
+            ..ImportOptions::default()
+        };
+        let (rows, importer) = import(&s, TraceFormat::Burstgpt, &options).unwrap();
+        assert_eq!(rows.len(), 5);
+        // The three rows of second 5 land in [0, 1 s) in some order; the others at 1 and 4 s
+        // (plus < 1 s of jitter each, the window to the next timestamp being ≥ 1 s).
+        let mut first: Vec<u64> = rows[..3].iter().map(|r| r.input_tokens).collect();
+        first.sort();
+        assert_eq!(first, vec![100, 200, 300]);
+        assert!(rows[..3].iter().all(|r| r.arrival_us < 1_000_000));
+        assert!(rows.windows(2).all(|w| w[0].arrival_us <= w[1].arrival_us));
+        assert!((1_000_000..2_000_000).contains(&rows[3].arrival_us));
+        assert!((4_000_000..5_000_000).contains(&rows[4].arrival_us));
+        let spread: std::collections::HashSet<u64> = rows[..3].iter().map(|r| r.arrival_us).collect();
+        assert_eq!(spread.len(), 3, "ties are spread");
+        let class = |tokens: u64| {
+            importer.classes().name(rows.iter().find(|r| r.input_tokens == tokens).unwrap().class)
+        };
+        assert_eq!(
+            (class(100), class(200), class(300), class(400)),
+            ("interactive", "hard", "async", "hard")
+        );
+        assert_eq!(importer.report().failed_rows, 1);
+        // Same seed, same order and times; another seed, other times.
+        let (again, _) = import(&s, TraceFormat::Burstgpt, &options).unwrap();
+        assert_eq!(rows, again);
+        let (other, _) =
+            import(&s, TraceFormat::Burstgpt, &ImportOptions { seed: 2, ..options.clone() }).unwrap();
+        assert_ne!(
+            rows.iter().map(|r| r.arrival_us).collect::<Vec<_>>(),
+            other.iter().map(|r| r.arrival_us).collect::<Vec<_>>()
+        );
+        // drop_failed removes the failed row and says so.
+        let (kept, importer) =
+            import(&s, TraceFormat::Burstgpt, &ImportOptions { drop_failed: true, ..options }).unwrap();
+        assert_eq!(kept.len(), 4);
+        assert_eq!((importer.report().failed_rows, importer.report().failed_dropped), (1, 1));
+    }
+
+    #[test]
+    fn mooncake_prefix_reuse_becomes_cached_tokens() {
+        // Row 1 writes blocks 0,1,2; row 2 (3 s later) shares the prefix 0,1 then diverges:
+        // 2 × 512 cached; row 3 shares 0,1,3 but 10 min later (TTL 5 min): nothing cached;
+        // row 4 at the same time reuses block 0 only (its second block is new): 512, capped
+        // by its 300-token input → 300.
+        let s = sample(
+            "m.jsonl",
+            "{\"timestamp\": 0, \"input_length\": 1500, \"output_length\": 10, \"hash_ids\": [0, 1, 2]}\n\
+             {\"timestamp\": 3000, \"input_length\": 1400, \"output_length\": 20, \"hash_ids\": [0, 1, 3]}\n\
+             \n\
+             {\"timestamp\": 603000, \"input_length\": 1300, \"output_length\": 30, \"hash_ids\": [0, 1, 3]}\n\
+             {\"timestamp\": 603000, \"input_length\": 300, \"output_length\": 40, \"hash_ids\": [0, 9]}\n",
+        );
+        let (rows, _) = import(&s, TraceFormat::Mooncake, &ImportOptions::default()).unwrap();
+        let mut got: Vec<(u64, u64)> = rows.iter().map(|r| (r.input_tokens, r.cached_input_tokens)).collect();
+        got.sort();
+        assert_eq!(got, vec![(300, 300), (1300, 0), (1400, 1024), (1500, 0)]);
+        // Jitter within the bucket: the 3 s rows stay in [3 s, 603 s) — capped by the next
+        // timestamp — and the 603 s rows within [603 s, 606 s).
+        assert!(rows[0].arrival_us < 3_000_000);
+        assert!((3_000_000..6_000_000).contains(&rows[1].arrival_us));
+        assert!(rows[2..].iter().all(|r| (603_000_000..606_000_000).contains(&r.arrival_us)));
+        assert_eq!(rows.iter().find(|r| r.input_tokens == 1300).unwrap().line, 4);
+    }
+
+    #[test]
+    fn mapped_csv_and_jsonl_with_class_column_and_sessions() {
+        let mapping = Mapping {
+            format: None,
+            time: "ts".into(),
+            time_unit: TimeUnit::Ms,
+            input_tokens: "prompt".into(),
+            output_tokens: "completion".into(),
+            cached_input_tokens: Some("cached".into()),
+            class: Some("tier".into()),
+            model: None,
+            label: None,
+            session: Some("conv".into()),
+        };
+        let options = ImportOptions { mapping: Some(mapping.clone()), ..ImportOptions::default() };
+        let s = sample(
+            "logs.csv",
+            "ts,prompt,completion,cached,tier,conv\n1000,50,5,10,gold,c1\n1500.5,60,6,,silver,c1\n",
+        );
+        let (rows, importer) = import(&s, TraceFormat::Mapped, &options).unwrap();
+        let got: Vec<(u64, &str, u64, u64, Option<&str>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.arrival_us,
+                    importer.classes().name(r.class),
+                    r.input_tokens,
+                    r.cached_input_tokens,
+                    r.session.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(got, vec![(0, "gold", 50, 10, Some("c1")), (500_500, "silver", 60, 0, Some("c1"))]);
+        let s = sample(
+            "logs.jsonl",
+            "{\"ts\": 1000, \"prompt\": 50, \"completion\": 5, \"cached\": 10, \"tier\": \"gold\", \"conv\": \"c1\"}\n\
+             {\"ts\": \"1500.5\", \"prompt\": 60, \"completion\": 6, \"tier\": \"silver\", \"conv\": \"c1\"}\n",
+        );
+        let (json_rows, _) = import(&s, TraceFormat::Mapped, &options).unwrap();
+        assert_eq!(
+            json_rows
+                .iter()
+                .map(|r| (r.arrival_us, r.input_tokens, r.cached_input_tokens))
+                .collect::<Vec<_>>(),
+            vec![(0, 50, 10), (500_500, 60, 0)]
+        );
+        // A mapping naming a column the file lacks is a header error.
+        let bad = ImportOptions {
+            mapping: Some(Mapping { session: Some("user".into()), ..mapping }),
+            ..ImportOptions::default()
+        };
+        let s = sample("logs.csv", "ts,prompt,completion,cached,tier,conv\n");
+        assert!(error(&s, TraceFormat::Mapped, &bad)
+            .starts_with("F:1: missing column \"user\" of the mapped format"));
+    }
+
+    #[test]
+    fn bad_rows_name_file_line_and_field() {
+        let azure = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,10,1\n";
+        let cases = [
+            (format!("{azure}2023-11-16 18:17:04,-5,1\n"), TraceFormat::Azure, r#"F:3: field "ContextTokens": expected a non-negative integer, got "-5""#),
+            (format!("{azure}yesterday,5,1\n"), TraceFormat::Azure, r#"F:3: field "TIMESTAMP": expected a date-time like"#),
+            (format!("{azure}2023-11-16 18:17:04,5\n"), TraceFormat::Azure, "F:3: expected 3 fields as in the header, found 2"),
+            (format!("{azure}2023-11-16 18:17:02,5,1\n"), TraceFormat::Azure, r#"F:3: field "TIMESTAMP": 1700158622.000 s is earlier than the previous row's 1700158623.980 s"#),
+            ("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n1,m,NaN,1,1,x\n".to_string(), TraceFormat::Burstgpt, r#"F:2: field "Request tokens": expected a non-negative integer, got "NaN""#),
+            ("{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 1}\n{\"timestamp\": 1, \"input_length\": 5}\n".to_string(), TraceFormat::Mooncake, r#"F:2: field "output_length": missing"#),
+            ("{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 1, \"hash_ids\": [-1]}\n".to_string(), TraceFormat::Mooncake, r#"F:1: field "hash_ids": expected non-negative integers, found -1"#),
+            ("{\"timestamp\": 0,\n".to_string(), TraceFormat::Mooncake, "F:1: invalid JSON"),
+            ("TIMESTAMP,Context,GeneratedTokens\n".to_string(), TraceFormat::Azure, r#"F:1: missing column "ContextTokens" of the azure format (found: TIMESTAMP, Context, GeneratedTokens)"#),
+        ];
+        for (text, format, expected) in cases {
+            let s = sample("bad.txt", &text);
+            let got = error(&s, format, &ImportOptions::default());
+            assert!(got.starts_with(expected), "got: {got}\nexpected: {expected}");
+        }
+    }
+
+    #[test]
+    fn skip_bad_counts_and_reports_then_fails_past_the_budget() {
+        let text = "TIMESTAMP,ContextTokens,GeneratedTokens\n\
+                    2023-11-16 18:17:03,10,1\n\
+                    2023-11-16 18:17:04,x,1\n\
+                    2023-11-16 18:17:05,30,1\n\
+                    2023-11-16 18:17:01,40,1\n\
+                    2023-11-16 18:17:06,50,1\n";
+        let s = sample("a.csv", text);
+        let options = ImportOptions { skip_bad: 2, ..ImportOptions::default() };
+        let (rows, importer) = import(&s, TraceFormat::Azure, &options).unwrap();
+        assert_eq!(rows.iter().map(|r| r.input_tokens).collect::<Vec<_>>(), vec![10, 30, 50]);
+        let report = importer.report();
+        assert_eq!(report.skipped_bad, 2);
+        assert!(report.skipped_examples[0]
+            .ends_with(r#":3: field "ContextTokens": expected a non-negative integer, got "x""#));
+        assert!(report.summary().contains("2 bad rows skipped"));
+        let got = error(&s, TraceFormat::Azure, &ImportOptions { skip_bad: 1, ..ImportOptions::default() });
+        assert!(got.starts_with("F:5: field \"TIMESTAMP\""), "{got}");
+    }
+
+    #[test]
+    fn bad_options_name_the_field() {
+        let s = sample("a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n");
+        let opts =
+            |o: ImportOptions| Importer::open(&s.path, TraceFormat::Azure, &o).err().unwrap().to_string();
+        assert_eq!(
+            opts(ImportOptions { rate_multiplier: 0.0, ..ImportOptions::default() }),
+            "trace import: rate_multiplier: must be a finite number > 0, got 0"
+        );
+        let rule = ClassRule { class: "x".into(), model: Some("(".into()), ..ClassRule::default() };
+        assert!(opts(ImportOptions { classes: vec![rule], ..ImportOptions::default() })
+            .starts_with("trace import: classes[0].model: regex parse error"));
+        assert!(Importer::open(&s.path, TraceFormat::Mapped, &ImportOptions::default())
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("mapping: format \"mapped\" needs a mapping"));
+    }
+}

@@ -1,0 +1,320 @@
+//! Where a simulation's requests come from: one entry point, [`open_source`], over a routesim
+//! CSV, an imported public trace or log, or a generator.
+//!
+//! Owns [`TraceSource`] (what a scenario's `[trace]` section or the CLI describes),
+//! [`GeneratorConfig`] (the three generators behind one TOML `generator = "…"` key) and the
+//! [`RequestStream`] trait every source implements: an iterator of requests that also tells,
+//! at the end, the class table it used and what an import skipped. It must not know about the
+//! engine: it hands out requests, in arrival order, one at a time.
+
+use super::gen::{AgentTraceConfig, GenRow, GenSummary};
+use super::import::{ImportOptions, ImportReport, ImportedRow, Importer, TraceFormat};
+use super::month::MonthConfig;
+use super::openloop::OpenLoopConfig;
+use super::{ClassTable, Request, TraceError, TraceReader, TraceRow, TraceWriter};
+use serde::Deserialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A stream of requests in arrival order, with its class table and import report.
+pub trait RequestStream: Iterator<Item = Result<Request, TraceError>> + Send {
+    /// The classes of the requests read so far (complete once the stream is exhausted).
+    fn classes(&self) -> ClassTable;
+    /// What an import read and skipped; `None` for routesim CSVs and generators.
+    fn report(&self) -> Option<ImportReport> {
+        None
+    }
+}
+
+impl RequestStream for TraceReader<std::fs::File> {
+    fn classes(&self) -> ClassTable {
+        TraceReader::classes(self).clone()
+    }
+}
+
+/// An [`Importer`] as a request stream.
+pub struct ImportStream(pub Importer);
+
+impl Iterator for ImportStream {
+    type Item = Result<Request, TraceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|row| row.map(|r| r.to_request()))
+    }
+}
+
+impl RequestStream for ImportStream {
+    fn classes(&self) -> ClassTable {
+        self.0.classes().clone()
+    }
+    fn report(&self) -> Option<ImportReport> {
+        Some(self.0.report().clone())
+    }
+}
+
+/// Generated rows as a request stream (line numbers as in the CSV the generator would write).
+pub struct GeneratedStream {
+    rows: Box<dyn Iterator<Item = GenRow> + Send>,
+    line: u64,
+}
+
+impl Iterator for GeneratedStream {
+    type Item = Result<Request, TraceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let row = self.rows.next()?;
+        self.line += 1;
+        Some(Ok(row.to_request(self.line)))
+    }
+}
+
+impl RequestStream for GeneratedStream {
+    fn classes(&self) -> ClassTable {
+        ClassTable::new()
+    }
+}
+
+/// The generators, selected in TOML by `generator = "agent" | "month" | "open_loop"`
+/// (default `agent`, so older agent configs keep working).
+#[derive(Clone, Debug, PartialEq)]
+pub enum GeneratorConfig {
+    /// About an hour of bursty coding-agent sessions ([`AgentTraceConfig`]).
+    Agent(AgentTraceConfig),
+    /// Days of agent traffic under a daily curve, streamed window by window ([`MonthConfig`]).
+    Month(MonthConfig),
+    /// Superposed clients with their own arrival processes ([`OpenLoopConfig`]).
+    OpenLoop(OpenLoopConfig),
+}
+
+impl GeneratorConfig {
+    /// Reads a generator config from a TOML table; `name` is used in errors.
+    pub fn from_table(mut table: toml::Table, name: &str) -> Result<GeneratorConfig, TraceError> {
+        let err = |message: String| TraceError::Config { field: name.to_string(), message };
+        let kind = match table.remove("generator") {
+            None => "agent".to_string(),
+            Some(toml::Value::String(s)) => s,
+            Some(other) => return Err(err(format!("generator: expected a string, got {other}"))),
+        };
+        let value = toml::Value::Table(table);
+        let clean = |e: toml::de::Error| err(e.message().replace('\n', " ").trim().to_string());
+        match kind.as_str() {
+            "agent" => value.try_into().map(GeneratorConfig::Agent).map_err(clean),
+            "month" => value.try_into().map(GeneratorConfig::Month).map_err(clean),
+            "open_loop" => value.try_into().map(GeneratorConfig::OpenLoop).map_err(clean),
+            other => {
+                Err(err(format!("generator: unknown generator {other:?} (known: agent, month, open_loop)")))
+            }
+        }
+    }
+
+    /// Reads a generator config file.
+    pub fn load(path: &Path) -> Result<GeneratorConfig, TraceError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+            file: name.clone(),
+            action: "cannot open",
+            source,
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| TraceError::Config {
+            field: name.clone(),
+            message: e.message().replace('\n', " ").trim().to_string(),
+        })?;
+        Self::from_table(table, &name)
+    }
+
+    /// The span the generator covers.
+    pub fn duration(&self) -> crate::time::Duration {
+        match self {
+            GeneratorConfig::Agent(c) => c.duration,
+            GeneratorConfig::Month(c) => c.duration(),
+            GeneratorConfig::OpenLoop(c) => c.duration,
+        }
+    }
+
+    /// Sets the seed.
+    pub fn set_seed(&mut self, seed: u64) {
+        match self {
+            GeneratorConfig::Agent(c) => c.seed = seed,
+            GeneratorConfig::Month(c) => c.seed = seed,
+            GeneratorConfig::OpenLoop(c) => c.seed = seed,
+        }
+    }
+
+    /// Sets the span (agent and open loop: `duration`; month: whole days, rounded up).
+    pub fn set_duration(&mut self, duration: crate::time::Duration) {
+        match self {
+            GeneratorConfig::Agent(c) => c.duration = duration,
+            GeneratorConfig::Month(c) => c.days = duration.as_micros().div_ceil(86_400_000_000).max(1) as u32,
+            GeneratorConfig::OpenLoop(c) => c.duration = duration,
+        }
+    }
+
+    /// The generated rows in arrival order, streamed (the agent generator holds its window).
+    pub fn rows(&self, base_dir: &Path) -> Result<Box<dyn Iterator<Item = GenRow> + Send>, TraceError> {
+        Ok(match self {
+            GeneratorConfig::Agent(c) => Box::new(super::gen::generate_rows(c)?.0.into_iter()),
+            GeneratorConfig::Month(c) => Box::new(c.rows()?),
+            GeneratorConfig::OpenLoop(c) => Box::new(c.rows(base_dir)?),
+        })
+    }
+
+    /// Writes the generated trace to `out` and returns what it wrote.
+    pub fn write<W: Write>(
+        &self,
+        base_dir: &Path,
+        out: &mut TraceWriter<W>,
+    ) -> Result<GenSummary, TraceError> {
+        let mut summary = GenSummary::new(self.duration());
+        for row in self.rows(base_dir)? {
+            // A session's first call is the only one without a parent.
+            if row.session.is_some() && row.parent.is_none() {
+                summary.sessions += 1;
+            }
+            summary.write(&row, out)?;
+        }
+        Ok(summary)
+    }
+}
+
+/// Where a simulation's requests come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TraceSource {
+    /// A file in one of the [`TraceFormat`]s.
+    File { path: PathBuf, format: TraceFormat, options: ImportOptions },
+    /// A generator, run afresh by every reader (deterministic).
+    Generated {
+        config: GeneratorConfig,
+        /// Resolves files the generator reads (ServeGen, empirical traces).
+        base_dir: PathBuf,
+        /// What to call it in messages: the generator file, or `generate`.
+        name: String,
+    },
+}
+
+impl TraceSource {
+    /// A routesim CSV.
+    pub fn routesim(path: &Path) -> TraceSource {
+        TraceSource::File {
+            path: path.to_path_buf(),
+            format: TraceFormat::Routesim,
+            options: ImportOptions::default(),
+        }
+    }
+
+    /// The name used in messages and summaries.
+    pub fn name(&self) -> String {
+        match self {
+            TraceSource::File { path, .. } => path.display().to_string(),
+            TraceSource::Generated { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// Opens a source as a request stream. Every call starts from the beginning, so each strategy
+/// of a scenario can stream the trace on its own.
+pub fn open_source(source: &TraceSource) -> Result<Box<dyn RequestStream>, TraceError> {
+    match source {
+        TraceSource::File { path, format: TraceFormat::Routesim, .. } => {
+            Ok(Box::new(TraceReader::open(path)?))
+        }
+        TraceSource::File { path, format, options } => {
+            Ok(Box::new(ImportStream(Importer::open(path, *format, options)?)))
+        }
+        TraceSource::Generated { config, base_dir, .. } => {
+            Ok(Box::new(GeneratedStream { rows: config.rows(base_dir)?, line: 1 }))
+        }
+    }
+}
+
+/// Converts an import to the routesim CSV; returns the import report.
+pub fn convert<W: Write>(
+    path: &Path,
+    format: TraceFormat,
+    options: &ImportOptions,
+    out: &mut TraceWriter<W>,
+) -> Result<ImportReport, TraceError> {
+    let mut importer = Importer::open(path, format, options)?;
+    while let Some(row) = importer.next() {
+        let row: ImportedRow = row?;
+        let class = importer.classes().name(row.class).to_string();
+        let id = row.id();
+        out.write(&TraceRow {
+            id: &id,
+            arrival_ms: row.arrival_us / crate::time::MICROS_PER_MS,
+            class: &class,
+            input_tokens: row.input_tokens,
+            cached_input_tokens: row.cached_input_tokens,
+            cache_write_tokens: 0,
+            output_tokens: row.output_tokens,
+            max_tokens: row.output_tokens,
+            session: row.session.as_deref(),
+            parent: None,
+            think_ms: 0,
+            deadline_ms: None,
+        })?;
+    }
+    Ok(importer.report().clone())
+}
+
+/// The `[trace]` section's source settings as written in a scenario, before validation.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// File, relative to the scenario.
+    pub file: Option<PathBuf>,
+    /// Format of `file`. Default routesim.
+    pub format: Option<String>,
+    /// Import options.
+    pub import: Option<ImportOptions>,
+    /// An inline generator config.
+    pub generate: Option<toml::Table>,
+    /// A generator config file, relative to the scenario.
+    pub generator: Option<PathBuf>,
+}
+
+impl SourceSection {
+    /// Validates into a [`TraceSource`]; `base_dir` resolves paths. Errors are messages for
+    /// the scenario's `trace.` path.
+    pub fn resolve(&self, base_dir: &Path) -> Result<TraceSource, String> {
+        let given = [self.file.is_some(), self.generate.is_some(), self.generator.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err("trace: give exactly one of file, generate, generator".into());
+        }
+        if let Some(file) = &self.file {
+            let format = match &self.format {
+                None => TraceFormat::Routesim,
+                Some(name) => TraceFormat::parse(name).map_err(|m| format!("trace.format: {m}"))?,
+            };
+            let options = self.import.clone().unwrap_or_default();
+            if format == TraceFormat::Routesim && self.import.is_some() {
+                return Err(
+                    "trace.import: import options apply to formats azure, burstgpt, mooncake, mapped".into(),
+                );
+            }
+            if format != TraceFormat::Routesim {
+                options.validate(format).map_err(|e| match e {
+                    TraceError::Import { field, message } => format!("trace.import.{field}: {message}"),
+                    other => other.to_string(),
+                })?;
+            }
+            return Ok(TraceSource::File { path: base_dir.join(file), format, options });
+        }
+        if self.format.is_some() || self.import.is_some() {
+            return Err("trace: format and import apply to a file, not to a generator".into());
+        }
+        if let Some(table) = &self.generate {
+            let config =
+                GeneratorConfig::from_table(table.clone(), "trace.generate").map_err(|e| e.to_string())?;
+            return Ok(TraceSource::Generated {
+                config,
+                base_dir: base_dir.to_path_buf(),
+                name: "trace.generate".into(),
+            });
+        }
+        let path = base_dir.join(self.generator.as_ref().expect("one of three is set"));
+        let config = GeneratorConfig::load(&path).map_err(|e| e.to_string())?;
+        Ok(TraceSource::Generated {
+            config,
+            base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            name: path.display().to_string(),
+        })
+    }
+}
