@@ -25,6 +25,7 @@ use crate::provider::{AttemptPlan, Deployment, DeploymentId, DeploymentState, Fa
 use crate::rng::{DrawKey, Purpose};
 use crate::time::{Duration, Instant};
 use crate::trace::{Request, TraceError};
+use smallvec::SmallVec;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -159,8 +160,8 @@ struct Active {
     request: Request,
     serial: u32,
     history: History,
-    /// Attempts in flight (more than one only while hedging).
-    live: Vec<LiveAttempt>,
+    /// Attempts in flight (more than one only while hedging; inline, so no allocation).
+    live: SmallVec<[LiveAttempt; 1]>,
     /// Current wake token: a new `Wait`/`Park` invalidates older wake-ups.
     wake_token: u32,
     /// The request is parked and waits for `Policy::unpark`.
@@ -213,6 +214,8 @@ pub struct Engine<'a> {
     /// Parked requests by id, for `Policy::unpark`.
     parked: IdMap<u32>,
     woken: Vec<u64>,
+    /// Whether attempt reports carry rate-limit headers (only if the policy reads them).
+    headers: bool,
 }
 
 /// Simulates `trace` under `policy` against `deployments` and returns the strategy's metrics.
@@ -245,7 +248,9 @@ where
         in_system: 0,
         parked: IdMap::default(),
         woken: Vec::new(),
+        headers: false,
     };
+    engine.headers = engine.policy.wants_rate_limit_headers();
     engine.run(trace)?;
     Ok(engine.metrics)
 }
@@ -363,7 +368,7 @@ impl Engine<'_> {
             request,
             serial: self.next_serial,
             history: History::new(arrival),
-            live: Vec::new(),
+            live: SmallVec::new(),
             wake_token: 0,
             parked: false,
         };
@@ -572,12 +577,18 @@ impl Engine<'_> {
     fn cancel_others(&mut self, slot: u32, keep: u32) {
         let now = self.now;
         let active = self.slots[slot as usize].as_mut().expect("live slot");
-        let losers: Vec<LiveAttempt> = {
-            let (keep_list, lose): (Vec<LiveAttempt>, Vec<LiveAttempt>) =
-                active.live.drain(..).partition(|a| a.number == keep);
-            active.live = keep_list;
-            lose
-        };
+        if active.live.iter().all(|a| a.number == keep) {
+            return; // the usual case: no other attempt in flight
+        }
+        let mut losers = Vec::new();
+        let mut i = 0;
+        while i < active.live.len() {
+            if active.live[i].number == keep {
+                i += 1;
+            } else {
+                losers.push(active.live.swap_remove(i));
+            }
+        }
         for loser in losers {
             let active = self.slots[slot as usize].as_mut().expect("live slot");
             active.history.live_attempts -= 1;
@@ -609,7 +620,7 @@ impl Engine<'_> {
                 outcome: AttemptOutcome::Failed(FailureKind::Cancelled),
                 retry_after: None,
                 output_tokens,
-                remaining: Some(self.states[d].headers(now)),
+                remaining: self.headers.then(|| Box::new(self.states[d].headers(now))),
             };
             self.policy.observe(now, &report);
         }
@@ -660,7 +671,7 @@ impl Engine<'_> {
             },
             retry_after,
             output_tokens,
-            remaining: if batch { None } else { Some(self.states[d].headers(now)) },
+            remaining: (self.headers && !batch).then(|| Box::new(self.states[d].headers(now))),
         };
         self.policy.observe(now, &report);
         match outcome {

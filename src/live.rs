@@ -211,7 +211,7 @@ impl ModelledProvider {
             outcome,
             retry_after,
             output_tokens: plan.output_tokens,
-            remaining: Some(states[d].headers(ended_at)),
+            remaining: Some(Box::new(states[d].headers(ended_at))),
         }
     }
 }

@@ -213,7 +213,7 @@ impl Policy for Adaptive {
             let w = &mut self.windows[d.index()];
             w.in_flight -= 1;
             let mut squeeze = false;
-            if let Some(r) = report.remaining {
+            if let Some(r) = report.remaining.as_deref() {
                 for (i, value) in [r.requests, r.input_tokens, r.output_tokens].into_iter().enumerate() {
                     if let Some(v) = value {
                         w.seen_max[i] = w.seen_max[i].max(v);
@@ -245,5 +245,9 @@ impl Policy for Adaptive {
     fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
         woken.append(&mut self.to_wake);
         self.inner.unpark(now, woken);
+    }
+
+    fn wants_rate_limit_headers(&self) -> bool {
+        true
     }
 }

@@ -139,4 +139,8 @@ impl Policy for Hedge {
     fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
         self.inner.unpark(now, woken);
     }
+
+    fn wants_rate_limit_headers(&self) -> bool {
+        self.inner.wants_rate_limit_headers()
+    }
 }

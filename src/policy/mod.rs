@@ -80,7 +80,7 @@ pub struct AttemptReport {
     pub output_tokens: u64,
     /// What the provider's rate-limit headers said when the attempt ended (remaining
     /// requests/tokens per axis; tokens rounded to the nearest 1,000 as Anthropic does).
-    pub remaining: Option<Remaining>,
+    pub remaining: Option<Box<Remaining>>,
 }
 
 impl AttemptReport {
@@ -192,6 +192,13 @@ pub trait Policy: Send {
     /// Parked requests that may proceed now, appended to `woken` (ids). The caller asks after
     /// every `observe` and `forget`; the default parks nothing.
     fn unpark(&mut self, _now: Instant, _woken: &mut Vec<u64>) {}
+
+    /// Whether reports should carry the provider's rate-limit headers
+    /// ([`AttemptReport::remaining`]). Reading them costs time in the simulator's hot loop, so
+    /// only policies that use them ask.
+    fn wants_rate_limit_headers(&self) -> bool {
+        false
+    }
 }
 
 impl<P: Policy + ?Sized> Policy for Box<P> {
@@ -212,6 +219,9 @@ impl<P: Policy + ?Sized> Policy for Box<P> {
     }
     fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
         (**self).unpark(now, woken)
+    }
+    fn wants_rate_limit_headers(&self) -> bool {
+        (**self).wants_rate_limit_headers()
     }
 }
 

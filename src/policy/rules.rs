@@ -143,4 +143,8 @@ impl Policy for Rules {
             p.unpark(now, woken);
         }
     }
+
+    fn wants_rate_limit_headers(&self) -> bool {
+        self.policies.iter().any(|p| p.wants_rate_limit_headers())
+    }
 }

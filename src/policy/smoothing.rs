@@ -320,6 +320,10 @@ impl Policy for Smoothing {
         woken.append(&mut self.to_wake);
         self.inner.unpark(now, woken);
     }
+
+    fn wants_rate_limit_headers(&self) -> bool {
+        self.inner.wants_rate_limit_headers()
+    }
 }
 
 /// The `concurrency_cap` policy's options.
@@ -445,6 +449,10 @@ impl Policy for ConcurrencyCap {
     fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
         woken.append(&mut self.to_wake);
         self.inner.unpark(now, woken);
+    }
+
+    fn wants_rate_limit_headers(&self) -> bool {
+        self.inner.wants_rate_limit_headers()
     }
 }
 
