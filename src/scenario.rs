@@ -184,13 +184,29 @@ impl Scenario {
     /// Validates scenario text; `file` is used in errors, `base_dir` resolves the trace path.
     pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Scenario, ScenarioError> {
         let file_name = file.display().to_string();
-        let fail = |message: String| ScenarioError { file: file_name.clone(), line: None, message };
         let raw: ScenarioFile = toml::from_str(text).map_err(|e| ScenarioError {
             file: file_name.clone(),
             line: e.span().map(|span| line_of(text, span.start)),
             message: e.message().replace('\n', " ").trim().to_string(),
         })?;
+        Scenario::validate(raw, file, base_dir)
+    }
 
+    /// Validates an already-parsed scenario table (e.g. one a sweep has edited): same checks
+    /// as [`Scenario::parse`], with errors naming the path instead of a line.
+    pub fn from_value(table: toml::Table, file: &Path, base_dir: &Path) -> Result<Scenario, ScenarioError> {
+        let raw: ScenarioFile = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().message().replace('\n', " ").trim().to_string();
+            let message = if path == "." || path.is_empty() { message } else { format!("{path}: {message}") };
+            ScenarioError { file: file.display().to_string(), line: None, message }
+        })?;
+        Scenario::validate(raw, file, base_dir)
+    }
+
+    fn validate(raw: ScenarioFile, file: &Path, base_dir: &Path) -> Result<Scenario, ScenarioError> {
+        let file_name = file.display().to_string();
+        let fail = |message: String| ScenarioError { file: file_name.clone(), line: None, message };
         let presets = presets();
         if raw.deployments.is_empty() {
             return Err(fail("deployments: at least one deployment is required".into()));
