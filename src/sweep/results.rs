@@ -276,8 +276,10 @@ fn number(x: f64) -> String {
 /// `results.csv`, byte for byte.
 pub fn csv_bytes(manifest: &Manifest, rows: &[Row]) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
+    // A `strategy` axis is shown once, in the strategy column.
+    let shown: Vec<bool> = manifest.axes.iter().map(|a| a != "strategy").collect();
     let mut header: Vec<String> = vec!["point".into()];
-    header.extend(manifest.axes.iter().cloned());
+    header.extend(manifest.axes.iter().zip(&shown).filter(|(_, s)| **s).map(|(a, _)| a.clone()));
     header.extend(["strategy".to_string(), "replications".to_string()]);
     for metric in &manifest.metrics {
         header.extend([format!("{metric}_mean"), format!("{metric}_ci95_lo"), format!("{metric}_ci95_hi")]);
@@ -286,7 +288,7 @@ pub fn csv_bytes(manifest: &Manifest, rows: &[Row]) -> Vec<u8> {
     writer.write_record(&header).expect("writing to memory");
     for row in rows {
         let mut record: Vec<String> = vec![row.point.to_string()];
-        record.extend(row.coordinates.iter().cloned());
+        record.extend(row.coordinates.iter().zip(&shown).filter(|(_, s)| **s).map(|(c, _)| c.clone()));
         record.extend([row.strategy.clone(), row.replications.to_string()]);
         for e in &row.estimates {
             let (lo, hi) = e.ci95.map_or((String::new(), String::new()), |(lo, hi)| (number(lo), number(hi)));
@@ -418,8 +420,13 @@ pub fn choose(
 
 /// One line describing a row: coordinates, strategy and the headline metrics with CIs.
 pub fn describe_row(manifest: &Manifest, row: &Row) -> String {
-    let coordinates: Vec<String> =
-        manifest.axes.iter().zip(&row.coordinates).map(|(a, v)| format!("{a}={v}")).collect();
+    let coordinates: Vec<String> = manifest
+        .axes
+        .iter()
+        .zip(&row.coordinates)
+        .filter(|(a, _)| *a != "strategy")
+        .map(|(a, v)| format!("{a}={v}"))
+        .collect();
     let mut parts =
         vec![format!("point {} ({}) strategy {}", row.point, coordinates.join(", "), row.strategy)];
     for name in ["cost_usd", "request_429_rate", "interactive.ttft_p95_ms", "ttft_p95_ms"] {

@@ -4,4 +4,5 @@ mod behaviour;
 mod cli;
 mod determinism;
 mod support;
+mod sweep;
 mod validation;
