@@ -98,6 +98,9 @@ impl Progress {
     }
 
     pub fn finish(&self) {
+        if self.points_todo == 0 {
+            return;
+        }
         match self.mode {
             ProgressMode::Bar => {
                 if let Some(bar) = &self.bar {

@@ -195,6 +195,37 @@ fn an_interrupted_sweep_resumes_to_the_same_results() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("holds results of another sweep"));
 }
 
+/// A real kill at an arbitrary moment (as soon as the first point is on disk): every point
+/// file left is whole, and rerunning finishes with the bytes of an uninterrupted run.
+#[test]
+fn a_killed_sweep_resumes_to_the_same_results() {
+    let dir = workdir(&SWEEP.replace("replications = 3", "replications = 12"));
+    ok(&sim(&["sweep", "sweep.toml", "--out", "full", "--quiet"], dir.path()));
+    let full = read(dir.path().join("full/results.csv"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["sweep", "sweep.toml", "--out", "killed", "--threads", "1", "--quiet"])
+        .current_dir(dir.path())
+        .spawn()
+        .unwrap();
+    let first_point = dir.path().join("killed/points/000000.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !first_point.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for entry in std::fs::read_dir(dir.path().join("killed/points")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = read(path.clone());
+            serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+    ok(&sim(&["sweep", "sweep.toml", "--out", "killed", "--quiet"], dir.path()));
+    assert_eq!(read(dir.path().join("killed/results.csv")), full);
+}
+
 #[test]
 fn shard_processes_and_merge_equal_one_run() {
     let dir = workdir(SWEEP);
