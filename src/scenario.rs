@@ -587,6 +587,17 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
     }
 
     #[test]
+    fn from_value_validates_like_parse_and_names_paths() {
+        let table: toml::Table = MINIMAL.parse().unwrap();
+        let from_table = Scenario::from_value(table, Path::new("s.toml"), Path::new("dir")).unwrap();
+        assert_eq!(from_table, parse(MINIMAL).unwrap());
+        let mut table: toml::Table = MINIMAL.parse().unwrap();
+        table["trace"].as_table_mut().unwrap().insert("replay".into(), toml::Value::Integer(3));
+        let e = Scenario::from_value(table, Path::new("s.toml"), Path::new("dir")).unwrap_err().to_string();
+        assert!(e.starts_with("s.toml: trace.replay: invalid type"), "{e}");
+    }
+
+    #[test]
     fn edit_distance_is_levenshtein() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);

@@ -280,6 +280,16 @@ fn shard_processes_and_merge_equal_one_run() {
 }
 
 #[test]
+fn zipped_axes_take_their_values_together() {
+    let dir = workdir(&SWEEP.replace("replications = 3", "replications = 2\ncombine = \"zip\""));
+    ok(&sim(&["sweep", "sweep.toml", "--out", "out", "--quiet"], dir.path()));
+    let (_, rows) = csv_rows(&read(dir.path().join("out/results.csv")));
+    let coordinates: Vec<[&str; 4]> =
+        rows.iter().map(|r| [r[0].as_str(), r[1].as_str(), r[2].as_str(), r[3].as_str()]).collect();
+    assert_eq!(coordinates, [["0", "1", "30", "single"], ["1", "3", "120", "chain"]]);
+}
+
+#[test]
 fn adding_an_axis_value_leaves_other_points_unchanged() {
     let dir = workdir(SWEEP);
     ok(&sim(&["sweep", "sweep.toml", "--out", "a", "--quiet"], dir.path()));
