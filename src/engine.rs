@@ -474,7 +474,9 @@ impl Engine<'_> {
             }
             Decision::GiveUp => {
                 let outcome = match active.history.last.as_ref().and_then(AttemptReport::failure) {
-                    Some(FailureKind::RateLimited) => RequestOutcome::RateLimited,
+                    Some(FailureKind::RateLimited) => RequestOutcome::RateLimited { never_fit: false },
+                    // A 429 that no retry can pass is still a rate-limit failure for the user.
+                    Some(FailureKind::ExceedsLimit) => RequestOutcome::RateLimited { never_fit: true },
                     Some(kind) => RequestOutcome::Failed(FailureCause::Attempt(kind)),
                     None => RequestOutcome::Failed(FailureCause::NoRoute),
                 };

@@ -4,7 +4,7 @@
 //! [`limiter`] (the real, sans-IO rate limiter), [`dist`] (seeded distributions), [`rng`]
 //! (common random numbers), [`trace`] (requests in), [`provider`] (modelled upstreams),
 //! [`policy`] (the real, sans-IO routing policies), [`engine`] (the event loop), [`metrics`]
-//! (outcomes out), [`scenario`] (configuration) and [`report`] (writers).
+//! (outcomes out), [`scenario`] (configuration), [`report`] (writers) and [`sweep`] (grids × seeds in parallel).
 
 pub mod dist;
 pub mod engine;
@@ -17,5 +17,6 @@ pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod suggest;
+pub mod sweep;
 pub mod time;
 pub mod trace;

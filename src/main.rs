@@ -7,6 +7,9 @@ use routesim::engine::{run_scenario_source, EngineError};
 use routesim::report::data::ReportError;
 use routesim::report::{format_table, write_incidents, write_outputs, RunSummary};
 use routesim::scenario::{Scenario, ScenarioError};
+use routesim::sweep::progress::ProgressMode;
+use routesim::sweep::results::{choose, describe_row, resolve_metric, Choice, Constraint};
+use routesim::sweep::{merge, prepare, run_sweep, Shard, SweepError, SweepOptions};
 use routesim::trace::import::{ImportOptions, Mapping, TraceFormat};
 use routesim::trace::source::{open_source, GeneratorConfig, TraceSource};
 use routesim::trace::{TraceError, TraceWriter};
@@ -83,6 +86,52 @@ enum Command {
         /// a change in behaviour must come with a refreshed baseline.
         #[arg(long)]
         strict: bool,
+    },
+    /// Run a parameter sweep (grid × replications) in parallel; `sim sweep merge` joins shards.
+    Sweep(SweepArgs),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct SweepArgs {
+    #[command(subcommand)]
+    command: Option<SweepCommand>,
+    /// Sweep TOML file.
+    #[arg(required = true)]
+    sweep: Option<PathBuf>,
+    /// Results directory (point files, sweep.json, results.csv); rerunning resumes it.
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run only points with index % N == I (default: from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
+    #[arg(long, value_name = "N")]
+    shard_count: Option<usize>,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the point minimising this metric (e.g. `cost`) among those meeting every --constraint.
+    #[arg(long)]
+    objective: Option<String>,
+    /// `METRIC <= NUMBER` (or <, >=, >), e.g. 'interactive.ttft_p95_ms <= 3000'; repeatable.
+    #[arg(long)]
+    constraint: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum SweepCommand {
+    /// Join the results directories of shards into one results.csv.
+    Merge {
+        /// Results directories (one per shard).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output CSV.
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -233,6 +282,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.is::<TraceError>()
             || cause.is::<UsageError>()
             || cause.downcast_ref::<ReportError>().is_some_and(ReportError::is_input_error)
+            || cause.downcast_ref::<SweepError>().is_some_and(SweepError::is_input_error)
             || cause.downcast_ref::<EngineError>().is_some_and(EngineError::is_input_error)
     });
     if input {
@@ -390,6 +440,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Sweep(args) => run_sweep_command(args),
         Command::Presets => {
             for name in routesim::scenario::preset_names() {
                 println!("{name}");
@@ -397,4 +448,75 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_sweep_command(args: SweepArgs) -> anyhow::Result<()> {
+    if let Some(SweepCommand::Merge { dirs, output }) = args.command {
+        let (manifest, rows) = merge(&dirs, &output)?;
+        println!("wrote {}: {} rows from {} points", output.display(), rows.len(), manifest.points);
+        return Ok(());
+    }
+    let (Some(sweep), Some(out)) = (args.sweep, args.out) else {
+        return Err(UsageError("sim sweep: give SWEEP.toml and --out DIR".into()).into());
+    };
+    let plan = routesim::sweep::plan::Plan::load(&sweep)?;
+    let shard = match &args.shard {
+        Some(text) => Some(Shard::parse(text)?),
+        None => Shard::from_env(|name| std::env::var(name).ok(), args.shard_count)?,
+    };
+    let progress = if args.quiet {
+        ProgressMode::Quiet
+    } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressMode::Bar
+    } else {
+        ProgressMode::Lines
+    };
+    let options = SweepOptions { out: out.clone(), threads: args.threads, shard, progress };
+    // Metric names depend on the trace's classes: check the objective before any work.
+    let prepared = prepare(&plan)?;
+    let metrics = prepared.manifest.metrics.clone();
+    let objective = args.objective.as_deref().map(|o| resolve_metric(o, &metrics)).transpose()?;
+    let constraints =
+        args.constraint.iter().map(|c| Constraint::parse(c, &metrics)).collect::<Result<Vec<_>, _>>()?;
+    if objective.is_none() && !constraints.is_empty() {
+        return Err(UsageError("--constraint needs --objective (the metric to minimise)".into()).into());
+    }
+    let outcome = run_sweep(&plan, prepared, &options)?;
+    let metrics = &outcome.manifest.metrics;
+    let Some((path, rows)) = outcome.results else {
+        println!(
+            "shard done: {} of {} points on disk in {} ({} run now); run `sim sweep merge` over the shard directories",
+            outcome.points_in_shard,
+            outcome.points_total,
+            out.display(),
+            outcome.points_run
+        );
+        return Ok(());
+    };
+    let on_front = rows.iter().filter(|r| r.pareto).count();
+    println!(
+        "wrote {}: {} rows ({} points × strategies), {} on the Pareto front (cost, interactive TTFT p95, request 429 rate, share of requests lost)",
+        path.display(),
+        rows.len(),
+        outcome.points_total,
+        on_front
+    );
+    if let Some(objective) = objective {
+        match choose(&rows, metrics, objective, &constraints) {
+            Some(Choice::Best(i)) => {
+                println!(
+                    "best feasible (min {}): {}",
+                    metrics[objective],
+                    describe_row(&outcome.manifest, &rows[i])
+                )
+            }
+            Some(Choice::ClosestInfeasible { row, violated }) => println!(
+                "NO FEASIBLE POINT; closest infeasible (violates {}): {}",
+                violated.join(", "),
+                describe_row(&outcome.manifest, &rows[row])
+            ),
+            None => println!("no rows"),
+        }
+    }
+    Ok(())
 }

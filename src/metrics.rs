@@ -20,8 +20,11 @@ pub enum RequestOutcome {
         first_token_at: Instant,
         done_at: Instant,
     },
-    /// Gave up after a rate-limit refusal.
-    RateLimited,
+    /// Gave up after a rate-limit refusal. `never_fit`: the last refusal said the request is
+    /// larger than a bucket (it could never pass, e.g. `max_tokens` above a 1-second OTPM bucket).
+    RateLimited {
+        never_fit: bool,
+    },
     /// Gave up after another failure (5xx, 529, timeout, expired batch, no route).
     Failed(FailureCause),
     /// Accepted by a batch API; its result arrives at `done_at`.
@@ -150,6 +153,8 @@ pub struct RequestMetrics {
     pub requests: u64,
     pub succeeded: u64,
     pub rate_limited: u64,
+    /// Of `rate_limited`: requests larger than a bucket, which no retry could ever pass.
+    pub rate_limited_never_fit: u64,
     pub failed: u64,
     pub batched: u64,
     pub unfinished: u64,
@@ -173,7 +178,10 @@ impl RequestMetrics {
                 self.ttft.record(first_token_at.saturating_since(arrival));
                 self.e2e.record(done_at.saturating_since(arrival));
             }
-            RequestOutcome::RateLimited => self.rate_limited += 1,
+            RequestOutcome::RateLimited { never_fit } => {
+                self.rate_limited += 1;
+                self.rate_limited_never_fit += u64::from(never_fit);
+            }
             RequestOutcome::Failed(cause) => {
                 self.failed += 1;
                 *self.failed_by_cause.entry(cause).or_insert(0) += 1;
@@ -196,6 +204,7 @@ impl RequestMetrics {
             requests: self.requests,
             succeeded: self.succeeded,
             rate_limited: self.rate_limited,
+            rate_limited_never_fit: self.rate_limited_never_fit,
             failed: self.failed,
             batched: self.batched,
             unfinished: self.unfinished,
@@ -490,6 +499,8 @@ pub struct OutcomeSummary {
     pub succeeded: u64,
     /// Finally failed because of rate limits.
     pub rate_limited: u64,
+    /// Of `rate_limited`: larger than a bucket (could never pass; a configuration problem).
+    pub rate_limited_never_fit: u64,
     /// Finally failed for another reason (see `failed_by_cause`).
     pub failed: u64,
     /// Accepted by a batch API (completion times in `batch_completion_ms`).
@@ -577,7 +588,7 @@ mod tests {
                 },
             );
         }
-        m.record_outcome(ClassId::INTERACTIVE, t, RequestOutcome::RateLimited);
+        m.record_outcome(ClassId::INTERACTIVE, t, RequestOutcome::RateLimited { never_fit: false });
         m.record_outcome(
             ClassId::INTERACTIVE,
             t,
@@ -590,7 +601,7 @@ mod tests {
         );
         m.record_unfinished(ClassId::INTERACTIVE);
         assert!(m.check_conservation().is_err(), "the bulk request has no outcome yet");
-        m.record_outcome(ClassId::BULK, t, RequestOutcome::RateLimited);
+        m.record_outcome(ClassId::BULK, t, RequestOutcome::RateLimited { never_fit: false });
         m.check_conservation().unwrap();
         for i in 0..20u64 {
             m.record_attempt(&AttemptRecord {

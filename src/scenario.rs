@@ -173,13 +173,29 @@ impl Scenario {
     /// Validates scenario text; `file` is used in errors, `base_dir` resolves the trace path.
     pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Scenario, ScenarioError> {
         let file_name = file.display().to_string();
-        let fail = |message: String| ScenarioError { file: file_name.clone(), line: None, message };
         let raw: ScenarioFile = toml::from_str(text).map_err(|e| ScenarioError {
             file: file_name.clone(),
             line: e.span().map(|span| line_of(text, span.start)),
             message: e.message().replace('\n', " ").trim().to_string(),
         })?;
+        Scenario::validate(raw, file, base_dir)
+    }
 
+    /// Validates an already-parsed scenario table (e.g. one a sweep has edited): same checks
+    /// as [`Scenario::parse`], with errors naming the path instead of a line.
+    pub fn from_value(table: toml::Table, file: &Path, base_dir: &Path) -> Result<Scenario, ScenarioError> {
+        let raw: ScenarioFile = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().message().replace('\n', " ").trim().to_string();
+            let message = if path == "." || path.is_empty() { message } else { format!("{path}: {message}") };
+            ScenarioError { file: file.display().to_string(), line: None, message }
+        })?;
+        Scenario::validate(raw, file, base_dir)
+    }
+
+    fn validate(raw: ScenarioFile, file: &Path, base_dir: &Path) -> Result<Scenario, ScenarioError> {
+        let file_name = file.display().to_string();
+        let fail = |message: String| ScenarioError { file: file_name.clone(), line: None, message };
         let presets = presets();
         if raw.deployments.is_empty() {
             return Err(fail("deployments: at least one deployment is required".into()));
@@ -461,5 +477,16 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
         let bad_duration = MINIMAL.replace(r#"limits.burst = "10s""#, r#"limits.burst = "10 parsecs""#);
         let e = parse(&bad_duration).unwrap_err().to_string();
         assert!(e.contains("limits.burst: invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn from_value_validates_like_parse_and_names_paths() {
+        let table: toml::Table = MINIMAL.parse().unwrap();
+        let from_table = Scenario::from_value(table, Path::new("s.toml"), Path::new("dir")).unwrap();
+        assert_eq!(from_table, parse(MINIMAL).unwrap());
+        let mut table: toml::Table = MINIMAL.parse().unwrap();
+        table["trace"].as_table_mut().unwrap().insert("replay".into(), toml::Value::Integer(3));
+        let e = Scenario::from_value(table, Path::new("s.toml"), Path::new("dir")).unwrap_err().to_string();
+        assert!(e.starts_with("s.toml: trace.replay: invalid type"), "{e}");
     }
 }

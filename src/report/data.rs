@@ -307,13 +307,13 @@ fn optional_table(path: &Path) -> Result<Option<Table>, ReportError> {
 }
 
 /// Suffixes of the per-metric statistics columns of a sweep's `results.csv`.
-const STAT_SUFFIXES: [&str; 8] = ["_mean", "_ci_low", "_ci_high", "_sd", "_std", "_stderr", "_min", "_max"];
+const STAT_SUFFIXES: [&str; 8] = ["_mean", "_ci95_lo", "_ci95_hi", "_sd", "_std", "_stderr", "_min", "_max"];
 /// Columns that are neither parameters nor metrics.
 const BOOKKEEPING: [&str; 5] = ["pareto", "replications", "seeds", "n", "runs"];
 
 /// A sweep's `results.csv`: one row per (point, strategy). Assumed layout (read from the
-/// header, tolerant of extra columns): metric `m` has `m_mean` and optionally `m_ci_low`,
-/// `m_ci_high`; `strategy` names the strategy; every other column that is not a statistic or
+/// header, tolerant of extra columns): metric `m` has `m_mean` and optionally `m_ci95_lo`,
+/// `m_ci95_hi`; `strategy` names the strategy; every other column that is not a statistic or
 /// bookkeeping (`pareto`, `replications`…) identifies the point (`point` and the swept
 /// parameters).
 #[derive(Clone, Debug)]
@@ -323,7 +323,14 @@ pub struct SweepResults {
 
 impl SweepResults {
     pub fn load(path: &Path) -> Result<SweepResults, ReportError> {
-        let table = Table::load(path)?;
+        let mut table = Table::load(path)?;
+        // `sim sweep` names per-class metrics `interactive.ttft_p95_ms` (its constraint syntax);
+        // reports and the gate name them `interactive_ttft_p95_ms`: one spelling from here on.
+        for h in table.header.iter_mut() {
+            if STAT_SUFFIXES.iter().any(|s| h.ends_with(s)) {
+                *h = h.replace('.', "_");
+            }
+        }
         if !table.header.iter().any(|h| h.ends_with("_mean")) {
             return Err(ReportError::Parse {
                 path: display(path),
@@ -436,7 +443,7 @@ mod tests {
 
     #[test]
     fn sweep_columns_split_into_parameters_keys_and_metrics() {
-        let text = "point,strategy,rpm,burst,cost_usd_mean,cost_usd_ci_low,cost_usd_ci_high,pareto\n\
+        let text = "point,strategy,rpm,burst,cost_usd_mean,cost_usd_ci95_lo,cost_usd_ci95_hi,pareto\n\
                     0,a,100,10s,5,4,6,true\n1,a,200,10s,7,6,8,false\n";
         let sweep = SweepResults { table: Table::parse(text, Path::new("results.csv")).unwrap() };
         assert_eq!(sweep.metrics(), vec!["cost_usd"]);
@@ -445,7 +452,7 @@ mod tests {
         assert_eq!(names(sweep.key_columns()), ["point", "strategy", "rpm", "burst"]);
         assert_eq!(names(sweep.parameters()), ["rpm"], "burst does not vary");
         assert_eq!(sweep.row_key(1), "point=1, strategy=a, rpm=200, burst=10s");
-        assert_eq!(sweep.stat(1, "cost_usd", "_ci_high").unwrap(), Some(8.0));
+        assert_eq!(sweep.stat(1, "cost_usd", "_ci95_hi").unwrap(), Some(8.0));
     }
 
     #[test]

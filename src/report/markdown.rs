@@ -98,7 +98,7 @@ fn sweep_headline(sweep: &SweepResults) -> Headline {
         let mut row: Vec<String> = keys.iter().map(|&c| t.rows[r][c].clone()).collect();
         for m in &metrics {
             let cell = |suffix: &str| t.column(&format!("{m}{suffix}")).map(|c| t.rows[r][c].clone());
-            row.push(match (cell("_mean"), cell("_ci_low"), cell("_ci_high")) {
+            row.push(match (cell("_mean"), cell("_ci95_lo"), cell("_ci95_hi")) {
                 (Some(mean), Some(lo), Some(hi)) => format!("{mean} [{lo}, {hi}]"),
                 (Some(mean), _, _) => mean,
                 _ => "-".into(),

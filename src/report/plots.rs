@@ -49,7 +49,7 @@ pub struct PlotFile {
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
-const PALETTE: [RGBColor; 8] = [
+const PALETTE: [RGBColor; 14] = [
     RGBColor(0, 114, 178),
     RGBColor(230, 159, 0),
     RGBColor(0, 158, 115),
@@ -58,8 +58,18 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(213, 94, 0),
     RGBColor(120, 120, 120),
     RGBColor(0, 0, 0),
+    // Beyond Okabe–Ito's eight: darker and lighter companions, so wide sweeps stay distinct.
+    RGBColor(240, 228, 66),
+    RGBColor(117, 112, 179),
+    RGBColor(166, 86, 40),
+    RGBColor(27, 120, 55),
+    RGBColor(153, 0, 76),
+    RGBColor(0, 90, 140),
 ];
 const INCIDENT_SHADE: RGBColor = RGBColor(220, 50, 47);
+
+/// Sweep points that lose a larger share of requests are left out of the cost/latency plane.
+const LOST_SHARE_SHOWN: f64 = 0.05;
 
 fn colour(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
@@ -570,8 +580,14 @@ where
         .draw_series(points.iter().map(|p| Circle::new((p.latency_s, p.cost_usd), 6, colour(0).filled())))?;
     // One label per position: strategies with identical results share it instead of
     // overprinting each other.
+    // With many points (a sweep), only the Pareto front is labelled: forty labels would hide
+    // the data; the full table is in report.md.
+    let label_all = points.len() <= 12;
     let mut labelled: Vec<CostPoint> = Vec::new();
-    for p in points {
+    for (i, p) in points.iter().enumerate() {
+        if !label_all && !front.contains(&i) {
+            continue;
+        }
         match labelled.iter_mut().find(|q| q.latency_s == p.latency_s && q.cost_usd == p.cost_usd) {
             Some(q) => q.label = format!("{}, {}", q.label, p.label),
             None => labelled.push(p.clone()),
@@ -756,16 +772,45 @@ pub fn plot_sweep(sweep: &SweepResults, out: &Path) -> Result<Vec<PlotFile>, Rep
             .filter(|&c| c != x && t.header[c] != "point")
             .filter(|c| t.header[*c] == "strategy" || parameters.contains(c))
             .collect();
-        for metric in sweep.metrics() {
+        // The headline metrics when the sweep has them (a picture per column of a wide sweep
+        // would bury them); otherwise every metric.
+        const HEADLINE: [&str; 7] = [
+            "request_429_rate",
+            "failed_rate",
+            "attempt_429_rate",
+            "interactive_ttft_p95_ms",
+            "ttft_p95_ms",
+            "cost_usd",
+            "attempts_per_request",
+        ];
+        let all = sweep.metrics();
+        let headline: Vec<String> = all.iter().filter(|m| HEADLINE.contains(&m.as_str())).cloned().collect();
+        let chosen = if headline.is_empty() { all } else { headline };
+        for metric in chosen {
             let mut groups: Vec<SweepLine> = Vec::new();
             for r in 0..t.rows.len() {
                 let label = if group_columns.is_empty() {
                     "mean".to_string()
                 } else {
-                    group_columns.iter().map(|&c| t.rows[r][c].clone()).collect::<Vec<_>>().join(", ")
+                    // `strategy` by its value alone; parameters as name=value so a legend reads.
+                    group_columns
+                        .iter()
+                        .map(|&c| {
+                            if t.header[c] == "strategy" {
+                                t.rows[r][c].clone()
+                            } else {
+                                format!(
+                                    "{}={}",
+                                    t.header[c].rsplit('.').next().unwrap_or(&t.header[c]),
+                                    t.rows[r][c]
+                                )
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 let Some(mean) = sweep.mean(r, &metric)? else { continue };
-                let ci = match (sweep.stat(r, &metric, "_ci_low")?, sweep.stat(r, &metric, "_ci_high")?) {
+                let ci = match (sweep.stat(r, &metric, "_ci95_lo")?, sweep.stat(r, &metric, "_ci95_hi")?) {
                     (Some(a), Some(b)) => Some((a, b)),
                     _ => None,
                 };
@@ -794,8 +839,18 @@ pub fn plot_sweep(sweep: &SweepResults, out: &Path) -> Result<Vec<PlotFile>, Rep
     if let (Some(latency_metric), Some(_)) = (latency_metric, t.column("cost_usd_mean")) {
         let mut points = Vec::new();
         for r in 0..t.rows.len() {
-            let latency = sweep.mean(r, latency_metric)?.unwrap_or(0.0);
-            let cost = sweep.mean(r, "cost_usd")?.unwrap_or(0.0);
+            // A point where nothing succeeded has no latency: it is not placed at zero.
+            let (Some(latency), Some(cost)) = (sweep.mean(r, latency_metric)?, sweep.mean(r, "cost_usd")?)
+            else {
+                continue;
+            };
+            // Nor are points that lose many requests: failing is cheap, and they would crowd
+            // the front with configurations nobody would run.
+            if t.column("failed_rate_mean").is_some()
+                && sweep.mean(r, "failed_rate")?.is_some_and(|f| f > LOST_SHARE_SHOWN)
+            {
+                continue;
+            }
             let label = sweep
                 .key_columns()
                 .iter()
@@ -820,7 +875,7 @@ pub fn plot_sweep(sweep: &SweepResults, out: &Path) -> Result<Vec<PlotFile>, Rep
         files.push(render!(
             out,
             "cost_vs_latency",
-            "Cost vs TTFT p95 per point and strategy",
+            "Cost vs TTFT p95 per point and strategy (points losing more than 5% of requests left out)",
             SIZE_WIDE,
             |root| { draw_cost(root, &points, desc) }
         ));

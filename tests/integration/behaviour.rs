@@ -83,8 +83,9 @@ fn a_request_larger_than_a_bucket_fails_at_once_instead_of_retrying_forever() {
     let trace = vec![request(1, 0.0, 5_000, 10)];
     let m = run(&open_loop(1), &[d], &mut single(5), trace);
     assert_eq!(m.total.attempts, 1);
-    assert_eq!(m.total.failed_by_cause.get(&FailureCause::Attempt(FailureKind::ExceedsLimit)), Some(&1));
-    assert_eq!(m.total.rate_limited, 0, "not a transient rate limit");
+    assert_eq!(m.total.rate_limited, 1, "a 429 for the user");
+    assert_eq!(m.total.rate_limited_never_fit, 1, "flagged as one no retry could pass");
+    assert_eq!(m.total.failed, 0);
 }
 
 #[test]

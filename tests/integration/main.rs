@@ -7,5 +7,6 @@ mod live;
 mod policies;
 mod report;
 mod support;
+mod sweep;
 mod traces;
 mod validation;

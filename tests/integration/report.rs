@@ -160,7 +160,7 @@ fn bad_input_exits_2_and_says_which() {
     assert_bad_input(&o, &["missing.json: cannot read"]);
 }
 
-const SWEEP_BASE: &str = "point,strategy,itpm,request_429_rate_mean,request_429_rate_ci_low,request_429_rate_ci_high,interactive_ttft_p95_ms_mean,interactive_ttft_p95_ms_ci_low,interactive_ttft_p95_ms_ci_high,cost_usd_mean,cost_usd_ci_low,cost_usd_ci_high,pareto
+const SWEEP_BASE: &str = "point,strategy,itpm,request_429_rate_mean,request_429_rate_ci95_lo,request_429_rate_ci95_hi,interactive_ttft_p95_ms_mean,interactive_ttft_p95_ms_ci95_lo,interactive_ttft_p95_ms_ci95_hi,cost_usd_mean,cost_usd_ci95_lo,cost_usd_ci95_hi,pareto
 0,single,1000000,0.012,0.009,0.015,11800,11000,12600,414,410,418,false
 0,chain,1000000,0.001,0.0,0.002,10100,9700,10500,402,399,405,true
 1,single,2000000,0.0021,0.0015,0.0027,9600,9300,9900,411,408,414,false
