@@ -325,9 +325,13 @@ impl Engine<'_> {
     fn admit_row(&mut self, request: Request) -> Result<(), EngineError> {
         self.metrics.record_arrival(request.class);
         if self.config.replay == Replay::Open {
+            // Open loop reads a row only when it is the earliest thing that happens next, so it
+            // starts at once, without a round trip through the heap. A row that ties with
+            // events at the same instant goes first (deterministically).
             let start = request.arrival;
             let slot = self.allocate(request, start);
-            self.schedule(start, slot, EventKind::Start);
+            self.advance_clock(start.max(self.now));
+            self.handle(Event { slot, serial: self.next_serial, kind: EventKind::Start });
             return Ok(());
         }
         if self.family.finished_at.insert(request.id, None).is_some() {
