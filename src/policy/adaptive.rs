@@ -7,7 +7,7 @@
 //! configuration of the provider's limits is needed.
 
 use super::config::{nested, Catalog, PolicyConfig};
-use super::smoothing::{class_ranks, rank_of, WaitQueue};
+use super::smoothing::{class_ranks, rank_of, SlotGate};
 use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
 use crate::provider::{AttemptOptions, DeploymentId, FailureKind};
 use crate::rng::SplitMix64;
@@ -73,9 +73,8 @@ fn default_priority() -> Vec<String> {
 #[derive(Clone, Debug)]
 struct Window {
     limit: f64,
-    in_flight: u32,
+    gate: SlotGate,
     last_decrease: Option<Instant>,
-    queue: WaitQueue,
     /// Full budgets seen in headers (the largest remaining value), to judge headroom.
     seen_max: [u64; 3],
 }
@@ -120,9 +119,8 @@ impl Adaptive {
             windows: vec![
                 Window {
                     limit: c.initial_limit,
-                    in_flight: 0,
+                    gate: SlotGate::default(),
                     last_decrease: None,
-                    queue: WaitQueue::default(),
                     seen_max: [0; 3]
                 };
                 catalog.deployments.len()
@@ -152,8 +150,7 @@ impl Adaptive {
 
     fn wake(&mut self, d: DeploymentId) {
         let w = &self.windows[d.index()];
-        let free = (w.limit.floor() as u32).saturating_sub(w.in_flight) as usize;
-        self.to_wake.extend(w.queue.first(free));
+        self.to_wake.extend(w.gate.wakeable(w.limit.floor() as u32));
     }
 }
 
@@ -177,12 +174,7 @@ impl Policy for Adaptive {
         };
         let d = pending.deployment;
         let w = &mut self.windows[d.index()];
-        let free = (w.limit.floor() as u32).saturating_sub(w.in_flight) as usize;
-        let my_turn =
-            if w.queue.contains(id) { w.queue.first(free).any(|x| x == id) } else { w.queue.len() < free };
-        if free > 0 && (my_turn || history.hedging) {
-            w.in_flight += 1;
-            w.queue.remove(id);
+        if w.gate.try_enter(id, w.limit.floor() as u32, history.hedging) {
             self.pending.remove(&id);
             self.admitted.insert((id, history.attempts + 1), d);
             return Decision::Attempt {
@@ -196,12 +188,12 @@ impl Policy for Adaptive {
         }
         let deadline = pending.queued_at + self.config.max_wait;
         if now >= deadline {
-            w.queue.remove(id);
+            w.gate.queue.remove(id);
             self.pending.remove(&id);
             self.wake(d);
             return Decision::Reject { reason: "queue_timeout" };
         }
-        w.queue.push(id, rank_of(&self.ranks, request.class));
+        w.gate.queue.push(id, rank_of(&self.ranks, request.class));
         self.pending.insert(id, pending);
         Decision::Park { until: Some(deadline) }
     }
@@ -211,7 +203,7 @@ impl Policy for Adaptive {
             let (increase, max, headroom) =
                 (self.config.increase, self.config.max_limit, self.config.headroom);
             let w = &mut self.windows[d.index()];
-            w.in_flight -= 1;
+            w.gate.leave();
             let mut squeeze = false;
             if let Some(r) = report.remaining.as_deref() {
                 for (i, value) in [r.requests, r.input_tokens, r.output_tokens].into_iter().enumerate() {
@@ -237,7 +229,7 @@ impl Policy for Adaptive {
 
     fn forget(&mut self, now: Instant, request_id: u64) {
         if let Some(p) = self.pending.remove(&request_id) {
-            self.windows[p.deployment.index()].queue.remove(request_id);
+            self.windows[p.deployment.index()].gate.queue.remove(request_id);
         }
         self.inner.forget(now, request_id);
     }

@@ -72,6 +72,45 @@ impl WaitQueue {
     }
 }
 
+/// Attempts in flight under a cap, with a priority queue of waiters. Free slots go to the head
+/// of the queue first; a newcomer gets one only if there are more free slots than waiters.
+/// Shared by the global [`ConcurrencyCap`] and the per-deployment adaptive limits.
+#[derive(Clone, Debug, Default)]
+pub struct SlotGate {
+    pub in_flight: u32,
+    pub queue: WaitQueue,
+}
+
+impl SlotGate {
+    /// Takes a slot for `id` under `limit` if it is its turn (or at once with `jump_queue`, for
+    /// a hedge, which must not wait); true when taken.
+    pub fn try_enter(&mut self, id: u64, limit: u32, jump_queue: bool) -> bool {
+        let free = limit.saturating_sub(self.in_flight) as usize;
+        let my_turn = if self.queue.contains(id) {
+            self.queue.first(free).any(|w| w == id)
+        } else {
+            self.queue.len() < free
+        };
+        if free > 0 && (my_turn || jump_queue) {
+            self.in_flight += 1;
+            self.queue.remove(id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// An attempt that held a slot ended.
+    pub fn leave(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// The waiters that may take the slots free under `limit`.
+    pub fn wakeable(&self, limit: u32) -> impl Iterator<Item = u64> + '_ {
+        self.queue.first(limit.saturating_sub(self.in_flight) as usize)
+    }
+}
+
 /// Class ranks from a priority list of built-in class names; unlisted classes go last.
 pub fn class_ranks(field: &str, priority: &[String]) -> Result<Vec<u8>, String> {
     let mut ranks = vec![u8::MAX; BUILTIN_CLASSES.len()];
@@ -343,9 +382,8 @@ pub struct ConcurrencyCapConfig {
 pub struct ConcurrencyCap {
     inner: Box<dyn Policy>,
     max_in_flight: u32,
-    in_flight: u32,
+    gate: SlotGate,
     admitted: HashMap<(u64, u32), ()>,
-    queue: WaitQueue,
     pending: HashMap<u64, Pending>,
     ranks: Vec<u8>,
     max_wait: Duration,
@@ -363,9 +401,8 @@ impl ConcurrencyCap {
         Ok(ConcurrencyCap {
             inner: nested("inner", config.inner.build(catalog))?,
             max_in_flight: config.max_in_flight,
-            in_flight: 0,
+            gate: SlotGate::default(),
             admitted: HashMap::new(),
-            queue: WaitQueue::default(),
             pending: HashMap::new(),
             ranks: class_ranks("priority", &config.priority)?,
             max_wait: config.max_wait,
@@ -374,8 +411,7 @@ impl ConcurrencyCap {
     }
 
     fn wake_heads(&mut self) {
-        let free = self.max_in_flight.saturating_sub(self.in_flight) as usize;
-        self.to_wake.extend(self.queue.first(free));
+        self.to_wake.extend(self.gate.wakeable(self.max_in_flight));
     }
 }
 
@@ -397,19 +433,9 @@ impl Policy for ConcurrencyCap {
                 other => return other,
             },
         };
-        // Free slots go to the waiters at the head of the queue first; a newcomer gets one only
-        // if there are more free slots than waiters.
-        let free_slots = self.max_in_flight.saturating_sub(self.in_flight) as usize;
-        let my_turn = if self.queue.contains(id) {
-            self.queue.first(free_slots).any(|w| w == id)
-        } else {
-            self.queue.len() < free_slots
-        };
-        if free_slots > 0 && (my_turn || history.hedging) {
-            self.in_flight += 1;
+        if self.gate.try_enter(id, self.max_in_flight, history.hedging) {
             self.admitted.insert((id, history.attempts + 1), ());
             self.pending.remove(&id);
-            self.queue.remove(id);
             return Decision::Attempt {
                 deployment: pending.deployment,
                 options: pending.options,
@@ -422,18 +448,18 @@ impl Policy for ConcurrencyCap {
         let deadline = pending.queued_at + self.max_wait;
         if now >= deadline {
             self.pending.remove(&id);
-            self.queue.remove(id);
+            self.gate.queue.remove(id);
             self.wake_heads();
             return Decision::Reject { reason: "queue_timeout" };
         }
         self.pending.insert(id, pending);
-        self.queue.push(id, rank_of(&self.ranks, request.class));
+        self.gate.queue.push(id, rank_of(&self.ranks, request.class));
         Decision::Park { until: Some(deadline) }
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {
         if self.admitted.remove(&(report.request_id, report.attempt)).is_some() {
-            self.in_flight -= 1;
+            self.gate.leave();
             self.wake_heads();
         }
         self.inner.observe(now, report);
@@ -441,7 +467,7 @@ impl Policy for ConcurrencyCap {
 
     fn forget(&mut self, now: Instant, request_id: u64) {
         if self.pending.remove(&request_id).is_some() {
-            self.queue.remove(request_id);
+            self.gate.queue.remove(request_id);
         }
         self.inner.forget(now, request_id);
     }
@@ -473,6 +499,24 @@ mod tests {
         assert_eq!(q.head(), Some(4));
         assert!(!q.remove(2));
         assert_eq!(q.len(), 3);
+    }
+
+    #[test]
+    fn slot_gate_serves_waiters_before_newcomers() {
+        let mut gate = SlotGate::default();
+        assert!(gate.try_enter(1, 2, false));
+        assert!(gate.try_enter(2, 2, false));
+        assert!(!gate.try_enter(3, 2, false), "no free slot");
+        gate.queue.push(3, 0);
+        gate.leave();
+        // One slot free, one waiter: the waiter may go, a newcomer may not.
+        assert_eq!(gate.wakeable(2).collect::<Vec<_>>(), vec![3]);
+        assert!(!gate.try_enter(4, 2, false));
+        assert!(gate.try_enter(4, 3, true), "a hedge jumps the queue when a slot is free");
+        assert!(gate.try_enter(3, 3, false), "the waiter takes the last slot");
+        assert!(!gate.try_enter(5, 3, true), "no slot left, even for a hedge");
+        assert_eq!(gate.in_flight, 3);
+        assert!(gate.queue.is_empty());
     }
 
     #[test]
