@@ -18,7 +18,7 @@ pub mod stats;
 
 use crate::engine::{simulate, EngineError};
 use crate::scenario::ScenarioError;
-use crate::trace::{ClassTable, Request, TraceError, TraceReader};
+use crate::trace::{ClassTable, Request, TraceError};
 use plan::{scale_request, Plan, Point};
 use progress::{Progress, ProgressMode};
 use rayon::prelude::*;
@@ -153,7 +153,7 @@ pub struct Prepared {
 
 /// Reads the trace and names the metrics, before any simulation.
 pub fn prepare(plan: &Plan) -> Result<Prepared, SweepError> {
-    let trace = load_trace(&plan.base.trace.path)?;
+    let trace = load_trace(&plan.base.trace)?;
     let manifest = manifest(plan, &trace);
     Ok(Prepared { trace, manifest })
 }
@@ -251,10 +251,12 @@ pub fn merge(dirs: &[PathBuf], output: &Path) -> Result<(Manifest, Vec<Row>), Sw
     Ok((manifest, rows))
 }
 
-fn load_trace(path: &Path) -> Result<SharedTrace, SweepError> {
-    let mut reader = TraceReader::open(path)?;
-    let requests = reader.by_ref().collect::<Result<Vec<Request>, TraceError>>()?;
-    Ok(SharedTrace { requests, classes: reader.into_classes(), name: path.display().to_string() })
+/// Reads the base scenario's trace once, from whatever source it names (a routesim CSV, an
+/// imported public trace, a generator), for every point to share.
+fn load_trace(spec: &crate::scenario::TraceSpec) -> Result<SharedTrace, SweepError> {
+    let mut stream = crate::trace::source::open_source(&spec.source)?;
+    let requests = stream.by_ref().collect::<Result<Vec<Request>, TraceError>>()?;
+    Ok(SharedTrace { requests, classes: stream.classes(), name: spec.path.display().to_string() })
 }
 
 fn manifest(plan: &Plan, trace: &SharedTrace) -> Manifest {

@@ -408,3 +408,44 @@ fn objective_prints_the_best_feasible_point_or_the_closest_infeasible() {
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(stdout.contains("NO FEASIBLE POINT; closest infeasible (violates cost_usd < 0"), "{stdout}");
 }
+
+/// A sweep reads its base scenario's trace from any source, not only routesim CSVs: here an
+/// Azure-format file, imported once and shared by every point.
+#[test]
+fn a_sweep_over_an_imported_trace_runs_every_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..40)
+        .map(|i| format!("2023-11-16 18:{:02}:{:02}.0000000,{},{}\n", i / 60, i % 60, 1000 + i * 10, 50))
+        .collect();
+    std::fs::write(dir.path().join("azure.csv"), format!("TIMESTAMP,ContextTokens,GeneratedTokens\n{rows}"))
+        .unwrap();
+    std::fs::write(
+        dir.path().join("s.toml"),
+        r#"
+seed = 3
+[trace]
+file = "azure.csv"
+format = "azure"
+replay = "open"
+[deployments.a]
+preset = "anthropic-tier1-sonnet-4.x"
+[[strategy]]
+name = "single"
+policy = { kind = "single", deployment = "a" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sweep.toml"),
+        "scenario = \"s.toml\"\nreplications = 2\n[axes]\ntrace.rate_multiplier = [1, 4]\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["sweep", "sweep.toml", "--out", "out", "--quiet"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let results = std::fs::read_to_string(dir.path().join("out/results.csv")).unwrap();
+    assert_eq!(results.lines().count(), 3, "a header and two points:\n{results}");
+}
