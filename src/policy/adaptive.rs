@@ -7,9 +7,9 @@
 //! configuration of the provider's limits is needed.
 
 use super::config::{nested, Catalog, PolicyConfig};
-use super::smoothing::{class_ranks, rank_of, SlotGate};
+use super::smoothing::{class_ranks, held_or_new_attempt, rank_of, Pending, SlotGate};
 use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
-use crate::provider::{AttemptOptions, DeploymentId, FailureKind};
+use crate::provider::{DeploymentId, FailureKind};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
 use crate::trace::{Request, BUILTIN_CLASSES};
@@ -77,14 +77,6 @@ struct Window {
     last_decrease: Option<Instant>,
     /// Full budgets seen in headers (the largest remaining value), to judge headroom.
     seen_max: [u64; 3],
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Pending {
-    deployment: DeploymentId,
-    options: AttemptOptions,
-    hedge_after: Option<Duration>,
-    queued_at: Instant,
 }
 
 pub struct Adaptive {
@@ -163,14 +155,18 @@ impl Policy for Adaptive {
         rng: &mut SplitMix64,
     ) -> Decision {
         let id = request.id;
-        let pending = match self.pending.get(&id) {
-            Some(p) => *p,
-            None => match self.inner.route(now, request, history, rng) {
-                Decision::Attempt { deployment, options, hedge_after } if !options.batch => {
-                    Pending { deployment, options, hedge_after, queued_at: now }
-                }
-                other => return other,
-            },
+        // Batch submissions do not hold a connection: only synchronous attempts are limited.
+        let pending = match held_or_new_attempt(
+            &self.pending,
+            self.inner.as_mut(),
+            now,
+            request,
+            history,
+            rng,
+            false,
+        ) {
+            Ok(p) => p,
+            Err(decision) => return decision,
         };
         let d = pending.deployment;
         let w = &mut self.windows[d.index()];

@@ -165,13 +165,48 @@ pub struct SmoothingConfig {
     pub priority: Vec<String>,
 }
 
-/// An attempt the inner policy chose, waiting for the local limiter.
+/// An attempt the inner policy chose, waiting for its turn (a local token, a free slot).
 #[derive(Clone, Copy, Debug)]
-struct Pending {
-    deployment: DeploymentId,
-    options: AttemptOptions,
-    hedge_after: Option<Duration>,
-    queued_at: Instant,
+pub struct Pending {
+    pub deployment: DeploymentId,
+    pub options: AttemptOptions,
+    pub hedge_after: Option<Duration>,
+    pub queued_at: Instant,
+}
+
+impl Pending {
+    /// The attempt to send once admitted.
+    pub fn attempt(&self) -> Decision {
+        Decision::Attempt {
+            deployment: self.deployment,
+            options: self.options,
+            hedge_after: self.hedge_after,
+        }
+    }
+}
+
+/// The attempt a queueing wrapper holds for `request`: the one already chosen, or the inner
+/// policy's new choice. Anything but a (synchronous, unless `batch_too`) attempt is the
+/// inner policy's final word and is returned as `Err` to pass on unchanged. The inner policy
+/// is asked once per attempt, however long the request then waits.
+pub fn held_or_new_attempt(
+    held: &HashMap<u64, Pending>,
+    inner: &mut dyn Policy,
+    now: Instant,
+    request: &Request,
+    history: &mut History,
+    rng: &mut SplitMix64,
+    batch_too: bool,
+) -> Result<Pending, Decision> {
+    if let Some(p) = held.get(&request.id) {
+        return Ok(*p);
+    }
+    match inner.route(now, request, history, rng) {
+        Decision::Attempt { deployment, options, hedge_after } if batch_too || !options.batch => {
+            Ok(Pending { deployment, options, hedge_after, queued_at: now })
+        }
+        other => Err(other),
+    }
 }
 
 /// Client-side smoothing with a local limiter per deployment.
@@ -278,15 +313,11 @@ impl Policy for Smoothing {
     ) -> Decision {
         let id = request.id;
         self.parked.remove(&id);
-        let pending = match self.pending.get(&id) {
-            Some(p) => *p,
-            None => match self.inner.route(now, request, history, rng) {
-                Decision::Attempt { deployment, options, hedge_after } => {
-                    Pending { deployment, options, hedge_after, queued_at: now }
-                }
-                other => return other,
-            },
-        };
+        let pending =
+            match held_or_new_attempt(&self.pending, self.inner.as_mut(), now, request, history, rng, true) {
+                Ok(p) => p,
+                Err(decision) => return decision,
+            };
         let d = pending.deployment;
         let attempt =
             Decision::Attempt { deployment: d, options: pending.options, hedge_after: pending.hedge_after };
@@ -424,23 +455,15 @@ impl Policy for ConcurrencyCap {
         rng: &mut SplitMix64,
     ) -> Decision {
         let id = request.id;
-        let pending = match self.pending.get(&id) {
-            Some(p) => *p,
-            None => match self.inner.route(now, request, history, rng) {
-                Decision::Attempt { deployment, options, hedge_after } => {
-                    Pending { deployment, options, hedge_after, queued_at: now }
-                }
-                other => return other,
-            },
-        };
+        let pending =
+            match held_or_new_attempt(&self.pending, self.inner.as_mut(), now, request, history, rng, true) {
+                Ok(p) => p,
+                Err(decision) => return decision,
+            };
         if self.gate.try_enter(id, self.max_in_flight, history.hedging) {
             self.admitted.insert((id, history.attempts + 1), ());
             self.pending.remove(&id);
-            return Decision::Attempt {
-                deployment: pending.deployment,
-                options: pending.options,
-                hedge_after: pending.hedge_after,
-            };
+            return pending.attempt();
         }
         if history.hedging {
             return Decision::Wait { until: now };
