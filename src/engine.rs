@@ -415,11 +415,9 @@ impl Engine<'_> {
                 self.in_system += 1;
                 self.route(slot);
             }
-            EventKind::Wake { token } => {
+            EventKind::Wake { .. } => {
+                // A stale token never gets here (`is_stale`).
                 let active = self.active(slot);
-                if active.wake_token != token {
-                    return;
-                }
                 if active.parked {
                     active.parked = false;
                     let id = active.request.id;
@@ -511,7 +509,6 @@ impl Engine<'_> {
             }
         }
         active.history.attempts += 1;
-        active.history.live_attempts += 1;
         let number = active.history.attempts;
         let d = deployment.index();
         let plan =
@@ -597,7 +594,6 @@ impl Engine<'_> {
         }
         for loser in losers {
             let active = self.slots[slot as usize].as_mut().expect("live slot");
-            active.history.live_attempts -= 1;
             let d = loser.deployment.index();
             let (output_tokens, cost_usd) =
                 self.states[d].cancel(&self.deployments[d], &active.request, loser.plan, now);
@@ -639,7 +635,6 @@ impl Engine<'_> {
             return; // cancelled earlier by a hedge winner
         };
         let live = active.live.swap_remove(position);
-        active.history.live_attempts -= 1;
         let LiveAttempt { deployment, number, started_at, batch, plan } = live;
         let AttemptPlan { first_token_at, outcome, output_tokens, cost_usd, permit, .. } = plan;
         let d = deployment.index();

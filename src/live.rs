@@ -12,7 +12,7 @@ use crate::policy::{AttemptOutcome, AttemptReport, Decision, History, Policy};
 use crate::provider::{AttemptOptions, DeploymentId};
 use crate::provider::{Deployment, DeploymentState, PlannedOutcome};
 use crate::rng::{DrawKey, Purpose};
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 use crate::trace::Request;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -94,7 +94,6 @@ impl LiveRouter {
                 let decision = policy.route(self.now(), request, history, &mut rng);
                 if let Decision::Attempt { .. } = decision {
                     history.attempts += 1;
-                    history.live_attempts += 1;
                 }
                 (decision, history.attempts)
             };
@@ -106,7 +105,6 @@ impl LiveRouter {
                     let State { policy, histories, .. } = &mut *state;
                     policy.observe(self.now(), &report);
                     let history = histories.get_mut(&request.id).expect("inserted above");
-                    history.live_attempts -= 1;
                     if report.failure().is_none() {
                         break LiveOutcome::Served(report);
                     }
@@ -153,11 +151,6 @@ fn sleep_until(at: std::time::Instant) {
     if at > now {
         std::thread::sleep(at - now);
     }
-}
-
-/// Converts a library duration to a std one.
-pub fn std_duration(d: Duration) -> std::time::Duration {
-    std::time::Duration::from_micros(d.as_micros())
 }
 
 /// The provider model served in real time: each attempt is decided by the same

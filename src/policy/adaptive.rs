@@ -125,11 +125,6 @@ impl Adaptive {
         })
     }
 
-    /// The current concurrency limit of a deployment (for tests and reports).
-    pub fn limit(&self, d: DeploymentId) -> f64 {
-        self.windows[d.index()].limit
-    }
-
     fn decrease(&mut self, d: DeploymentId, now: Instant) {
         let (factor, floor, hold) = (self.config.decrease, self.config.min_limit, self.config.decrease_hold);
         let w = &mut self.windows[d.index()];

@@ -53,9 +53,6 @@ pub struct Deferral {
     config: DeferralConfig,
     in_flight: HashSet<(u64, u32)>,
     last_429: Option<Instant>,
-    /// Requests held at least once (for tests and reports).
-    pub held: u64,
-    held_ids: HashSet<u64>,
 }
 
 impl Deferral {
@@ -75,8 +72,6 @@ impl Deferral {
             config: config.clone(),
             in_flight: HashSet::new(),
             last_429: None,
-            held: 0,
-            held_ids: HashSet::new(),
         })
     }
 
@@ -98,9 +93,6 @@ impl Policy for Deferral {
             if let Some(deadline) = request.deadline {
                 let release_by = history.started_at + (deadline - self.config.slack);
                 if self.busy(now) && now < release_by {
-                    if self.held_ids.insert(request.id) {
-                        self.held += 1;
-                    }
                     return Decision::Wait { until: (now + self.config.recheck).min(release_by) };
                 }
             }
@@ -121,7 +113,6 @@ impl Policy for Deferral {
     }
 
     fn forget(&mut self, now: Instant, request_id: u64) {
-        self.held_ids.remove(&request_id);
         self.inner.forget(now, request_id);
     }
 

@@ -110,8 +110,6 @@ pub struct History {
     pub started_at: Instant,
     /// Attempts started so far.
     pub attempts: u32,
-    /// Attempts in flight now (more than one while hedging).
-    pub live_attempts: u32,
     /// True when this call to `route` asks for a hedge (a second attempt while the first
     /// has not answered). Any decision other than `Attempt` means "no hedge".
     pub hedging: bool,

@@ -136,11 +136,12 @@ pub struct OpenRouterConfig {
     pub timeout: Option<Duration>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Endpoint {
     id: DeploymentId,
-    provider: String,
-    name: String,
+    /// Position of the first `provider.order` entry naming this endpoint's provider or
+    /// deployment, resolved once when the policy is built.
+    order_rank: Option<usize>,
     price_per_mtok: f64,
     prior_ttft_ms: f64,
     prior_tokens_per_s: f64,
@@ -212,8 +213,7 @@ impl OpenRouter {
                 })
                 .map(|(index, d)| Endpoint {
                     id: DeploymentId(index as u16),
-                    provider: d.provider.clone(),
-                    name: d.name.clone(),
+                    order_rank: p.order.iter().position(|n| n == &d.provider || n == &d.name),
                     price_per_mtok: (d.prices.input_usd_per_token + d.prices.output_usd_per_token) * 1e6,
                     prior_ttft_ms: d.ttft_ms.median(),
                     prior_tokens_per_s: d.output_tokens_per_s.mean(),
@@ -259,13 +259,12 @@ impl OpenRouter {
         let by_price =
             |list: &mut Vec<Endpoint>| list.sort_by(|a, b| a.price_per_mtok.total_cmp(&b.price_per_mtok));
         let mut ordered: Vec<Endpoint> = if !self.prefs.order.is_empty() {
-            let mut listed = Vec::new();
-            for name in &self.prefs.order {
-                listed.extend(endpoints.iter().filter(|e| &e.provider == name || &e.name == name).cloned());
-            }
+            let mut listed: Vec<Endpoint> =
+                endpoints.iter().filter(|e| e.order_rank.is_some()).copied().collect();
+            listed.sort_by_key(|e| e.order_rank);
             if self.prefs.allow_fallbacks {
                 let mut rest: Vec<Endpoint> =
-                    endpoints.iter().filter(|e| !listed.iter().any(|l| l.id == e.id)).cloned().collect();
+                    endpoints.iter().filter(|e| e.order_rank.is_none()).copied().collect();
                 by_price(&mut rest);
                 listed.extend(rest);
             }
@@ -288,9 +287,9 @@ impl OpenRouter {
             let (mut stable, mut unstable): (Vec<Endpoint>, Vec<Endpoint>) = (Vec::new(), Vec::new());
             for e in endpoints {
                 if self.unstable(e, now) {
-                    unstable.push(e.clone());
+                    unstable.push(*e);
                 } else {
-                    stable.push(e.clone());
+                    stable.push(*e);
                 }
             }
             by_price(&mut stable);
@@ -355,10 +354,12 @@ impl Policy for OpenRouter {
         rng: &mut SplitMix64,
     ) -> Decision {
         if history.attempts == 0 && history.plan.is_empty() {
-            let models = self.models.clone();
-            for endpoints in &models {
-                let ordered = self.order_model(endpoints, now, rng);
+            for m in 0..self.models.len() {
+                // Taken out and put back: ordering reads the router's own observations (&mut self).
+                let endpoints = std::mem::take(&mut self.models[m]);
+                let ordered = self.order_model(&endpoints, now, rng);
                 history.plan.extend(ordered.iter().map(|e| e.id));
+                self.models[m] = endpoints;
             }
             if history.plan.is_empty() {
                 return Decision::Reject {

@@ -119,10 +119,16 @@ impl Policy for Rules {
         history: &mut History,
         rng: &mut SplitMix64,
     ) -> Decision {
-        let rule = *self.owner.entry(request.id).or_insert_with(|| {
-            self.matches.iter().position(|m| m.matches(request)).unwrap_or(self.matches.len())
-        });
-        debug_assert_eq!(rule, self.rule_for(request));
+        // A request keeps the rule that first took it (rules read only fixed request fields, so
+        // it would match the same one again; the map is what routes its reports back).
+        let rule = match self.owner.get(&request.id) {
+            Some(rule) => *rule,
+            None => {
+                let rule = self.rule_for(request);
+                self.owner.insert(request.id, rule);
+                rule
+            }
+        };
         self.policies[rule].route(now, request, history, rng)
     }
 

@@ -448,4 +448,12 @@ policy = { kind = "single", deployment = "a" }
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let results = std::fs::read_to_string(dir.path().join("out/results.csv")).unwrap();
     assert_eq!(results.lines().count(), 3, "a header and two points:\n{results}");
+    // The imported requests really went through: the 40 calls arrive 1 s apart on a 50 RPM
+    // tier-1 deployment, so at ×4 (4 calls a second) some are answered 429, at ×1 fewer.
+    let header: Vec<&str> = results.lines().next().unwrap().split(',').collect();
+    let column = header.iter().position(|h| *h == "attempt_429_rate_mean").unwrap();
+    let rate = |line: usize| {
+        results.lines().nth(line).unwrap().split(',').nth(column).unwrap().parse::<f64>().unwrap()
+    };
+    assert!(rate(2) > rate(1), "×4 {} vs ×1 {}\n{results}", rate(2), rate(1));
 }
