@@ -8,7 +8,7 @@
 //! produces an [`EngineConfig`] and builds fresh [`Policy`] values for each run.
 
 use crate::engine::{EngineConfig, Replay};
-use crate::policy::config::{Catalog, PolicyConfig};
+use crate::policy::config::{Catalog, FileCache, PolicyConfig};
 use crate::policy::Policy;
 use crate::provider::{Deployment, DeploymentConfig};
 use crate::suggest::suggestion;
@@ -100,6 +100,8 @@ pub struct PolicySpec {
     pub config: PolicyConfig,
     deployments: Arc<[Deployment]>,
     base_dir: PathBuf,
+    /// Files the policy read when it was validated (see [`FileCache`]).
+    files: Arc<BTreeMap<PathBuf, String>>,
 }
 
 impl PolicySpec {
@@ -109,20 +111,23 @@ impl PolicySpec {
         deployments: Arc<[Deployment]>,
         base_dir: &Path,
     ) -> Result<PolicySpec, String> {
-        let spec = PolicySpec { config, deployments, base_dir: base_dir.to_path_buf() };
-        spec.try_build()?;
-        Ok(spec)
+        let files = FileCache::default();
+        config.build(&Catalog { deployments: &deployments, base_dir, files: &files })?;
+        Ok(PolicySpec {
+            config,
+            deployments,
+            base_dir: base_dir.to_path_buf(),
+            files: Arc::new(files.into_inner()),
+        })
     }
 
-    fn try_build(&self) -> Result<Box<dyn Policy>, String> {
-        self.config.build(&Catalog { deployments: &self.deployments, base_dir: &self.base_dir })
-    }
-
-    /// A fresh policy. Validated when the scenario was loaded, so this cannot fail unless a
-    /// referenced file (a LiteLLM config) changed in between; that is reported as a panic
-    /// with the reason, never a silent default.
+    /// A fresh policy. The same configuration over the same deployments and the same file
+    /// texts as at validation, so it builds as it did then.
     pub fn build(&self) -> Box<dyn Policy> {
-        self.try_build().unwrap_or_else(|e| panic!("policy changed after validation: {e}"))
+        let files = FileCache::new((*self.files).clone());
+        self.config
+            .build(&Catalog { deployments: &self.deployments, base_dir: &self.base_dir, files: &files })
+            .expect("validated when the scenario was loaded, from the same inputs")
     }
 }
 

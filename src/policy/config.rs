@@ -17,7 +17,14 @@ use crate::provider::{AttemptOptions, Deployment, DeploymentId};
 use crate::suggest::suggestion;
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// Files a policy reads (a LiteLLM `config.yaml`), by resolved path. Filled when a scenario is
+/// validated and handed to every later build, so files are read once: a policy built for a run
+/// is exactly the one that was validated, even if the file changes meanwhile.
+pub type FileCache = RefCell<BTreeMap<PathBuf, String>>;
 
 /// The deployments a policy may route to, and where relative config files are found.
 #[derive(Clone, Copy, Debug)]
@@ -25,9 +32,22 @@ pub struct Catalog<'a> {
     pub deployments: &'a [Deployment],
     /// Directory of the scenario file (for `config_file = "litellm.yaml"`).
     pub base_dir: &'a Path,
+    pub files: &'a FileCache,
 }
 
 impl Catalog<'_> {
+    /// The text of a file relative to the scenario, read from disk only the first time.
+    pub fn read_file(&self, path: &Path) -> Result<String, String> {
+        let resolved = self.resolve_path(path);
+        if let Some(text) = self.files.borrow().get(&resolved) {
+            return Ok(text.clone());
+        }
+        let text = std::fs::read_to_string(&resolved)
+            .map_err(|e| format!("cannot read {}: {e}", resolved.display()))?;
+        self.files.borrow_mut().insert(resolved, text.clone());
+        Ok(text)
+    }
+
     /// Resolves a deployment name; the error names `field` and suggests a close name.
     pub fn id(&self, field: &str, name: &str) -> Result<DeploymentId, String> {
         self.deployments.iter().position(|d| d.name == name).map(|i| DeploymentId(i as u16)).ok_or_else(

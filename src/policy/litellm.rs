@@ -178,8 +178,6 @@ pub struct LiteLlm {
     class_names: Vec<String>,
     states: Vec<DeploymentState>,
     prices_per_token: Vec<f64>,
-    /// Requests that found no healthy deployment anywhere: LiteLLM's pain, made visible.
-    pub all_cooled_rejections: u64,
 }
 
 impl LiteLlm {
@@ -189,7 +187,7 @@ impl LiteLlm {
                 if !config.model_list.is_empty() {
                     return Err("model_list: give either config_file or model_list, not both".into());
                 }
-                load_yaml(&catalog.resolve_path(path), &config.deployment_map, catalog)?
+                load_yaml(path, &config.deployment_map, catalog)?
             }
             None => {
                 let mut entries = Vec::new();
@@ -253,7 +251,6 @@ impl LiteLlm {
                 .iter()
                 .map(|d| d.prices.input_usd_per_token + d.prices.output_usd_per_token)
                 .collect(),
-            all_cooled_rejections: 0,
         })
     }
 
@@ -451,7 +448,6 @@ impl Policy for LiteLlm {
         }
         if left_because_unhealthy {
             // Every remaining deployment was cooled down or busy: LiteLLM fails the call.
-            self.all_cooled_rejections += 1;
             return Decision::Reject { reason: "all_cooled_down" };
         }
         Decision::GiveUp
@@ -575,8 +571,8 @@ fn load_yaml(
     map: &BTreeMap<String, String>,
     catalog: &Catalog,
 ) -> Result<Loaded, String> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("config_file: cannot read {file}: {e}"))?;
+    let file = catalog.resolve_path(path).display().to_string();
+    let text = catalog.read_file(path).map_err(|e| format!("config_file: {e}"))?;
     let root: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
         let line = e.location().map(|l| format!(":{}", l.line())).unwrap_or_default();
         format!("config_file: {file}{line}: {e}")
@@ -708,7 +704,6 @@ fn load_yaml(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::ClassId;
 
     #[test]
     fn weighted_choice_follows_the_weights() {
@@ -736,6 +731,5 @@ mod tests {
         assert_eq!(s.requests_this_minute, 5);
         s.roll_minute(Instant::from_millis(60_000));
         assert_eq!((s.requests_this_minute, s.fails_this_minute), (0, 0));
-        let _ = ClassId::HARD;
     }
 }

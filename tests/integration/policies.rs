@@ -16,12 +16,17 @@ fn policy(text: &str, deployments: &[Deployment]) -> Box<dyn Policy> {
 
 fn policy_in(text: &str, deployments: &[Deployment], dir: &Path) -> Box<dyn Policy> {
     let config: PolicyConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    config.build(&Catalog { deployments, base_dir: dir }).unwrap_or_else(|e| panic!("{e}"))
+    config
+        .build(&Catalog { deployments, base_dir: dir, files: &Default::default() })
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn build_error(text: &str, deployments: &[Deployment]) -> String {
     let config: PolicyConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    config.build(&Catalog { deployments, base_dir: Path::new(".") }).err().expect("expected a build error")
+    config
+        .build(&Catalog { deployments, base_dir: Path::new("."), files: &Default::default() })
+        .err()
+        .expect("expected a build error")
 }
 
 fn simulate(p: &mut Box<dyn Policy>, deployments: &[Deployment], trace: Vec<Request>) -> StrategyMetrics {
@@ -296,7 +301,10 @@ model = "claude""#,
     )
     .unwrap();
     let config: PolicyConfig = toml::from_str("kind = \"litellm\"\nconfig_file = \"bad.yaml\"").unwrap();
-    let err = config.build(&Catalog { deployments: &ds, base_dir: dir.path() }).err().unwrap();
+    let err = config
+        .build(&Catalog { deployments: &ds, base_dir: dir.path(), files: &Default::default() })
+        .err()
+        .unwrap();
     assert!(err.contains("model_list[0].litellm_params.priority: unsupported key \"priority\""), "{err}");
 }
 
@@ -496,4 +504,33 @@ slack = "30m""#,
         m.by_class[3].ttft.summary()
     );
     assert_eq!(m.total.succeeded, 2);
+}
+
+#[test]
+fn a_litellm_config_file_is_read_once_when_the_scenario_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("litellm.yaml"),
+        "model_list:\n  - model_name: g\n    litellm_params:\n      model: a\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("s.toml"),
+        r#"
+[trace]
+file = "t.csv"
+[deployments.a]
+preset = "anthropic-tier4-haiku-4.5"
+[[strategy]]
+name = "proxy"
+policy = { kind = "litellm", config_file = "litellm.yaml" }
+"#,
+    )
+    .unwrap();
+    let scenario = routesim::scenario::Scenario::load(&dir.path().join("s.toml")).unwrap();
+    // Runs build fresh policies later (one per strategy and run); the file is gone by then.
+    std::fs::remove_file(dir.path().join("litellm.yaml")).unwrap();
+    let mut p = scenario.strategies[0].policy.build();
+    let m = run(&open_loop(1), &scenario.deployments, p.as_mut(), every(5, 1_000.0));
+    assert_eq!(m.total.succeeded, 5);
 }
