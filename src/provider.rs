@@ -137,6 +137,13 @@ pub struct ErrorsConfig {
     /// 529 `overloaded_error`: global overload, not a rate limit.
     #[serde(default)]
     pub overloaded_rate: f64,
+    /// 429s answered although the organisation's limits admit the attempt (shared capacity,
+    /// a gateway in front, a test double that always says 429).
+    #[serde(default)]
+    pub rate_limited_rate: f64,
+    /// The `retry-after` such a 429 carries (none if absent).
+    #[serde(default)]
+    pub rate_limited_retry_after: Option<Duration>,
 }
 
 /// What an incident does while it lasts. Rates replace the base rates; multipliers stretch.
@@ -357,6 +364,8 @@ pub struct Deployment {
     pub retry_after_granularity: Duration,
     pub server_error_rate: f64,
     pub overloaded_rate: f64,
+    pub rate_limited_rate: f64,
+    pub rate_limited_retry_after: Option<Duration>,
     pub incidents: Vec<IncidentWindow>,
     pub incident_process: Option<IncidentProcess>,
     pub batch: Option<BatchModel>,
@@ -508,6 +517,8 @@ impl Deployment {
             retry_after_granularity: lat.retry_after_granularity,
             server_error_rate: probability("errors.server_error_rate", c.errors.server_error_rate)?,
             overloaded_rate: probability("errors.overloaded_rate", c.errors.overloaded_rate)?,
+            rate_limited_rate: probability("errors.rate_limited_rate", c.errors.rate_limited_rate)?,
+            rate_limited_retry_after: c.errors.rate_limited_retry_after,
             incidents,
             incident_process,
             batch,
@@ -718,17 +729,21 @@ impl DeploymentState {
             Some(FailureKind::Overloaded)
         } else if u < overloaded_rate + server_error_rate {
             Some(FailureKind::ServerError)
+        } else if u < overloaded_rate + server_error_rate + deployment.rate_limited_rate {
+            Some(FailureKind::RateLimited)
         } else {
             None
         };
         if let Some(kind) = error {
+            let retry_after =
+                if kind == FailureKind::RateLimited { deployment.rate_limited_retry_after } else { None };
             let response = Duration::from_millis_f64(
                 deployment.error_response_ms.sample(&mut key(Purpose::ErrorLatency).rng()),
             );
             return AttemptPlan {
                 ends_at: now + response.max(Duration::from_micros(1)),
                 first_token_at: None,
-                outcome: PlannedOutcome::Failed { kind, axis: None, retry_after: None },
+                outcome: PlannedOutcome::Failed { kind, axis: None, retry_after },
                 output_tokens: 0,
                 cost_usd: 0.0,
                 permit: Some(permit),

@@ -1,0 +1,757 @@
+//! A LiteLLM router: model groups of deployments, a routing strategy, router retries with
+//! LiteLLM's backoff, SDK retries inside each router attempt, fallbacks to other groups and
+//! LiteLLM's two cooldown modes — modelled on LiteLLM 1.110.2's own code and checked against
+//! it case by case by the differential suite in `tests/conformance/` (docs/policies.md has
+//! the table). Semantics, with where LiteLLM keeps them (paths in the installed package):
+//!
+//! - **Candidates** (`router_strategy/*`): a request asks for one model group (`model`, or
+//!   `models_by_class`). Cooled deployments, those at `max_parallel_requests` and (with
+//!   `enable_tag_filtering`) those whose `tags` do not hold the request's class are removed
+//!   before the strategy picks; with `order` set, only the lowest order still available.
+//! - **Strategies**: `simple-shuffle` (random by `weight`, else `rpm`, else `tpm`, else
+//!   uniform); `least-busy` (fewest in flight); `usage-based-routing(-v2)`
+//!   (`lowest_tpm_rpm_v2.py`: prompt + completion tokens and requests per UTC calendar minute;
+//!   a deployment is skipped when `tokens_used + input_tokens > tpm` or
+//!   `requests_used + 1 >= rpm`; the least tokens used wins, ties at random);
+//!   `latency-based-routing` (`lowest_latency.py`: the mean of the last
+//!   `max_latency_list_size` samples of seconds per completion token — time to first token
+//!   when streaming — within a `ttl` window; unmeasured deployments count 0; random among
+//!   those within `(1 + lowest_latency_buffer) ×` the best); `cost-based-routing` (the least
+//!   input + output price per token).
+//! - **Cooldowns** (`router_utils/cooldown_handlers.py`). Default mode (no `allowed_fails`,
+//!   no `allowed_fails_policy`): successes and failures per deployment are counted in windows
+//!   of 60 s opened by their first count (`track_deployment_metrics.py`, an in-memory cache
+//!   whose TTL is not extended). A failure cools its deployment when: it is a 429 and the
+//!   group has several deployments; or every call of the window failed and there were
+//!   ≥ 1,000; or > 50% failed over ≥ 5 calls in a group of several; or the status is not
+//!   retryable (401, 404). With `allowed_fails` (or a policy for the error's class): failures
+//!   are counted from the first one over `cooldown_time`; the one past the allowance cools —
+//!   except a lone deployment (one in its group, no fallbacks) with no policy for the class.
+//!   A cooldown lasts the error's `retry-after`, else `cooldown_time`.
+//! - **Router retries**: after a failed router attempt, up to `num_retries` more in the same
+//!   group (`retry_policy` per error class overrides it). Before each, and after the
+//!   group's last, the router sleeps unless another deployment is healthy:
+//!   `retry-after + U(0, 0.75 s)` if the error said so (≤ 60 s), else
+//!   `min(0.5 s · 2ⁿ, 8 s) + U(0, 0.75 s)` (`utils.py: calculate_retry_after`).
+//! - **SDK retries** (`litellm_params.max_retries`): the provider SDK's own retries of one
+//!   router attempt at the same deployment (429, 408, 5xx), with the SDK backoff; the router
+//!   sees only the last answer.
+//! - **Fallbacks**: after a group is exhausted (or has nothing healthy), its `fallbacks`
+//!   (else `default_fallbacks`) are tried in order, at most `max_fallbacks`, each with its
+//!   own retries. When nothing is left the request fails with the last error, or with
+//!   `no_deployments_available` — LiteLLM's "No deployments available" — when the last
+//!   group had no healthy deployment.
+//!
+//! *Choice*: cooldown, usage and in-flight state is kept per scenario deployment, shared by
+//! the groups that list it; virtual time 0 is the start of a UTC minute.
+//!
+//! It must not know the engine; a `config.yaml` is read by [`config`] at scenario load.
+
+pub mod config;
+
+pub use config::{
+    AllowedFailsPolicy, ErrorClass, ImportedConfig, LiteLlmConfig, ModelEntry, RetryPolicy, RouterSettings,
+    RoutingStrategy,
+};
+
+use super::config::{check_timeout, Catalog};
+use super::{AttemptOutcome, AttemptReport, Backoff, Decision, History, Policy};
+use crate::provider::{AttemptOptions, DeploymentId, FailureKind};
+use crate::rng::SplitMix64;
+use crate::time::{Duration, Instant};
+use crate::trace::Request;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// LiteLLM's retry sleep (`constants.py`: `INITIAL_RETRY_DELAY`, `MAX_RETRY_DELAY`, `JITTER`).
+const INITIAL_RETRY_DELAY_S: f64 = 0.5;
+const MAX_RETRY_DELAY_S: f64 = 8.0;
+const RETRY_JITTER_S: f64 = 0.75;
+/// A `retry-after` longer than this is ignored by the retry sleep (`calculate_retry_after`).
+const MAX_HONOURED_RETRY_AFTER_S: f64 = 60.0;
+/// Default-mode cooldown thresholds (`constants.py`).
+const FAILURE_THRESHOLD_PERCENT: f64 = 0.5;
+const FAILURE_THRESHOLD_MINIMUM_REQUESTS: u64 = 5;
+const SINGLE_DEPLOYMENT_TRAFFIC_FAILURE_THRESHOLD: u64 = 1000;
+/// The success/failure counters' window (`track_deployment_metrics.py`: `ttl=60`).
+const HEALTH_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+struct Entry {
+    deployment: DeploymentId,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    weight: Option<f64>,
+    max_parallel: Option<u32>,
+    timeout: Option<Duration>,
+    max_retries: u32,
+    order: Option<u32>,
+    tags: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Group {
+    name: String,
+    entries: Vec<Entry>,
+    /// Groups to try after this one, by index (its own `fallbacks`, else `default_fallbacks`).
+    fallbacks: Vec<usize>,
+}
+
+/// A count in a window opened by its first increment, as LiteLLM's in-memory cache keeps
+/// a key with a TTL: later increments do not extend it.
+#[derive(Clone, Copy, Debug, Default)]
+struct WindowCount {
+    count: u64,
+    expires_at: Instant,
+}
+
+impl WindowCount {
+    fn get(&self, now: Instant) -> u64 {
+        if now < self.expires_at {
+            self.count
+        } else {
+            0
+        }
+    }
+
+    fn increment(&mut self, now: Instant, window: Duration) -> u64 {
+        if now >= self.expires_at {
+            *self = WindowCount { count: 0, expires_at: now + window };
+        }
+        self.count += 1;
+        self.count
+    }
+}
+
+/// What the router tracks per deployment.
+#[derive(Clone, Debug, Default)]
+struct DeploymentState {
+    in_flight: u32,
+    /// UTC calendar minute of the usage counters (usage-based routing).
+    minute: u64,
+    requests_this_minute: u64,
+    tokens_this_minute: u64,
+    /// Default cooldown mode: successes and failures in their 60 s windows.
+    successes: WindowCount,
+    fails: WindowCount,
+    /// `allowed_fails` mode: failures over `cooldown_time`, per error class when a policy
+    /// names the class (LiteLLM keys the counter by class then).
+    allowed_fails: BTreeMap<Option<ErrorClass>, WindowCount>,
+    cooled_until: Instant,
+    cooldown_episodes: u64,
+    /// Latency samples (when, value in seconds), newest last, at most `max_latency_list_size`.
+    latencies: VecDeque<(Instant, f64)>,
+    ttfts: VecDeque<(Instant, f64)>,
+}
+
+impl DeploymentState {
+    fn roll_minute(&mut self, now: Instant) {
+        let minute = now.minute_index();
+        if minute != self.minute {
+            self.minute = minute;
+            self.requests_this_minute = 0;
+            self.tokens_this_minute = 0;
+        }
+    }
+}
+
+/// Where a request is in the router's loop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Step {
+    /// Pick a deployment in the current group (first attempt, a router retry, a fallback).
+    Pick,
+    /// An attempt is out at this deployment; `sdk_retries` of it were SDK retries.
+    InFlight { entry: usize, sdk_retries: u32 },
+    /// The SDK retries the same deployment after its backoff.
+    SdkRetry { entry: usize, sdk_retries: u32 },
+    /// The router slept after a group's last attempt; next is the next group.
+    FallBack,
+}
+
+/// The router's own record of one request.
+#[derive(Clone, Debug)]
+struct RequestState {
+    /// Groups to try in order: the request's group, then its fallbacks.
+    sequence: Vec<usize>,
+    /// Position in `sequence`.
+    group_pos: usize,
+    /// Router attempts made in the current group.
+    router_attempts: u32,
+    step: Step,
+    /// Prompt tokens, for usage counting when an answer arrives.
+    input_tokens: u64,
+}
+
+/// The LiteLLM router.
+#[derive(Clone, Debug)]
+pub struct LiteLlm {
+    groups: Vec<Group>,
+    settings: RouterSettings,
+    default_group: usize,
+    group_by_class: BTreeMap<String, usize>,
+    class_names: Vec<String>,
+    states: Vec<DeploymentState>,
+    prices_per_token: Vec<f64>,
+    requests: HashMap<u64, RequestState>,
+    /// The SDK's own retry backoff (Anthropic and OpenAI SDKs: 0.5 s doubling to 8 s).
+    sdk_backoff: Backoff,
+    /// Whether latency samples are time to first token (the requests stream).
+    streaming: bool,
+}
+
+impl LiteLlm {
+    pub fn build(config: &LiteLlmConfig, catalog: &Catalog) -> Result<LiteLlm, String> {
+        let (model_list, settings) = match &config.config_file {
+            Some(path) => {
+                if !config.model_list.is_empty() {
+                    return Err("model_list: give either config_file or model_list, not both".into());
+                }
+                let imported = config::load_yaml(path, &config.deployment_map, catalog)?;
+                (imported.model_list, imported.router_settings)
+            }
+            None => (config.model_list.clone(), config.router_settings.clone()),
+        };
+        if model_list.is_empty() {
+            return Err("model_list: at least one deployment is required".into());
+        }
+        if !(settings.lowest_latency_buffer.is_finite() && settings.lowest_latency_buffer >= 0.0) {
+            return Err("router_settings.lowest_latency_buffer: must be a finite number >= 0".into());
+        }
+        if settings.cooldown_time.is_zero() {
+            return Err("router_settings.cooldown_time: must be > 0".into());
+        }
+        if settings.max_latency_list_size == 0 {
+            return Err("router_settings.max_latency_list_size: must be > 0".into());
+        }
+        check_timeout("router_settings.timeout", &settings.timeout)?;
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, e) in model_list.iter().enumerate() {
+            let field = format!("model_list[{i}]");
+            let id = catalog.id(&format!("{field}.deployment"), &e.deployment)?;
+            let entry = entry(id, e, &field)?;
+            match groups.iter_mut().find(|g| g.name == e.model_name) {
+                Some(g) => g.entries.push(entry),
+                None => groups.push(Group {
+                    name: e.model_name.clone(),
+                    entries: vec![entry],
+                    fallbacks: Vec::new(),
+                }),
+            }
+        }
+        let find = |field: &str, name: &str, groups: &[Group]| -> Result<usize, String> {
+            groups.iter().position(|g| g.name == name).ok_or_else(|| {
+                let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+                format!("{field}: unknown model group {name:?} (known: {})", known.join(", "))
+            })
+        };
+        for (i, map) in settings.fallbacks.iter().enumerate() {
+            for (from, to) in map {
+                let from_index = find(&format!("router_settings.fallbacks[{i}]"), from, &groups)?;
+                for target in to {
+                    let target_index =
+                        find(&format!("router_settings.fallbacks[{i}].{from}"), target, &groups)?;
+                    groups[from_index].fallbacks.push(target_index);
+                }
+            }
+        }
+        let mut default_fallbacks = Vec::new();
+        for (i, target) in settings.default_fallbacks.iter().enumerate() {
+            default_fallbacks.push(find(
+                &format!("router_settings.default_fallbacks[{i}]"),
+                target,
+                &groups,
+            )?);
+        }
+        for (index, group) in groups.iter_mut().enumerate() {
+            if group.fallbacks.is_empty() {
+                group.fallbacks = default_fallbacks.iter().copied().filter(|f| *f != index).collect();
+            }
+        }
+        let default_group = match &config.model {
+            Some(m) => find("model", m, &groups)?,
+            None => 0,
+        };
+        let mut group_by_class = BTreeMap::new();
+        for (class, group) in &config.models_by_class {
+            group_by_class.insert(class.clone(), find(&format!("models_by_class.{class}"), group, &groups)?);
+        }
+        Ok(LiteLlm {
+            groups,
+            settings,
+            default_group,
+            group_by_class,
+            class_names: crate::trace::BUILTIN_CLASSES.iter().map(|s| s.to_string()).collect(),
+            states: vec![DeploymentState::default(); catalog.deployments.len()],
+            prices_per_token: catalog
+                .deployments
+                .iter()
+                .map(|d| d.prices.input_usd_per_token + d.prices.output_usd_per_token)
+                .collect(),
+            requests: HashMap::new(),
+            sdk_backoff: Backoff::default(),
+            streaming: config.stream,
+        })
+    }
+
+    /// Cooldown episodes per deployment so far (a deployment going from healthy to cooled).
+    pub fn cooldown_episodes(&self) -> Vec<u64> {
+        self.states.iter().map(|s| s.cooldown_episodes).collect()
+    }
+
+    fn class_name(&self, request: &Request) -> Option<&str> {
+        self.class_names.get(usize::from(request.class.0)).map(String::as_str)
+    }
+
+    /// The group sequence for a request: its group, then that group's fallbacks in order.
+    fn group_sequence(&self, request: &Request) -> Vec<usize> {
+        let first = self
+            .class_name(request)
+            .and_then(|c| self.group_by_class.get(c))
+            .copied()
+            .unwrap_or(self.default_group);
+        let mut sequence = vec![first];
+        for f in &self.groups[first].fallbacks {
+            if sequence.len() > self.settings.max_fallbacks as usize {
+                break;
+            }
+            if !sequence.contains(f) {
+                sequence.push(*f);
+            }
+        }
+        sequence
+    }
+
+    /// Entries of `group` that may take `request` now, by index.
+    fn healthy(&mut self, group: usize, now: Instant, request: &Request) -> Vec<usize> {
+        let usage_based = matches!(
+            self.settings.routing_strategy,
+            RoutingStrategy::UsageBasedRouting | RoutingStrategy::UsageBasedRoutingV2
+        );
+        let class = self.class_names.get(usize::from(request.class.0)).cloned();
+        let tag_filtering = self.settings.enable_tag_filtering;
+        let mut healthy = Vec::new();
+        for (i, e) in self.groups[group].entries.iter().enumerate() {
+            let s = &mut self.states[e.deployment.index()];
+            s.roll_minute(now);
+            if s.cooled_until > now || e.max_parallel.is_some_and(|m| s.in_flight >= m) {
+                continue;
+            }
+            if usage_based
+                && (e.rpm.is_some_and(|rpm| s.requests_this_minute + 1 >= rpm)
+                    || e.tpm.is_some_and(|tpm| s.tokens_this_minute + request.input_tokens > tpm))
+            {
+                continue;
+            }
+            if tag_filtering && !tags_match(&e.tags, class.as_deref()) {
+                continue;
+            }
+            healthy.push(i);
+        }
+        // `order`: only the lowest order still available (unordered entries count as order 1).
+        let entries = &self.groups[group].entries;
+        if entries.iter().any(|e| e.order.is_some()) {
+            if let Some(lowest) = healthy.iter().map(|i| entries[*i].order.unwrap_or(1)).min() {
+                healthy.retain(|i| entries[*i].order.unwrap_or(1) == lowest);
+            }
+        }
+        healthy
+    }
+
+    fn pick(&mut self, group: usize, healthy: &[usize], now: Instant, rng: &mut SplitMix64) -> usize {
+        let entries = &self.groups[group].entries;
+        let state = |i: usize| &self.states[entries[i].deployment.index()];
+        let random_among = |candidates: &[usize], rng: &mut SplitMix64| -> usize {
+            candidates[(rng.next_open01() * candidates.len() as f64) as usize % candidates.len()]
+        };
+        match self.settings.routing_strategy {
+            RoutingStrategy::SimpleShuffle => {
+                // Weight, else rpm, else tpm, else uniform — chosen for the whole group.
+                let weights: Vec<f64> = if entries.iter().any(|e| e.weight.is_some()) {
+                    healthy.iter().map(|i| entries[*i].weight.unwrap_or(0.0)).collect()
+                } else if entries.iter().any(|e| e.rpm.is_some()) {
+                    healthy.iter().map(|i| entries[*i].rpm.unwrap_or(0) as f64).collect()
+                } else if entries.iter().any(|e| e.tpm.is_some()) {
+                    healthy.iter().map(|i| entries[*i].tpm.unwrap_or(0) as f64).collect()
+                } else {
+                    vec![1.0; healthy.len()]
+                };
+                weighted_choice(healthy, &weights, rng)
+            }
+            RoutingStrategy::LeastBusy => {
+                let least = healthy.iter().map(|i| state(*i).in_flight).min().unwrap_or(0);
+                let ties: Vec<usize> =
+                    healthy.iter().copied().filter(|i| state(*i).in_flight == least).collect();
+                random_among(&ties, rng)
+            }
+            RoutingStrategy::UsageBasedRouting | RoutingStrategy::UsageBasedRoutingV2 => {
+                let least = healthy.iter().map(|i| state(*i).tokens_this_minute).min().unwrap_or(0);
+                let ties: Vec<usize> =
+                    healthy.iter().copied().filter(|i| state(*i).tokens_this_minute == least).collect();
+                random_among(&ties, rng)
+            }
+            RoutingStrategy::LatencyBasedRouting => {
+                let (ttl, streaming) = (self.settings.ttl, self.streaming);
+                let means: Vec<f64> = healthy
+                    .iter()
+                    .map(|i| {
+                        let s = &mut self.states[entries[*i].deployment.index()];
+                        for samples in [&mut s.latencies, &mut s.ttfts] {
+                            while samples.front().is_some_and(|(at, _)| now.saturating_since(*at) >= ttl) {
+                                samples.pop_front();
+                            }
+                        }
+                        let samples = if streaming && !s.ttfts.is_empty() { &s.ttfts } else { &s.latencies };
+                        if samples.is_empty() {
+                            0.0
+                        } else {
+                            samples.iter().map(|(_, v)| v).sum::<f64>() / samples.len() as f64
+                        }
+                    })
+                    .collect();
+                let best = means.iter().copied().fold(f64::INFINITY, f64::min);
+                let limit = best + self.settings.lowest_latency_buffer * best;
+                let near: Vec<usize> =
+                    healthy.iter().zip(&means).filter(|(_, m)| **m <= limit).map(|(i, _)| *i).collect();
+                random_among(&near, rng)
+            }
+            RoutingStrategy::CostBasedRouting => {
+                let price = |i: usize| self.prices_per_token[entries[i].deployment.index()];
+                let cheapest = healthy.iter().map(|i| price(*i)).fold(f64::INFINITY, f64::min);
+                let ties: Vec<usize> = healthy.iter().copied().filter(|i| price(*i) <= cheapest).collect();
+                random_among(&ties, rng)
+            }
+        }
+    }
+
+    fn is_lone(&self, group: usize) -> bool {
+        self.groups[group].entries.len() == 1 && self.groups[group].fallbacks.is_empty()
+    }
+
+    /// LiteLLM's retry sleep before a router retry (or a fallback) when nothing else is
+    /// healthy: `calculate_retry_after`.
+    fn retry_sleep(
+        &self,
+        retries_done: u32,
+        retry_after: Option<Duration>,
+        rng: &mut SplitMix64,
+    ) -> Duration {
+        let jitter_s = RETRY_JITTER_S * rng.next_open01();
+        let seconds = match retry_after.map(Duration::as_secs_f64) {
+            // LiteLLM reads the header as whole seconds; 0 or more than 60 s is ignored.
+            Some(s) if s >= 1.0 && s <= MAX_HONOURED_RETRY_AFTER_S => s.floor() + jitter_s,
+            _ => {
+                let exponent = i32::try_from(retries_done).unwrap_or(i32::MAX);
+                (INITIAL_RETRY_DELAY_S * 2f64.powi(exponent)).min(MAX_RETRY_DELAY_S) + jitter_s
+            }
+        };
+        Duration::from_secs_f64(seconds)
+    }
+
+    /// Sends an attempt to `entry` of `group` and records it as in flight.
+    fn send(&mut self, state: &mut RequestState, group: usize, entry: usize, sdk_retries: u32) -> Decision {
+        let e = &self.groups[group].entries[entry];
+        let (deployment, timeout) = (e.deployment, e.timeout.or(self.settings.timeout));
+        let s = &mut self.states[deployment.index()];
+        s.in_flight += 1;
+        s.requests_this_minute += 1;
+        state.step = Step::InFlight { entry, sdk_retries };
+        Decision::attempt(deployment, AttemptOptions { timeout, ..AttemptOptions::default() })
+    }
+
+    /// Router-level failure bookkeeping: counters, and whether the deployment cools.
+    fn on_router_failure(&mut self, now: Instant, group: usize, report: &AttemptReport, kind: FailureKind) {
+        let class = ErrorClass::of(kind);
+        let status = status_of(kind);
+        let several = self.groups[group].entries.len() > 1;
+        let lone = self.is_lone(group);
+        let (cooldown_time, allowed_fails) = (self.settings.cooldown_time, self.settings.allowed_fails);
+        let policy_fails = self.settings.allowed_fails_policy.allowed_fails(class);
+        let legacy_mode = allowed_fails.is_some() || !self.settings.allowed_fails_policy.is_empty();
+        let disabled = self.settings.disable_cooldowns;
+        let s = &mut self.states[report.deployment.index()];
+        s.fails.increment(now, HEALTH_WINDOW);
+        // `_is_cooldown_required`: 429, 401/404/408 and 5xx run the cooldown logic; other 4xx
+        // do not (unless a policy names the class).
+        let required =
+            matches!(status, 429 | 401 | 402 | 404 | 408) || status >= 500 || policy_fails.is_some();
+        if disabled || !required {
+            return;
+        }
+        let cool = if !legacy_mode {
+            let fails = s.fails.get(now);
+            let total = fails + s.successes.get(now);
+            let percent = if total > 0 { fails as f64 / total as f64 } else { 0.0 };
+            (status == 429 && several)
+                || (percent == 1.0 && total >= SINGLE_DEPLOYMENT_TRAFFIC_FAILURE_THRESHOLD)
+                || (percent > FAILURE_THRESHOLD_PERCENT
+                    && total >= FAILURE_THRESHOLD_MINIMUM_REQUESTS
+                    && several)
+                || !status_is_retryable(status)
+        } else if lone && policy_fails.is_none() {
+            false
+        } else {
+            let allowance = policy_fails.or(allowed_fails).unwrap_or(0);
+            let key = policy_fails.map(|_| class);
+            let window = s.allowed_fails.entry(key).or_default();
+            window.increment(now, cooldown_time) > u64::from(allowance)
+        };
+        if cool {
+            let duration = report.retry_after.filter(|d| !d.is_zero()).unwrap_or(cooldown_time);
+            if s.cooled_until <= now {
+                s.cooldown_episodes += 1;
+            }
+            s.cooled_until = now + duration;
+        }
+    }
+}
+
+/// The HTTP status LiteLLM sees for a failure of the provider model.
+fn status_of(kind: FailureKind) -> u16 {
+    match kind {
+        FailureKind::RateLimited | FailureKind::ExceedsLimit => 429,
+        FailureKind::Timeout | FailureKind::SlowFirstToken => 408,
+        FailureKind::Overloaded => 529,
+        _ => 500,
+    }
+}
+
+/// `litellm.utils.should_retry`: 408, 409, 429 and 5xx are retryable.
+fn status_is_retryable(status: u16) -> bool {
+    matches!(status, 408 | 409 | 429) || status >= 500
+}
+
+/// Tag filtering: a request's class must be one of the deployment's tags; requests of a class
+/// no deployment carries go to deployments tagged `default`.
+fn tags_match(tags: &[String], class: Option<&str>) -> bool {
+    tags.iter().any(|t| Some(t.as_str()) == class || t == "default")
+}
+
+/// Weighted random choice; all-zero weights fall back to uniform.
+fn weighted_choice(candidates: &[usize], weights: &[f64], rng: &mut SplitMix64) -> usize {
+    let total: f64 = weights.iter().sum();
+    if total <= 0.0 {
+        return candidates[(rng.next_open01() * candidates.len() as f64) as usize % candidates.len()];
+    }
+    let mut target = rng.next_open01() * total;
+    for (c, w) in candidates.iter().zip(weights) {
+        if target < *w {
+            return *c;
+        }
+        target -= w;
+    }
+    *candidates.last().expect("non-empty candidates")
+}
+
+impl Policy for LiteLlm {
+    fn route(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &mut History,
+        rng: &mut SplitMix64,
+    ) -> Decision {
+        let mut state = match self.requests.remove(&request.id) {
+            Some(state) => state,
+            None => RequestState {
+                sequence: self.group_sequence(request),
+                group_pos: 0,
+                router_attempts: 0,
+                step: Step::Pick,
+                input_tokens: request.input_tokens,
+            },
+        };
+        let decision = self.advance(now, request, history, &mut state, rng);
+        self.requests.insert(request.id, state);
+        decision
+    }
+
+    fn observe(&mut self, now: Instant, report: &AttemptReport) {
+        let s = &mut self.states[report.deployment.index()];
+        s.in_flight = s.in_flight.saturating_sub(1);
+        s.roll_minute(now);
+        let Some(state) = self.requests.get(&report.request_id).cloned() else { return };
+        let group = state.sequence[state.group_pos];
+        let Step::InFlight { entry, sdk_retries } = state.step else { return };
+        match report.outcome {
+            AttemptOutcome::Success => {
+                let max_list = self.settings.max_latency_list_size;
+                let s = &mut self.states[report.deployment.index()];
+                s.successes.increment(now, HEALTH_WINDOW);
+                // Usage counts prompt + completion tokens (LiteLLM's `total_tokens`).
+                s.tokens_this_minute += state.input_tokens + report.output_tokens;
+                let seconds = report.ended_at.saturating_since(report.started_at).as_secs_f64();
+                let per_token =
+                    if report.output_tokens > 0 { seconds / report.output_tokens as f64 } else { seconds };
+                push_bounded(&mut s.latencies, (now, per_token), max_list);
+                if let Some(first) = report.first_token_at {
+                    let ttft = first.saturating_since(report.started_at).as_secs_f64();
+                    push_bounded(&mut s.ttfts, (now, ttft), max_list);
+                }
+            }
+            AttemptOutcome::Batched | AttemptOutcome::Failed(FailureKind::Cancelled) => {}
+            AttemptOutcome::Failed(kind) => {
+                let max_retries = self.groups[group].entries[entry].max_retries;
+                let sdk_will_retry = sdk_retries < max_retries && status_is_retryable(status_of(kind));
+                if !sdk_will_retry {
+                    self.on_router_failure(now, group, report, kind);
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self, _now: Instant, request_id: u64) {
+        self.requests.remove(&request_id);
+    }
+}
+
+impl LiteLlm {
+    /// One step of LiteLLM's loop for a request: after an answer, decide between an SDK
+    /// retry, a router retry (after its sleep), a fallback and giving up; otherwise pick.
+    fn advance(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &History,
+        state: &mut RequestState,
+        rng: &mut SplitMix64,
+    ) -> Decision {
+        loop {
+            match state.step {
+                Step::InFlight { entry, sdk_retries } => {
+                    let Some(last) = history.last.as_ref() else { return Decision::GiveUp };
+                    let Some(kind) = last.failure() else { return Decision::GiveUp };
+                    let group = state.sequence[state.group_pos];
+                    let max_retries = self.groups[group].entries[entry].max_retries;
+                    if sdk_retries < max_retries && status_is_retryable(status_of(kind)) {
+                        // The SDK's own retry: same deployment, SDK backoff, retry-after honoured.
+                        let backoff = self.sdk_backoff.delay(sdk_retries, rng);
+                        let wait =
+                            last.retry_after.map_or(backoff, |r| r.min(Duration::from_secs(60)).max(backoff));
+                        state.step = Step::SdkRetry { entry, sdk_retries: sdk_retries + 1 };
+                        return Decision::Wait { until: now + wait.max(Duration::from_micros(1)) };
+                    }
+                    state.router_attempts += 1;
+                    let class = ErrorClass::of(kind);
+                    let retries =
+                        self.settings.retry_policy.retries(class).unwrap_or(self.settings.num_retries);
+                    let more_here = status_is_retryable(status_of(kind)) && state.router_attempts <= retries;
+                    let has_next_group = state.group_pos + 1 < state.sequence.len();
+                    if !more_here && !has_next_group {
+                        return Decision::GiveUp;
+                    }
+                    // Sleep unless another deployment of the group is healthy.
+                    let others = self.healthy(group, now, request).len() > 1;
+                    let wait = if others {
+                        Duration::ZERO
+                    } else {
+                        self.retry_sleep(state.router_attempts - 1, last.retry_after, rng)
+                    };
+                    state.step = if more_here { Step::Pick } else { Step::FallBack };
+                    if !wait.is_zero() {
+                        return Decision::Wait { until: now + wait };
+                    }
+                }
+                Step::SdkRetry { entry, sdk_retries } => {
+                    let group = state.sequence[state.group_pos];
+                    return self.send(state, group, entry, sdk_retries);
+                }
+                Step::FallBack => {
+                    state.group_pos += 1;
+                    state.router_attempts = 0;
+                    state.step = Step::Pick;
+                }
+                Step::Pick => {
+                    let group = state.sequence[state.group_pos];
+                    let healthy = self.healthy(group, now, request);
+                    if healthy.is_empty() {
+                        // "No deployments available": the next group, if any.
+                        if state.group_pos + 1 < state.sequence.len() {
+                            state.step = Step::FallBack;
+                            continue;
+                        }
+                        return Decision::Reject { reason: NO_DEPLOYMENTS_AVAILABLE };
+                    }
+                    let chosen = self.pick(group, &healthy, now, rng);
+                    return self.send(state, group, chosen, 0);
+                }
+            }
+        }
+    }
+}
+
+/// The failure cause of a request LiteLLM answers with "No deployments available".
+pub const NO_DEPLOYMENTS_AVAILABLE: &str = "no_deployments_available";
+
+fn push_bounded(samples: &mut VecDeque<(Instant, f64)>, sample: (Instant, f64), max: usize) {
+    if samples.len() >= max {
+        samples.pop_front();
+    }
+    samples.push_back(sample);
+}
+
+fn entry(id: DeploymentId, e: &ModelEntry, field: &str) -> Result<Entry, String> {
+    if e.weight.is_some_and(|w| !(w.is_finite() && w >= 0.0)) {
+        return Err(format!("{field}.weight: must be a finite number >= 0"));
+    }
+    if e.rpm == Some(0) || e.tpm == Some(0) || e.max_parallel_requests == Some(0) {
+        return Err(format!("{field}: rpm, tpm and max_parallel_requests must be > 0 when given"));
+    }
+    check_timeout(&format!("{field}.timeout"), &e.timeout)?;
+    Ok(Entry {
+        deployment: id,
+        rpm: e.rpm,
+        tpm: e.tpm,
+        weight: e.weight,
+        max_parallel: e.max_parallel_requests,
+        timeout: e.timeout,
+        max_retries: e.max_retries.unwrap_or(0),
+        order: e.order,
+        tags: e.tags.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_choice_follows_the_weights() {
+        // Weights 1 : 3 over 40,000 draws: share of the second is 0.75 ± 6 × sqrt(0.75 × 0.25 / n).
+        let n = 40_000;
+        let mut second = 0;
+        for i in 0..n {
+            if weighted_choice(&[0, 1], &[1.0, 3.0], &mut SplitMix64::new(i)) == 1 {
+                second += 1;
+            }
+        }
+        let share = second as f64 / n as f64;
+        assert!((share - 0.75).abs() < 6.0 * (0.75f64 * 0.25 / n as f64).sqrt(), "{share}");
+        assert_eq!(
+            weighted_choice(&[4, 5], &[0.0, 0.0], &mut SplitMix64::new(1)) / 4,
+            1,
+            "all-zero is uniform"
+        );
+    }
+
+    #[test]
+    fn minute_counters_reset_at_the_minute() {
+        let mut s = DeploymentState { requests_this_minute: 5, tokens_this_minute: 3, ..Default::default() };
+        s.roll_minute(Instant::from_millis(59_000));
+        assert_eq!(s.requests_this_minute, 5);
+        s.roll_minute(Instant::from_millis(60_000));
+        assert_eq!((s.requests_this_minute, s.tokens_this_minute), (0, 0));
+    }
+
+    #[test]
+    fn window_counts_are_not_extended_by_later_increments() {
+        // LiteLLM's in-memory cache keeps a key's first TTL: counts at 0 s, 30 s and 59 s
+        // share one window; the window opened at 0 s is gone at 60 s, and a new one opens.
+        let window = Duration::from_secs(60);
+        let mut w = WindowCount::default();
+        assert_eq!(w.increment(Instant::from_millis(0), window), 1);
+        assert_eq!(w.increment(Instant::from_millis(30_000), window), 2);
+        assert_eq!(w.increment(Instant::from_millis(59_999), window), 3);
+        assert_eq!(w.get(Instant::from_millis(60_000)), 0);
+        assert_eq!(w.increment(Instant::from_millis(60_000), window), 1);
+        assert_eq!(w.get(Instant::from_millis(119_999)), 1);
+    }
+}
