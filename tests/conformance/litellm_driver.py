@@ -108,9 +108,6 @@ class VClock:
     def advance_ns(self, ns: int) -> None:
         self._lib.vclock_advance_ns(ns)
 
-    def now_ns(self) -> int:
-        return self._lib.vclock_now_ns()
-
     def real_s(self) -> float:
         """Real (not virtual) monotonic seconds."""
         return self._lib.vclock_real_ns() / 1e9
@@ -134,8 +131,6 @@ class _VirtualSelector(selectors.DefaultSelector):
             # Work in an executor thread, or nothing scheduled (only an outside event can wake the
             # loop): wait in real time, without moving the clock.
             if _DEBUG:
-                import threading
-
                 print(
                     f"vclock real wait: in_flight={loop.threads_in_flight if loop else None} timeout={timeout} "
                     f"threads={[t.name for t in threading.enumerate()]}",
@@ -195,10 +190,7 @@ class VirtualLoop(asyncio.SelectorEventLoop):
                 self._serial_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
             executor = self._serial_executor
         work = executor.submit(func, *args)
-        try:
-            concurrent.futures.wait([work], timeout=120)
-        finally:
-            pass
+        concurrent.futures.wait([work], timeout=120)
         if not work.done():
             # Not finished in two real minutes: hand it back as a pending future, clock held.
             self.threads_in_flight += 1
@@ -232,7 +224,6 @@ class Recorder:
         self.requests: list[dict] = []
         self.cooldowns: list[dict] = []
         self.sleeps: list[dict] = []
-        self.token_counts: list[int] = []
         self.attempt_counter: dict[int, int] = {}
 
     def ms(self, mono: float | None = None) -> float:
@@ -385,6 +376,13 @@ def run_case(case: dict, trace_cache: bool = False) -> dict:
     wall_t0 = 0.0
     calls_per_dep: dict[str, int] = {}
 
+    sdk_max_retries_seen: set[str] = set()
+
+    def note_sdk_retries(kwargs: dict) -> None:
+        # What the provider call was told to retry itself (the SDK-level max_retries).
+        optional = kwargs.get("optional_params") or {}
+        sdk_max_retries_seen.add(str(optional.get("max_retries")))
+
     def start_attempt(dep_id: str) -> tuple[dict, str]:
         index = calls_per_dep.get(dep_id, 0)
         calls_per_dep[dep_id] = index + 1
@@ -416,6 +414,7 @@ def run_case(case: dict, trace_cache: bool = False) -> dict:
     class Mock(CustomLLM):
         async def acompletion(self, model, messages, *args, **kwargs):  # noqa: ANN001
             dep = deployments[model]
+            note_sdk_retries(kwargs)
             entry, outcome = start_attempt(model)
             if outcome != "ok":
                 await asyncio.sleep(float(dep.get("error_ms", 50)) / 1000.0)
@@ -431,6 +430,7 @@ def run_case(case: dict, trace_cache: bool = False) -> dict:
 
         async def astreaming(self, model, messages, *args, **kwargs):  # noqa: ANN001
             dep = deployments[model]
+            note_sdk_retries(kwargs)
             entry, outcome = start_attempt(model)
             if outcome != "ok":
                 await asyncio.sleep(float(dep.get("error_ms", 50)) / 1000.0)
@@ -642,6 +642,7 @@ def run_case(case: dict, trace_cache: bool = False) -> dict:
         "cooldown_episodes": cooldown_episodes(rec.cooldowns),
         "sleeps": rec.sleeps,
         "prompt_tokens_counted": prompt_tokens_counted,
+        "sdk_max_retries_seen": sorted(sdk_max_retries_seen),
         **({"cache_ops": cache_ops} if trace_cache else {}),
     }
 
