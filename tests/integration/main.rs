@@ -2,6 +2,7 @@
 
 mod behaviour;
 mod cli;
+mod conformance;
 mod determinism;
 mod live;
 mod policies;

@@ -26,7 +26,8 @@ pub struct ModelEntry {
     pub weight: Option<f64>,
     pub max_parallel_requests: Option<u32>,
     pub timeout: Option<Duration>,
-    /// The SDK's own retries inside one router attempt (`litellm_params.max_retries`).
+    /// `litellm_params.max_retries`: the SDK's own retries. Read, and without effect behind a
+    /// router: LiteLLM 1.110.2 sets `max_retries = 0` on every call its router makes.
     #[serde(default)]
     pub max_retries: Option<u32>,
     /// `litellm_params.order`: lower orders are tried first; higher ones only when every

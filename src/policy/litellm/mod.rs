@@ -28,14 +28,16 @@
 //!   are counted from the first one over `cooldown_time`; the one past the allowance cools —
 //!   except a lone deployment (one in its group, no fallbacks) with no policy for the class.
 //!   A cooldown lasts the error's `retry-after`, else `cooldown_time`.
-//! - **Router retries**: after a failed router attempt, up to `num_retries` more in the same
-//!   group (`retry_policy` per error class overrides it). Before each, and after the
-//!   group's last, the router sleeps unless another deployment is healthy:
+//! - **Router retries**: after a failed attempt, up to `num_retries` more in the same group,
+//!   each a fresh pick (the deployment that failed included); `retry_policy` overrides the
+//!   count by the class of the group's *first* failure. A failure that leaves no deployment
+//!   of the group healthy ends the group at once. Otherwise, before each retry and after the
+//!   group's last attempt (when `num_retries > 0`), the router sleeps unless a deployment
+//!   other than the one that failed is healthy:
 //!   `retry-after + U(0, 0.75 s)` if the error said so (≤ 60 s), else
 //!   `min(0.5 s · 2ⁿ, 8 s) + U(0, 0.75 s)` (`utils.py: calculate_retry_after`).
-//! - **SDK retries** (`litellm_params.max_retries`): the provider SDK's own retries of one
-//!   router attempt at the same deployment (429, 408, 5xx), with the SDK backoff; the router
-//!   sees only the last answer.
+//! - **SDK retries**: none. `litellm_params.max_retries` does not multiply attempts behind a
+//!   router: `main.py: completion` sets `max_retries = 0` for every call the router makes.
 //! - **Fallbacks**: after a group is exhausted (or has nothing healthy), its `fallbacks`
 //!   (else `default_fallbacks`) are tried in order, at most `max_fallbacks`, each with its
 //!   own retries. When nothing is left the request fails with the last error, or with
@@ -55,7 +57,7 @@ pub use config::{
 };
 
 use super::config::{check_timeout, Catalog};
-use super::{AttemptOutcome, AttemptReport, Backoff, Decision, History, Policy};
+use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
 use crate::provider::{AttemptOptions, DeploymentId, FailureKind};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
@@ -74,6 +76,10 @@ const FAILURE_THRESHOLD_MINIMUM_REQUESTS: u64 = 5;
 const SINGLE_DEPLOYMENT_TRAFFIC_FAILURE_THRESHOLD: u64 = 1000;
 /// The success/failure counters' window (`track_deployment_metrics.py`: `ttl=60`).
 const HEALTH_WINDOW: Duration = Duration::from_secs(60);
+/// The threshold when only an `allowed_fails_policy` is given and it omits the class.
+const DEFAULT_ALLOWED_FAILS: u32 = 3;
+/// The sample a timeout adds to latency-based routing's list (`lowest_latency.py`), seconds.
+const TIMEOUT_LATENCY_PENALTY_S: f64 = 1000.0;
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -83,7 +89,6 @@ struct Entry {
     weight: Option<f64>,
     max_parallel: Option<u32>,
     timeout: Option<Duration>,
-    max_retries: u32,
     order: Option<u32>,
     tags: Vec<String>,
 }
@@ -133,9 +138,8 @@ struct DeploymentState {
     /// Default cooldown mode: successes and failures in their 60 s windows.
     successes: WindowCount,
     fails: WindowCount,
-    /// `allowed_fails` mode: failures over `cooldown_time`, per error class when a policy
-    /// names the class (LiteLLM keys the counter by class then).
-    allowed_fails: BTreeMap<Option<ErrorClass>, WindowCount>,
+    /// `allowed_fails` mode: failures over `cooldown_time` from the first one.
+    allowed_fails: WindowCount,
     cooled_until: Instant,
     cooldown_episodes: u64,
     /// Latency samples (when, value in seconds), newest last, at most `max_latency_list_size`.
@@ -159,12 +163,12 @@ impl DeploymentState {
 enum Step {
     /// Pick a deployment in the current group (first attempt, a router retry, a fallback).
     Pick,
-    /// An attempt is out at this deployment; `sdk_retries` of it were SDK retries.
-    InFlight { entry: usize, sdk_retries: u32 },
-    /// The SDK retries the same deployment after its backoff.
-    SdkRetry { entry: usize, sdk_retries: u32 },
+    /// An attempt is out.
+    InFlight,
     /// The router slept after a group's last attempt; next is the next group.
     FallBack,
+    /// The router slept after the last group's last attempt; the error goes to the caller.
+    GiveUp,
 }
 
 /// The router's own record of one request.
@@ -176,6 +180,8 @@ struct RequestState {
     group_pos: usize,
     /// Router attempts made in the current group.
     router_attempts: u32,
+    /// Retries the current group gets: fixed by its first failure's class (`retry_policy`).
+    group_retries: Option<u32>,
     step: Step,
     /// Prompt tokens, for usage counting when an answer arrives.
     input_tokens: u64,
@@ -192,8 +198,6 @@ pub struct LiteLlm {
     states: Vec<DeploymentState>,
     prices_per_token: Vec<f64>,
     requests: HashMap<u64, RequestState>,
-    /// The SDK's own retry backoff (Anthropic and OpenAI SDKs: 0.5 s doubling to 8 s).
-    sdk_backoff: Backoff,
     /// Whether latency samples are time to first token (the requests stream).
     streaming: bool,
 }
@@ -287,7 +291,6 @@ impl LiteLlm {
                 .map(|d| d.prices.input_usd_per_token + d.prices.output_usd_per_token)
                 .collect(),
             requests: HashMap::new(),
-            sdk_backoff: Backoff::default(),
             streaming: config.stream,
         })
     }
@@ -322,10 +325,7 @@ impl LiteLlm {
 
     /// Entries of `group` that may take `request` now, by index.
     fn healthy(&mut self, group: usize, now: Instant, request: &Request) -> Vec<usize> {
-        let usage_based = matches!(
-            self.settings.routing_strategy,
-            RoutingStrategy::UsageBasedRouting | RoutingStrategy::UsageBasedRoutingV2
-        );
+        let strategy = self.settings.routing_strategy;
         let class = self.class_names.get(usize::from(request.class.0)).cloned();
         let tag_filtering = self.settings.enable_tag_filtering;
         let mut healthy = Vec::new();
@@ -335,10 +335,19 @@ impl LiteLlm {
             if s.cooled_until > now || e.max_parallel.is_some_and(|m| s.in_flight >= m) {
                 continue;
             }
-            if usage_based
-                && (e.rpm.is_some_and(|rpm| s.requests_this_minute + 1 >= rpm)
-                    || e.tpm.is_some_and(|tpm| s.tokens_this_minute + request.input_tokens > tpm))
-            {
+            let tokens_over = e.tpm.is_some_and(|tpm| s.tokens_this_minute + request.input_tokens > tpm);
+            let full = match strategy {
+                // `lowest_tpm_rpm_v2.py`: `rpm_used + 1 >= rpm` (so rpm − 1 a minute pass).
+                RoutingStrategy::UsageBasedRouting | RoutingStrategy::UsageBasedRoutingV2 => {
+                    tokens_over || e.rpm.is_some_and(|rpm| s.requests_this_minute + 1 >= rpm)
+                }
+                // `lowest_latency.py`, `lowest_cost.py`: `rpm_used + 1 > rpm`.
+                RoutingStrategy::LatencyBasedRouting | RoutingStrategy::CostBasedRouting => {
+                    tokens_over || e.rpm.is_some_and(|rpm| s.requests_this_minute + 1 > rpm)
+                }
+                RoutingStrategy::SimpleShuffle | RoutingStrategy::LeastBusy => false,
+            };
+            if full {
                 continue;
             }
             if tag_filtering && !tags_match(&e.tags, class.as_deref()) {
@@ -415,9 +424,9 @@ impl LiteLlm {
             }
             RoutingStrategy::CostBasedRouting => {
                 let price = |i: usize| self.prices_per_token[entries[i].deployment.index()];
+                // A stable sort by price: ties keep the group's order.
                 let cheapest = healthy.iter().map(|i| price(*i)).fold(f64::INFINITY, f64::min);
-                let ties: Vec<usize> = healthy.iter().copied().filter(|i| price(*i) <= cheapest).collect();
-                random_among(&ties, rng)
+                *healthy.iter().find(|i| price(**i) <= cheapest).expect("non-empty candidates")
             }
         }
     }
@@ -447,13 +456,14 @@ impl LiteLlm {
     }
 
     /// Sends an attempt to `entry` of `group` and records it as in flight.
-    fn send(&mut self, state: &mut RequestState, group: usize, entry: usize, sdk_retries: u32) -> Decision {
+    fn send(&mut self, state: &mut RequestState, group: usize, entry: usize) -> Decision {
         let e = &self.groups[group].entries[entry];
         let (deployment, timeout) = (e.deployment, e.timeout.or(self.settings.timeout));
         let s = &mut self.states[deployment.index()];
         s.in_flight += 1;
+        // `async_pre_call_check`: a request counts toward rpm when its call starts.
         s.requests_this_minute += 1;
-        state.step = Step::InFlight { entry, sdk_retries };
+        state.step = Step::InFlight;
         Decision::attempt(deployment, AttemptOptions { timeout, ..AttemptOptions::default() })
     }
 
@@ -489,10 +499,9 @@ impl LiteLlm {
         } else if lone && policy_fails.is_none() {
             false
         } else {
-            let allowance = policy_fails.or(allowed_fails).unwrap_or(0);
-            let key = policy_fails.map(|_| class);
-            let window = s.allowed_fails.entry(key).or_default();
-            window.increment(now, cooldown_time) > u64::from(allowance)
+            // One counter per deployment for every class (`deployment:<id>:allowed_fails`).
+            let allowance = policy_fails.or(allowed_fails).unwrap_or(DEFAULT_ALLOWED_FAILS);
+            s.allowed_fails.increment(now, cooldown_time) > u64::from(allowance)
         };
         if cool {
             let duration = report.retry_after.filter(|d| !d.is_zero()).unwrap_or(cooldown_time);
@@ -555,6 +564,7 @@ impl Policy for LiteLlm {
                 sequence: self.group_sequence(request),
                 group_pos: 0,
                 router_attempts: 0,
+                group_retries: None,
                 step: Step::Pick,
                 input_tokens: request.input_tokens,
             },
@@ -565,22 +575,20 @@ impl Policy for LiteLlm {
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {
+        let max_list = self.settings.max_latency_list_size;
+        let Some(state) = self.requests.get(&report.request_id) else { return };
+        let (group, input_tokens) = (state.sequence[state.group_pos], state.input_tokens);
         let s = &mut self.states[report.deployment.index()];
         s.in_flight = s.in_flight.saturating_sub(1);
         s.roll_minute(now);
-        let Some(state) = self.requests.get(&report.request_id).cloned() else { return };
-        let group = state.sequence[state.group_pos];
-        let Step::InFlight { entry, sdk_retries } = state.step else { return };
         match report.outcome {
             AttemptOutcome::Success => {
-                let max_list = self.settings.max_latency_list_size;
-                let s = &mut self.states[report.deployment.index()];
                 s.successes.increment(now, HEALTH_WINDOW);
-                // Usage counts prompt + completion tokens (LiteLLM's `total_tokens`).
-                s.tokens_this_minute += state.input_tokens + report.output_tokens;
+                // Tokens count when the answer is logged: its `total_tokens` (prompt +
+                // completion), in the minute it ends.
+                s.tokens_this_minute += input_tokens + report.output_tokens;
                 let seconds = report.ended_at.saturating_since(report.started_at).as_secs_f64();
-                let per_token =
-                    if report.output_tokens > 0 { seconds / report.output_tokens as f64 } else { seconds };
+                let per_token = if report.output_tokens > 0 { seconds / report.output_tokens as f64 } else { seconds };
                 push_bounded(&mut s.latencies, (now, per_token), max_list);
                 if let Some(first) = report.first_token_at {
                     let ttft = first.saturating_since(report.started_at).as_secs_f64();
@@ -589,11 +597,10 @@ impl Policy for LiteLlm {
             }
             AttemptOutcome::Batched | AttemptOutcome::Failed(FailureKind::Cancelled) => {}
             AttemptOutcome::Failed(kind) => {
-                let max_retries = self.groups[group].entries[entry].max_retries;
-                let sdk_will_retry = sdk_retries < max_retries && status_is_retryable(status_of(kind));
-                if !sdk_will_retry {
-                    self.on_router_failure(now, group, report, kind);
+                if matches!(kind, FailureKind::Timeout | FailureKind::SlowFirstToken) {
+                    push_bounded(&mut s.latencies, (now, TIMEOUT_LATENCY_PENALTY_S), max_list);
                 }
+                self.on_router_failure(now, group, report, kind);
             }
         }
     }
@@ -604,8 +611,9 @@ impl Policy for LiteLlm {
 }
 
 impl LiteLlm {
-    /// One step of LiteLLM's loop for a request: after an answer, decide between an SDK
-    /// retry, a router retry (after its sleep), a fallback and giving up; otherwise pick.
+    /// One step of LiteLLM's loop for a request: after a failed attempt, decide between a
+    /// retry in the group, a fallback and giving up, with the sleep LiteLLM takes; otherwise
+    /// pick a deployment.
     fn advance(
         &mut self,
         now: Instant,
@@ -616,49 +624,42 @@ impl LiteLlm {
     ) -> Decision {
         loop {
             match state.step {
-                Step::InFlight { entry, sdk_retries } => {
+                Step::InFlight => {
                     let Some(last) = history.last.as_ref() else { return Decision::GiveUp };
                     let Some(kind) = last.failure() else { return Decision::GiveUp };
                     let group = state.sequence[state.group_pos];
-                    let max_retries = self.groups[group].entries[entry].max_retries;
-                    if sdk_retries < max_retries && status_is_retryable(status_of(kind)) {
-                        // The SDK's own retry: same deployment, SDK backoff, retry-after honoured.
-                        let backoff = self.sdk_backoff.delay(sdk_retries, rng);
-                        let wait =
-                            last.retry_after.map_or(backoff, |r| r.min(Duration::from_secs(60)).max(backoff));
-                        state.step = Step::SdkRetry { entry, sdk_retries: sdk_retries + 1 };
-                        return Decision::Wait { until: now + wait.max(Duration::from_micros(1)) };
-                    }
                     state.router_attempts += 1;
                     let class = ErrorClass::of(kind);
-                    let retries =
-                        self.settings.retry_policy.retries(class).unwrap_or(self.settings.num_retries);
-                    let more_here = status_is_retryable(status_of(kind)) && state.router_attempts <= retries;
+                    let (policy, num_retries) = (&self.settings.retry_policy, self.settings.num_retries);
+                    let retries = *state.group_retries.get_or_insert_with(|| policy.retries(class).unwrap_or(num_retries));
                     let has_next_group = state.group_pos + 1 < state.sequence.len();
-                    if !more_here && !has_next_group {
-                        return Decision::GiveUp;
+                    let after_group = if has_next_group { Step::FallBack } else { Step::GiveUp };
+                    let healthy = self.healthy(group, now, request);
+                    if healthy.is_empty() || retries == 0 || !status_is_retryable(status_of(kind)) {
+                        // Nothing left to retry on (every deployment cooled), or no retries:
+                        // the error leaves the group at once, without a sleep.
+                        state.step = after_group;
+                        continue;
                     }
-                    // Sleep unless another deployment of the group is healthy.
-                    let others = self.healthy(group, now, request).len() > 1;
-                    let wait = if others {
-                        Duration::ZERO
-                    } else {
-                        self.retry_sleep(state.router_attempts - 1, last.retry_after, rng)
-                    };
-                    state.step = if more_here { Step::Pick } else { Step::FallBack };
-                    if !wait.is_zero() {
-                        return Decision::Wait { until: now + wait };
+                    let more_here = state.router_attempts <= retries;
+                    state.step = if more_here { Step::Pick } else { after_group };
+                    // `_time_to_sleep_before_retry`: no sleep when another deployment of the
+                    // group is healthy; otherwise `calculate_retry_after`, also after the
+                    // group's last attempt.
+                    let entries = &self.groups[group].entries;
+                    let another_healthy = healthy.iter().any(|i| entries[*i].deployment != last.deployment);
+                    if !another_healthy {
+                        let wait = self.retry_sleep(state.router_attempts - 1, last.retry_after, rng);
+                        return Decision::Wait { until: now + wait.max(Duration::from_micros(1)) };
                     }
-                }
-                Step::SdkRetry { entry, sdk_retries } => {
-                    let group = state.sequence[state.group_pos];
-                    return self.send(state, group, entry, sdk_retries);
                 }
                 Step::FallBack => {
                     state.group_pos += 1;
                     state.router_attempts = 0;
+                    state.group_retries = None;
                     state.step = Step::Pick;
                 }
+                Step::GiveUp => return Decision::GiveUp,
                 Step::Pick => {
                     let group = state.sequence[state.group_pos];
                     let healthy = self.healthy(group, now, request);
@@ -671,7 +672,7 @@ impl LiteLlm {
                         return Decision::Reject { reason: NO_DEPLOYMENTS_AVAILABLE };
                     }
                     let chosen = self.pick(group, &healthy, now, rng);
-                    return self.send(state, group, chosen, 0);
+                    return self.send(state, group, chosen);
                 }
             }
         }
@@ -703,7 +704,6 @@ fn entry(id: DeploymentId, e: &ModelEntry, field: &str) -> Result<Entry, String>
         weight: e.weight,
         max_parallel: e.max_parallel_requests,
         timeout: e.timeout,
-        max_retries: e.max_retries.unwrap_or(0),
         order: e.order,
         tags: e.tags.clone(),
     })
