@@ -164,21 +164,34 @@ fn openrouter_max_price_is_hard_and_model_fallbacks_follow_in_order() {
 // ------------------------------------------------------------------ LiteLLM
 
 #[test]
-fn litellm_cools_a_deployment_after_allowed_fails_and_then_fails_fast() {
-    // One deployment answering 500 after 0.5 s; a request every second; no retries.
-    let ds = [deployment("a", "[errors]\nserver_error_rate = 1.0\n")];
-    let mut p = policy(
+fn litellm_allowed_fails_cools_only_a_deployment_with_somewhere_else_to_go() {
+    // A deployment answering 500 after 0.5 s; a request every second; no retries.
+    let ds = [deployment("a", "[errors]\nserver_error_rate = 1.0\n"), deployment("b", "")];
+    // Alone in its group with no fallbacks, LiteLLM never cools it in allowed_fails mode
+    // (`_should_cooldown_deployment`: lone deployment, no policy for the class).
+    let mut lone = policy(
         r#"kind = "litellm"
 model_list = [{ model_name = "g", deployment = "a" }]
 router_settings = { num_retries = 0, allowed_fails = 3, cooldown_time = "5s" }"#,
         &ds,
     );
-    let m = simulate(&mut p, &ds, every(10, 1_000.0));
-    // Failures at t = 0, 1, 2 are allowed; the 4th (t = 3, seen at 3.5 s) cools a until 8.5 s:
-    // requests at 4..8 s find nothing healthy; t = 9 tries again and fails.
+    let m = simulate(&mut lone, &ds, every(10, 1_000.0));
+    assert_eq!(m.by_deployment[0].attempts, 10);
+    assert_eq!(cause(&m, FailureCause::Attempt(FailureKind::ServerError)), 10);
+    // With a fallback group it is not lone: failures seen at 0.5, 1.5, 2.5 s are allowed
+    // (counted in a 5 s window from the first), the 4th (3.5 s) cools a until 8.5 s, so
+    // requests at 4..8 s go straight to the fallback; at 9 s the window has expired, a is
+    // tried again and fails once more. Every request ends on b.
+    let mut with_fallback = policy(
+        r#"kind = "litellm"
+model_list = [{ model_name = "g", deployment = "a" }, { model_name = "h", deployment = "b" }]
+router_settings = { num_retries = 0, allowed_fails = 3, cooldown_time = "5s", fallbacks = [{ g = ["h"] }] }"#,
+        &ds,
+    );
+    let m = simulate(&mut with_fallback, &ds, every(10, 1_000.0));
     assert_eq!(m.by_deployment[0].attempts, 5);
-    assert_eq!(cause(&m, FailureCause::Policy("all_cooled_down")), 5);
-    assert_eq!(cause(&m, FailureCause::Attempt(FailureKind::ServerError)), 5);
+    assert_eq!(served(&m, 1), 10);
+    assert_eq!(m.total.succeeded, 10);
 }
 
 #[test]
@@ -236,16 +249,20 @@ fn litellm_routing_strategies_behave_as_documented() {
             format!("kind = \"litellm\"\n{group}\nrouter_settings = {{ routing_strategy = \"{strategy}\" }}");
         simulate(&mut policy(&text, &ds), &ds, trace)
     };
+    // Cost: the cheapest while its rpm (10, counted per UTC minute at the call's start)
+    // lasts: 30 requests a minute for 3 minutes, then 10: 10 + 10 + 10 + 10 on cheap.
     let cost = run_with("cost-based-routing", every(100, 2_000.0));
-    assert_eq!(served(&cost, 0), 100, "cheapest healthy deployment");
-    // Latency: both unmeasured at first; then dear (0.1 s vs 1 s) wins every time.
-    let latency = run_with("latency-based-routing", every(100, 2_000.0));
-    assert!(served(&latency, 1) >= 98, "{}", served(&latency, 1));
-    // Usage-based: 30 requests in one minute, rpm 10 each: 20 served, 10 find nothing healthy.
+    assert_eq!(served(&cost, 0), 40, "cheapest healthy deployment within its rpm");
+    // Latency: an unmeasured deployment counts 0 s, so the first two requests go one to
+    // each; from then on dear (0.02 s per output token vs 0.11 s) wins: 9 of 10 on dear,
+    // whichever the first draw picked. (10 requests stay within dear's rpm of 10.)
+    let latency = run_with("latency-based-routing", every(10, 2_000.0));
+    assert_eq!((served(&latency, 0), served(&latency, 1)), (1, 9));
+    // Usage-based: 30 requests in one minute, rpm 10 each; `rpm_used + 1 >= rpm` skips, so
+    // 9 a minute pass on each: 18 served, 12 find nothing available.
     let usage = run_with("usage-based-routing", every(30, 100.0));
-    assert_eq!(served(&usage, 0) + served(&usage, 1), 20);
-    assert_eq!((served(&usage, 0), served(&usage, 1)), (10, 10));
-    assert_eq!(cause(&usage, FailureCause::Policy("all_cooled_down")), 10);
+    assert_eq!((served(&usage, 0), served(&usage, 1)), (9, 9));
+    assert_eq!(cause(&usage, FailureCause::Policy("no_deployments_available")), 12);
     // Shuffle by rpm 10 : 10 → even split (2,000 requests: σ of a share is 0.011, allow 5σ).
     let shuffle = run_with("simple-shuffle", every(2_000, 30.0));
     let share = served(&shuffle, 0) as f64 / 2_000.0;
