@@ -116,6 +116,10 @@ struct Event {
     kind: EventKind,
 }
 
+/// Set in a key's sequence half for requests entering the system: they sort after every
+/// other event of the same microsecond (sequences stay far below 2^63).
+const START_AFTER_TIES: u64 = 1 << 63;
+
 /// An event with its key: time in the high 64 bits, insertion sequence in the low 64, so
 /// ordering is one integer comparison (the heap is the engine's hottest structure).
 #[derive(Debug)]
@@ -265,12 +269,14 @@ impl Engine<'_> {
         loop {
             let next_event = self.heap.peek().map(Scheduled::time);
             if let Some(row) = &next_row {
-                let read_until = match (self.config.replay, next_event) {
-                    (_, None) => Instant::FAR_FUTURE,
-                    (Replay::Open, Some(t)) => t,
-                    (Replay::Closed, Some(t)) => t + self.config.lookahead,
+                let read_now = match (self.config.replay, next_event) {
+                    (_, None) => true,
+                    // Ties: what is already scheduled for the row's microsecond (an attempt
+                    // completing: its slot and OTPM refund) is handled before the new row.
+                    (Replay::Open, Some(t)) => row.arrival < t,
+                    (Replay::Closed, Some(t)) => row.arrival <= t + self.config.lookahead,
                 };
-                if row.arrival <= read_until && row.arrival <= horizon {
+                if read_now && row.arrival <= horizon {
                     let row = next_row.take().expect("checked just above");
                     self.admit_row(row)?;
                     next_row = trace.next().transpose()?;
@@ -318,7 +324,11 @@ impl Engine<'_> {
     fn schedule(&mut self, time: Instant, slot: u32, kind: EventKind) {
         let serial = self.slots[slot as usize].as_ref().expect("scheduling for a live slot").serial;
         self.seq += 1;
-        let key = (u128::from(time.as_micros()) << 64) | u128::from(self.seq);
+        // The tie rule: at one microsecond, a request entering the system (a trace row's or a
+        // child's start) comes after every other event (completions first), whatever was
+        // scheduled first; otherwise insertion order.
+        let entering = if matches!(kind, EventKind::Start) { START_AFTER_TIES } else { 0 };
+        let key = (u128::from(time.as_micros()) << 64) | u128::from(entering | self.seq);
         self.heap.push(Scheduled { key, event: Event { slot, serial, kind } });
     }
 
@@ -327,7 +337,7 @@ impl Engine<'_> {
         if self.config.replay == Replay::Open {
             // Open loop reads a row only when it is the earliest thing that happens next, so it
             // starts at once, without a round trip through the heap. A row that ties with
-            // events at the same instant goes first (deterministically).
+            // events at the same instant comes after them (the tie rule in `schedule`).
             let start = request.arrival;
             let slot = self.allocate(request, start);
             self.advance_clock(start.max(self.now));

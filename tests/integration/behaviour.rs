@@ -270,3 +270,25 @@ fn acceleration_limit_refuses_a_sharp_ramp_and_names_its_axis() {
     let retried = m.total.ttft.quantile_ms(1.0);
     assert!(retried >= 60_000.0, "retries wait for the next window: {retried}");
 }
+
+#[test]
+fn a_completion_at_a_rows_arrival_instant_is_handled_first() {
+    // One slot (max_in_flight = 1); request 1 takes exactly 2 s (1 s to first token, 100
+    // tokens at 100 tok/s); request 2 arrives at exactly 2 s. The tie rule: the completion
+    // comes first, so its slot and its OTPM refund are available to request 2, which is
+    // admitted at once. (otpm 200, burst 60 s: the bucket holds 200; request 1 reserves its
+    // max_tokens of 200 and uses 100, so 100 come back when it completes; 2 s of refill adds
+    // only 6.7, short of request 2's 50.)
+    let d = deployment("d", "[limits]\nmax_in_flight = 1\notpm = 200\nburst = \"60s\"\n");
+    let first = Request { max_tokens: 200, ..request(1, 0.0, 10, 100) };
+    for config in [open_loop(1), closed(1)] {
+        let trace = vec![first.clone(), request(2, 2_000.0, 10, 50)];
+        let m = run(&config, std::slice::from_ref(&d), &mut single(1), trace);
+        assert_eq!(m.total.succeeded, 2, "{:?}", config.replay);
+        assert_eq!(m.by_deployment[0].attempts_429, 0, "{:?}", config.replay);
+    }
+    // One microsecond earlier it is a 429 (the slot is still taken).
+    let trace = vec![first, request(2, 1_999.999, 10, 50)];
+    let m = run(&open_loop(1), std::slice::from_ref(&d), &mut single(1), trace);
+    assert_eq!(m.by_deployment[0].attempts_429, 1);
+}

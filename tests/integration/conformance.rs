@@ -9,8 +9,8 @@
 
 use crate::support::{deployment, request};
 use routesim::engine::{simulate, EngineConfig, Replay};
-use routesim::policy::litellm::{LiteLlm, LiteLlmConfig, ModelEntry, RouterSettings};
 use routesim::policy::config::Catalog;
+use routesim::policy::litellm::{LiteLlm, LiteLlmConfig, ModelEntry, RouterSettings};
 use routesim::policy::{AttemptOutcome, AttemptReport, Decision, History, Policy};
 use routesim::provider::{Deployment, FailureKind};
 use routesim::rng::SplitMix64;
@@ -153,7 +153,13 @@ fn ms(t: Instant) -> f64 {
 }
 
 impl Policy for Recorder<'_> {
-    fn route(&mut self, now: Instant, request: &Request, history: &mut History, rng: &mut SplitMix64) -> Decision {
+    fn route(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &mut History,
+        rng: &mut SplitMix64,
+    ) -> Decision {
         self.arrivals.entry(request.id).or_insert_with(|| ms(request.arrival));
         let decision = self.inner.route(now, request, history, rng);
         let end = |outcome: String| RequestLog { arrival_ms: ms(request.arrival), end_ms: ms(now), outcome };
@@ -184,9 +190,10 @@ impl Policy for Recorder<'_> {
         };
         if report.outcome == AttemptOutcome::Success {
             let arrival_ms = self.arrivals.get(&report.request_id).copied().unwrap_or(0.0);
-            self.log
-                .requests
-                .insert(report.request_id, RequestLog { arrival_ms, end_ms: ms(report.ended_at), outcome: "ok".into() });
+            self.log.requests.insert(
+                report.request_id,
+                RequestLog { arrival_ms, end_ms: ms(report.ended_at), outcome: "ok".into() },
+            );
         }
         self.log.attempts.push(AttemptLog {
             request: report.request_id,
@@ -211,7 +218,10 @@ fn provider_model(d: &MockDeployment, case: &Case) -> Deployment {
     // An always-408 deployment is one that never answers before the router's timeout
     // (`error_ms`, set on its model_list entry in `routesim_run`).
     let ttft_ms = if always_times_out(d) { 1e9 } else { d.ttft_ms };
-    let retry_after = d.retry_after_s.map(|s| format!(", rate_limited_retry_after = \"{}ms\"", s * 1000.0)).unwrap_or_default();
+    let retry_after = d
+        .retry_after_s
+        .map(|s| format!(", rate_limited_retry_after = \"{}ms\"", s * 1000.0))
+        .unwrap_or_default();
     let extra = format!(
         "latency = {{ ttft_ms = {{ dist = \"constant\", value = {ttft} }}, output_tokens_per_s = {{ dist = \"constant\", value = {speed} }}, error_response_ms = {{ dist = \"constant\", value = {err} }}, rate_limit_response = \"{err}ms\" }}\n\
          errors = {{ server_error_rate = {se}, rate_limited_rate = {rl}, overloaded_rate = {ov}{retry_after} }}\n",
@@ -236,7 +246,9 @@ fn seconds_to_durations(table: &toml::Table) -> toml::Table {
     let mut out = toml::Table::new();
     for (key, value) in table {
         let converted = match (key.as_str(), value) {
-            ("cooldown_time" | "timeout" | "ttl", toml::Value::Integer(s)) => toml::Value::String(format!("{s}s")),
+            ("cooldown_time" | "timeout" | "ttl", toml::Value::Integer(s)) => {
+                toml::Value::String(format!("{s}s"))
+            }
             ("cooldown_time" | "timeout" | "ttl", toml::Value::Float(s)) => {
                 toml::Value::String(format!("{}ms", s * 1000.0))
             }
@@ -314,7 +326,8 @@ fn routesim_run(case: &Case, seed: u64) -> RunLog {
         .map(|i| request(i, i as f64 * case.spacing_ms, case.input_tokens, case.output_tokens))
         .collect();
     let names = deployments.iter().map(|d| d.name.clone()).collect();
-    let mut recorder = Recorder { inner: &mut router, names, log: RunLog::default(), arrivals: BTreeMap::new() };
+    let mut recorder =
+        Recorder { inner: &mut router, names, log: RunLog::default(), arrivals: BTreeMap::new() };
     let engine = EngineConfig { seed, replay: Replay::Open, ..EngineConfig::default() };
     let metrics = simulate(
         &case.name,
@@ -342,7 +355,8 @@ fn peer_python() -> Option<PathBuf> {
 }
 
 fn real_runs() -> (String, BTreeMap<String, RunLog>) {
-    let python = peer_python().expect("target/conformance-venv missing: run tests/conformance/setup.sh first");
+    let python =
+        peer_python().expect("target/conformance-venv missing: run tests/conformance/setup.sh first");
     let out = crate_root().join("target/conformance/litellm.json");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let status = std::process::Command::new(python)
@@ -488,7 +502,10 @@ pub fn compare(case: &Case, real: &Measures, sim: &Measures) -> Vec<String> {
                 for d in &case.deployments {
                     let k1 = real.attempts_by_deployment.get(&d.id).copied().unwrap_or(0);
                     let k2 = sim.attempts_by_deployment.get(&d.id).copied().unwrap_or(0);
-                    check(format!("share of attempts on {}", d.id), proportions_agree(k1, real.attempts, k2, sim.attempts));
+                    check(
+                        format!("share of attempts on {}", d.id),
+                        proportions_agree(k1, real.attempts, k2, sim.attempts),
+                    );
                 }
             }
             "attempts" => check(
@@ -504,11 +521,15 @@ pub fn compare(case: &Case, real: &Measures, sim: &Measures) -> Vec<String> {
                 ),
             ),
             "failures" => {
-                let names: std::collections::BTreeSet<&String> = real.outcomes.keys().chain(sim.outcomes.keys()).collect();
+                let names: std::collections::BTreeSet<&String> =
+                    real.outcomes.keys().chain(sim.outcomes.keys()).collect();
                 for name in names {
                     let k1 = real.outcomes.get(name).copied().unwrap_or(0);
                     let k2 = sim.outcomes.get(name).copied().unwrap_or(0);
-                    check(format!("requests ending {name}"), proportions_agree(k1, real.requests, k2, sim.requests));
+                    check(
+                        format!("requests ending {name}"),
+                        proportions_agree(k1, real.requests, k2, sim.requests),
+                    );
                 }
             }
             "cooldowns" => {
@@ -573,7 +594,9 @@ fn every_case_runs_in_routesim_and_accounts_for_every_request() {
         let log = routesim_run(&case, 1);
         assert_eq!(log.requests.len() as u64, case.requests, "case {}: requests ended", case.name);
         assert!(log.attempts.iter().all(|a| a.request < case.requests), "case {}", case.name);
-        assert!(log.attempts.len() as u64 >= log.requests.values().filter(|r| r.outcome == "ok").count() as u64);
+        assert!(
+            log.attempts.len() as u64 >= log.requests.values().filter(|r| r.outcome == "ok").count() as u64
+        );
     }
     assert_eq!(skipped, NOT_EXPRESSIBLE, "cases routesim cannot express");
 }

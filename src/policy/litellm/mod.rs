@@ -588,7 +588,8 @@ impl Policy for LiteLlm {
                 // completion), in the minute it ends.
                 s.tokens_this_minute += input_tokens + report.output_tokens;
                 let seconds = report.ended_at.saturating_since(report.started_at).as_secs_f64();
-                let per_token = if report.output_tokens > 0 { seconds / report.output_tokens as f64 } else { seconds };
+                let per_token =
+                    if report.output_tokens > 0 { seconds / report.output_tokens as f64 } else { seconds };
                 push_bounded(&mut s.latencies, (now, per_token), max_list);
                 if let Some(first) = report.first_token_at {
                     let ttft = first.saturating_since(report.started_at).as_secs_f64();
@@ -631,7 +632,9 @@ impl LiteLlm {
                     state.router_attempts += 1;
                     let class = ErrorClass::of(kind);
                     let (policy, num_retries) = (&self.settings.retry_policy, self.settings.num_retries);
-                    let retries = *state.group_retries.get_or_insert_with(|| policy.retries(class).unwrap_or(num_retries));
+                    let retries = *state
+                        .group_retries
+                        .get_or_insert_with(|| policy.retries(class).unwrap_or(num_retries));
                     let has_next_group = state.group_pos + 1 < state.sequence.len();
                     let after_group = if has_next_group { Step::FallBack } else { Step::GiveUp };
                     let healthy = self.healthy(group, now, request);
