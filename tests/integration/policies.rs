@@ -161,6 +161,73 @@ fn openrouter_max_price_is_hard_and_model_fallbacks_follow_in_order() {
         .starts_with("models[0]: no deployment serves model \"m3\""));
 }
 
+/// "Effective price: the price the provider actually charges, reflecting its real cache hit
+/// rate and its typical mix of input and output tokens." (openrouter.ai/docs/guides/routing/
+/// provider-routing). Through the engine: a cache-heavy request goes to the endpoint that is
+/// cheaper for it, though dearer by list price, and is billed that effective price.
+#[test]
+fn openrouter_sort_by_price_uses_the_requests_cache_adjusted_price() {
+    // A: $3 input / $15 output / $0.30 cache reads (list 18). B: $2 / $15 / $1.00 (list 17).
+    let a = deployment("a", "");
+    let mut b = deployment("b", "");
+    b.provider = "pb".into();
+    b.prices.input_usd_per_token = 2e-6;
+    b.prices.cache_read_usd_per_token = 1e-6;
+    let ds = [a, b];
+    // 10,000 prompt tokens, 8,000 of them cache reads, 100 output tokens:
+    //   A: 2,000 × 3e-6 + 8,000 × 0.3e-6 + 100 × 15e-6 = $0.0099; B: … = $0.0135.
+    let trace: Vec<Request> = (0..100)
+        .map(|i| Request { cached_input_tokens: 8_000, ..request(i + 1, i as f64 * 500.0, 10_000, 100) })
+        .collect();
+    let mut p = policy("kind = \"openrouter\"\nmodels = [\"m\"]\nprovider = { sort = \"price\" }", &ds);
+    let m = simulate(&mut p, &ds, trace);
+    assert_eq!(served(&m, 0), 100);
+    assert!((m.total.cost_usd - 100.0 * 0.0099).abs() < 1e-9, "cost {}", m.total.cost_usd);
+}
+
+/// "Exploration: past the edge, your share drops off fast. Every endpoint still gets a small
+/// amount of traffic no matter what, so routing can see when it improves."
+/// (openrouter.ai/docs/guides/providers/traffic-routing). Through the engine.
+#[test]
+fn openrouter_traffic_shares_keep_exploring_an_endpoint_past_the_edge() {
+    // Same latency (observed equal: constant 1 s TTFT, 100 tokens/s); prices $1 and $3 per M
+    // input. Score ratio 3 > edge 1.5: the dear endpoint gets only its exploration share,
+    // 5% / 2 = 2.5% of first attempts; binomial σ = √(0.025 × 0.975 / 10,000) = 0.00156, 6σ.
+    let ds = [priced("cheap", "pa", "m", 1.0, ""), priced("dear", "pb", "m", 3.0, "")];
+    let mut p = policy("kind = \"openrouter\"\nmodels = [\"m\"]\nrouting = \"traffic_shares\"", &ds);
+    let n = 10_000;
+    let m = simulate(&mut p, &ds, every(n, 50.0));
+    assert_eq!(m.total.succeeded, n);
+    let share = served(&m, 1) as f64 / n as f64;
+    assert!((share - 0.025).abs() < 6.0 * 0.00156, "dear share {share:.4}");
+}
+
+/// Bad `openrouter` options are one line naming their path in the scenario.
+#[test]
+fn openrouter_option_errors_name_the_scenario_path() {
+    let scenario = |policy: &str| {
+        routesim::scenario::Scenario::parse(
+            &format!(
+                "[trace]\nfile = \"t.csv\"\n[deployments.a]\npreset = \"anthropic-tier4-sonnet-4.x\"\n\
+                 [[strategy]]\nname = \"x\"\npolicy = {policy}\n"
+            ),
+            Path::new("s.toml"),
+            Path::new("."),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    assert_eq!(
+        scenario("{ kind = \"openrouter\", models = [\"claude-sonnet-4.5\"], provider = { sort = { by = \"fast\" } } }"),
+        "s.toml: strategy[0].policy.provider.sort.by: unknown value \"fast\" (price, throughput, latency)"
+    );
+    assert_eq!(
+        scenario("{ kind = \"openrouter\", models = [\"claude-sonnet-4.5\"], provider = { preferred_min_throughput = { p50 = 50, p95 = 20 } } }"),
+        "s.toml: strategy[0].policy.provider.preferred_min_throughput.p95: unknown percentile (p50, p75, p90, p99)"
+    );
+}
+
 // ------------------------------------------------------------------ LiteLLM
 
 #[test]
