@@ -3,6 +3,7 @@
 mod behaviour;
 mod cli;
 mod determinism;
+mod litellm_import;
 mod live;
 mod policies;
 mod report;

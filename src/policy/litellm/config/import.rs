@@ -121,6 +121,7 @@ const KEYS: &[(Section, &str, Kind)] = &[
     (Params, "otpm", Refused("output-token-per-minute pre-call check")),
     (Params, "tpd", Refused("tokens-per-day limit")),
     (Params, "rpd", Refused("requests-per-day limit")),
+    (Params, "priority", Refused("the priority request queue")),
     (Params, "tag_regex", Refused("tag routing by regular expression")),
     (Params, "max_budget", Refused("deployment budget routing, budget_limiter.py")),
     (Params, "budget_duration", Refused("deployment budget routing, budget_limiter.py")),
