@@ -116,7 +116,13 @@ impl PolicySpec {
         let files = FileCache::default();
         config.build(&Catalog { deployments: &deployments, base_dir, files: &files })?;
         let (texts, notes) = files.into_parts();
-        Ok(PolicySpec { config, deployments, base_dir: base_dir.to_path_buf(), files: Arc::new(texts), notes })
+        Ok(PolicySpec {
+            config,
+            deployments,
+            base_dir: base_dir.to_path_buf(),
+            files: Arc::new(texts),
+            notes,
+        })
     }
 
     /// A fresh policy. The same configuration over the same deployments and the same file

@@ -16,7 +16,9 @@ fn catalog_for(text: &str) -> Vec<Deployment> {
     let mut names: Vec<String> = Vec::new();
     if let Ok(Some(root)) = parse_yaml(text) {
         for item in root.get("model_list").and_then(|l| l.as_seq()).unwrap_or(&[]) {
-            if let Some(model) = item.get("litellm_params").and_then(|p| p.get("model")).and_then(|m| m.as_str()) {
+            if let Some(model) =
+                item.get("litellm_params").and_then(|p| p.get("model")).and_then(|m| m.as_str())
+            {
                 if !names.iter().any(|n| n == model) {
                     names.push(model.to_string());
                 }
@@ -37,7 +39,7 @@ fn import(text: &str) -> Result<ImportedConfig, ImportError> {
 }
 
 fn error(text: &str) -> String {
-    import(text).err().expect("expected an import error").to_string()
+    import(text).expect_err("expected an import error").to_string()
 }
 
 // ------------------------------------------------------------------ the kinds of config
@@ -123,7 +125,10 @@ router_settings:
     .unwrap();
     let e = &c.model_list[0];
     assert_eq!(e.tags, ["interactive", "default"]);
-    assert_eq!((e.order, e.weight, e.max_retries, e.max_parallel_requests), (Some(1), Some(3.0), Some(2), Some(10)));
+    assert_eq!(
+        (e.order, e.weight, e.max_retries, e.max_parallel_requests),
+        (Some(1), Some(3.0), Some(2), Some(10))
+    );
     assert!(c.router_settings.enable_tag_filtering);
 }
 
@@ -152,7 +157,10 @@ litellm_settings:
     let s = &c.router_settings;
     assert_eq!(s.routing_strategy, RoutingStrategy::LatencyBasedRouting);
     assert_eq!((s.lowest_latency_buffer, s.ttl, s.max_latency_list_size), (0.5, Duration::from_secs(30), 4));
-    assert_eq!((s.retry_policy.RateLimitErrorRetries, s.retry_policy.TimeoutErrorRetries), (Some(3), Some(0)));
+    assert_eq!(
+        (s.retry_policy.RateLimitErrorRetries, s.retry_policy.TimeoutErrorRetries),
+        (Some(3), Some(0))
+    );
     assert_eq!(s.allowed_fails_policy.RateLimitErrorAllowedFails, Some(10));
     assert_eq!(s.allowed_fails_policy.InternalServerErrorAllowedFails, Some(2));
     assert_eq!(s.allowed_fails, None, "absent allowed_fails is LiteLLM's default cooldown mode");
@@ -186,15 +194,19 @@ fn a_refused_key_left_at_its_default_changes_nothing_and_is_ignored() {
         "model_list:\n  - model_name: g\n    litellm_params: {model: a}\nrouter_settings:\n  enable_pre_call_checks: false\n  context_window_fallbacks: []\n",
     )
     .unwrap();
-    assert_eq!(c.ignored, ["router_settings.enable_pre_call_checks", "router_settings.context_window_fallbacks"]);
+    assert_eq!(
+        c.ignored,
+        ["router_settings.enable_pre_call_checks", "router_settings.context_window_fallbacks"]
+    );
 }
 
 #[test]
 fn deployments_map_by_model_info_id_before_the_model() {
     let ds = [deployment("anthropic/sonnet", ""), deployment("bedrock/sonnet", "")];
     let text = "model_list:\n  - model_name: claude\n    litellm_params: {model: anthropic/claude-sonnet-4-5}\n    model_info: {id: a}\n  - model_name: claude\n    litellm_params: {model: anthropic/claude-sonnet-4-5}\n    model_info: {id: b}\n";
-    let map: BTreeMap<String, String> =
-        [("a", "anthropic/sonnet"), ("b", "bedrock/sonnet")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+    let map: BTreeMap<String, String> = [("a", "anthropic/sonnet"), ("b", "bedrock/sonnet")]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
     let c = import_text(
         text,
         "litellm.yaml",
@@ -211,7 +223,10 @@ fn deployments_map_by_model_info_id_before_the_model() {
 #[test]
 fn a_bad_number_names_file_line_and_path_once() {
     let e = error("model_list:\n  - model_name: g\n    litellm_params:\n      model: a\n      tpm: lots\n");
-    assert_eq!(e, "litellm.yaml:5: model_list[0].litellm_params.tpm: expected a non-negative integer, got \"lots\"");
+    assert_eq!(
+        e,
+        "litellm.yaml:5: model_list[0].litellm_params.tpm: expected a non-negative integer, got \"lots\""
+    );
     let e = error("model_list:\n  - model_name: g\n    litellm_params: {model: a}\nrouter_settings:\n  cooldown_time: [1]\n");
     assert_eq!(e, "litellm.yaml:5: router_settings.cooldown_time: expected a number, got a list");
 }
@@ -226,9 +241,17 @@ fn an_unmodelled_routing_key_is_refused_with_its_line() {
         "litellm.yaml:6: litellm_settings.context_window_fallbacks: changes routing in LiteLLM (fallbacks on context-window errors) but routesim does not model it; remove it to simulate without it"
     );
     let e = error("model_list:\n  - model_name: g\n    litellm_params: {model: a}\nrouter_settings:\n  routing_strategy: custom\n");
-    assert!(e.starts_with("litellm.yaml:5: router_settings.routing_strategy: \"custom\" is not a LiteLLM routing strategy"), "{e}");
+    assert!(
+        e.starts_with(
+            "litellm.yaml:5: router_settings.routing_strategy: \"custom\" is not a LiteLLM routing strategy"
+        ),
+        "{e}"
+    );
     let e = error("model_list:\n  - model_name: g\n    litellm_params: {model: a}\nrouter_settings:\n  model_group_alias: {gpt-4: g}\n");
-    assert!(e.starts_with("litellm.yaml:5: router_settings.model_group_alias: changes routing in LiteLLM"), "{e}");
+    assert!(
+        e.starts_with("litellm.yaml:5: router_settings.model_group_alias: changes routing in LiteLLM"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -247,7 +270,11 @@ fn a_missing_model_list_and_a_yaml_syntax_error_are_one_line() {
 #[test]
 fn the_policy_error_is_one_line_without_debug_formatting() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.yaml"), "model_list:\n  - model_name: g\n    litellm_params:\n      model: nowhere\n").unwrap();
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        "model_list:\n  - model_name: g\n    litellm_params:\n      model: nowhere\n",
+    )
+    .unwrap();
     let ds = [deployment("a", "")];
     let config: routesim::policy::config::PolicyConfig =
         toml::from_str("kind = \"litellm\"\nconfig_file = \"c.yaml\"").unwrap();
@@ -278,7 +305,9 @@ fn the_bundled_proxy_scenario_runs_and_notes_ignored_keys_once() {
     let notes: Vec<&str> = stderr.lines().filter(|l| l.starts_with("note: ")).collect();
     assert_eq!(notes.len(), 1, "{stderr}");
     assert!(
-        notes[0].starts_with("note: scenarios/litellm-proxy.yaml: ignored LiteLLM keys that do not affect routing: "),
+        notes[0].starts_with(
+            "note: scenarios/litellm-proxy.yaml: ignored LiteLLM keys that do not affect routing: "
+        ),
         "{}",
         notes[0]
     );
@@ -287,12 +316,16 @@ fn the_bundled_proxy_scenario_runs_and_notes_ignored_keys_once() {
     assert!(stdout.contains("litellm-proxy"), "{stdout}");
 
     // What the import made of it.
-    let scenario = routesim::scenario::Scenario::load(&repo_root().join("scenarios/litellm-proxy.toml")).unwrap();
+    let scenario =
+        routesim::scenario::Scenario::load(&repo_root().join("scenarios/litellm-proxy.toml")).unwrap();
     let text = std::fs::read_to_string(repo_root().join("scenarios/litellm-proxy.yaml")).unwrap();
-    let map: BTreeMap<String, String> =
-        [("sonnet-anthropic", "anthropic/sonnet"), ("sonnet-bedrock", "bedrock/sonnet"), ("gpt-5-openai", "openai/gpt-5")]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .into();
+    let map: BTreeMap<String, String> = [
+        ("sonnet-anthropic", "anthropic/sonnet"),
+        ("sonnet-bedrock", "bedrock/sonnet"),
+        ("gpt-5-openai", "openai/gpt-5"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into();
     let c = import_text(
         &text,
         "litellm-proxy.yaml",
@@ -330,7 +363,10 @@ fn litellm_package() -> Option<PathBuf> {
 
 /// What each config shipped in LiteLLM 1.110.2's package must do: `Ok` with what the import
 /// must have read, or the error's start. Paths relative to the package.
-fn expected_outcomes() -> Vec<(&'static str, Result<fn(&ImportedConfig), &'static str>)> {
+/// A config's expected outcome: checks on what it loads into, or the start of its error.
+type Outcome = Result<fn(&ImportedConfig), &'static str>;
+
+fn expected_outcomes() -> Vec<(&'static str, Outcome)> {
     fn loads(_: &ImportedConfig) {}
     vec![
         ("proxy/dev_config.yaml", Ok(|c| {
@@ -407,7 +443,10 @@ fn the_configs_inside_the_litellm_package_load_or_are_refused_as_expected() {
         }
     }
     for path in &shipped {
-        assert!(expected.iter().any(|(p, _)| p == path), "{path} ships in the package but has no expected outcome");
+        assert!(
+            expected.iter().any(|(p, _)| p == path),
+            "{path} ships in the package but has no expected outcome"
+        );
     }
     for (path, outcome) in expected {
         let text = std::fs::read_to_string(package.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -422,12 +461,19 @@ fn the_configs_inside_the_litellm_package_load_or_are_refused_as_expected() {
             (Ok(check), Ok(imported)) => {
                 assert!(!imported.model_list.is_empty(), "{path}");
                 check(&imported);
-                println!("loads    {path} ({} deployments, {} keys ignored)", imported.model_list.len(), imported.ignored.len());
+                println!(
+                    "loads    {path} ({} deployments, {} keys ignored)",
+                    imported.model_list.len(),
+                    imported.ignored.len()
+                );
             }
             (Err(start), Err(e)) => {
                 let message = e.to_string();
                 assert!(message.starts_with(path), "{message}");
-                assert!(message[path.len()..].starts_with(start) || message.contains(start), "{path}: {message}");
+                assert!(
+                    message[path.len()..].starts_with(start) || message.contains(start),
+                    "{path}: {message}"
+                );
                 assert!(!message.contains('\n'), "{message}");
                 println!("refused  {message}");
             }

@@ -242,4 +242,6 @@ mod import;
 mod yaml;
 
 pub use import::{ignored_note, import_text, load_yaml, ImportError, Problem};
-pub use yaml::{parse as parse_yaml, resolve_plain as resolve_yaml_scalar, Node as YamlNode, Value as YamlValue};
+pub use yaml::{
+    parse as parse_yaml, resolve_plain as resolve_yaml_scalar, Node as YamlNode, Value as YamlValue,
+};

@@ -47,7 +47,9 @@ pub enum Problem {
     Expected { expected: &'static str, got: String },
     #[error("{0}")]
     Invalid(String),
-    #[error("changes routing in LiteLLM ({why}) but routesim does not model it; remove it to simulate without it")]
+    #[error(
+        "changes routing in LiteLLM ({why}) but routesim does not model it; remove it to simulate without it"
+    )]
     NotModelled { why: &'static str },
     #[error("{0:?} matches no single scenario deployment; map it with deployment_map = {{ \"{0}\" = \"<deployment>\" }}")]
     NoDeployment(String),
@@ -207,7 +209,11 @@ const KEYS: &[(Section, &str, Kind)] = &[
     (RouterSettings, "session_affinity_repin_on_failover", Refused("sticky session affinity")),
     (RouterSettings, "enable_health_check_routing", Refused("deployments skipped by health checks")),
     (RouterSettings, "enable_weighted_failover", Refused("weighted failover")),
-    (RouterSettings, "enable_mid_stream_fallback_continuation", Refused("fallback in the middle of a stream")),
+    (
+        RouterSettings,
+        "enable_mid_stream_fallback_continuation",
+        Refused("fallback in the middle of a stream"),
+    ),
     (RouterSettings, "fallback_on_unsupported_params", Refused("fallbacks on unsupported-parameter errors")),
     (RouterSettings, "stream_timeout", Ignored),
     (RouterSettings, "redis_url", Ignored),
@@ -296,7 +302,13 @@ impl Reader {
     }
 
     /// The kind of `key`, with refusals turned into errors (unless the value is inert).
-    fn classify(&mut self, section: Section, key: &Node, value: &Node, path: &str) -> Result<bool, ImportError> {
+    fn classify(
+        &mut self,
+        section: Section,
+        key: &Node,
+        value: &Node,
+        path: &str,
+    ) -> Result<bool, ImportError> {
         match kind(section, &key.key_text()) {
             Modelled => Ok(true),
             Ignored => {
@@ -335,7 +347,8 @@ impl Reader {
 
     fn u32(&self, node: &Node, path: &str) -> Result<u32, ImportError> {
         let v = self.uint(node, path)?;
-        u32::try_from(v).map_err(|_| self.error(node.line, path, Problem::Invalid(format!("{v} is too large"))))
+        u32::try_from(v)
+            .map_err(|_| self.error(node.line, path, Problem::Invalid(format!("{v} is too large"))))
     }
 
     fn number(&self, node: &Node, path: &str) -> Result<f64, ImportError> {
@@ -368,7 +381,8 @@ impl Reader {
 
     /// `[{group: [fallback groups]}, …]`.
     fn fallbacks(&self, node: &Node, path: &str) -> Result<Vec<BTreeMap<String, Vec<String>>>, ImportError> {
-        let items = node.as_seq().ok_or_else(|| self.expected(node, path, "a list of {group: [fallback groups]}"))?;
+        let items =
+            node.as_seq().ok_or_else(|| self.expected(node, path, "a list of {group: [fallback groups]}"))?;
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let item_path = format!("{path}[{i}]");
@@ -431,9 +445,12 @@ pub fn load_yaml(
     catalog: &Catalog,
 ) -> Result<ImportedConfig, ImportError> {
     let file = catalog.resolve_path(path).display().to_string();
-    let text = catalog
-        .read_file(path)
-        .map_err(|e| ImportError { file: file.clone(), line: None, path: String::new(), problem: Problem::Read(e) })?;
+    let text = catalog.read_file(path).map_err(|e| ImportError {
+        file: file.clone(),
+        line: None,
+        path: String::new(),
+        problem: Problem::Read(e),
+    })?;
     let imported = import_text(&text, &file, map, catalog)?;
     if !imported.ignored.is_empty() {
         catalog.note(ignored_note(&file, &imported.ignored));
@@ -476,8 +493,10 @@ pub fn import_text(
         }
     }
 
-    let list_node = root.get("model_list").ok_or_else(|| r.error(root.line, "model_list", Problem::Missing))?;
-    let list = list_node.as_seq().ok_or_else(|| r.expected(list_node, "model_list", "a list of deployments"))?;
+    let list_node =
+        root.get("model_list").ok_or_else(|| r.error(root.line, "model_list", Problem::Missing))?;
+    let list =
+        list_node.as_seq().ok_or_else(|| r.expected(list_node, "model_list", "a list of deployments"))?;
     if list.is_empty() {
         return Err(r.error(list_node.line, "model_list", Problem::Invalid("is empty".into())));
     }
@@ -547,9 +566,13 @@ pub fn import_text(
                         settings.cooldown_time = t;
                     }
                 }
-                "disable_cooldowns" => settings.disable_cooldowns = opt(value, |v| r.boolean(v, &p))?.unwrap_or(false),
+                "disable_cooldowns" => {
+                    settings.disable_cooldowns = opt(value, |v| r.boolean(v, &p))?.unwrap_or(false)
+                }
                 "fallbacks" => fallbacks = opt(value, |v| r.fallbacks(v, &p))?.unwrap_or_default(),
-                "default_fallbacks" => default_fallbacks = opt(value, |v| r.strings(v, &p))?.unwrap_or_default(),
+                "default_fallbacks" => {
+                    default_fallbacks = opt(value, |v| r.strings(v, &p))?.unwrap_or_default()
+                }
                 "max_fallbacks" => max_fallbacks = opt(value, |v| r.u32(v, &p))?,
                 "enable_tag_filtering" => {
                     settings.enable_tag_filtering = opt(value, |v| r.boolean(v, &p))?.unwrap_or(false)
@@ -585,7 +608,12 @@ fn opt<T>(node: &Node, read: impl FnOnce(&Node) -> Result<T, ImportError>) -> Re
     }
 }
 
-fn strategy_args(r: &mut Reader, node: &Node, path: &str, settings: &mut RouterSettings) -> Result<(), ImportError> {
+fn strategy_args(
+    r: &mut Reader,
+    node: &Node,
+    path: &str,
+    settings: &mut RouterSettings,
+) -> Result<(), ImportError> {
     let entries = r.map(node, path)?.to_vec();
     for (key, value) in &entries {
         let name = key.key_text();
@@ -604,8 +632,8 @@ fn strategy_args(r: &mut Reader, node: &Node, path: &str, settings: &mut RouterS
             "ttl" => settings.ttl = r.seconds(value, &p)?,
             "max_latency_list_size" => {
                 let n = r.uint(value, &p)?;
-                settings.max_latency_list_size =
-                    usize::try_from(n).map_err(|_| r.error(value.line, &p, Problem::Invalid(format!("{n} is too large"))))?;
+                settings.max_latency_list_size = usize::try_from(n)
+                    .map_err(|_| r.error(value.line, &p, Problem::Invalid(format!("{n} is too large"))))?;
             }
             _ => unreachable_key(&name),
         }
@@ -680,12 +708,16 @@ fn entry(
     map: &BTreeMap<String, String>,
     catalog: &Catalog,
 ) -> Result<ModelEntry, ImportError> {
-    let entries = item.as_map().ok_or_else(|| r.expected(item, field, "a mapping with model_name and litellm_params"))?;
-    let model_name_node =
-        item.get("model_name").ok_or_else(|| r.error(item.line, format!("{field}.model_name"), Problem::Missing))?;
+    let entries = item
+        .as_map()
+        .ok_or_else(|| r.expected(item, field, "a mapping with model_name and litellm_params"))?;
+    let model_name_node = item
+        .get("model_name")
+        .ok_or_else(|| r.error(item.line, format!("{field}.model_name"), Problem::Missing))?;
     let model_name = r.string(model_name_node, &format!("{field}.model_name"))?;
     let params_path = format!("{field}.litellm_params");
-    let params_node = item.get("litellm_params").ok_or_else(|| r.error(item.line, &params_path, Problem::Missing))?;
+    let params_node =
+        item.get("litellm_params").ok_or_else(|| r.error(item.line, &params_path, Problem::Missing))?;
     let params = params_node.as_map().ok_or_else(|| r.expected(params_node, &params_path, "a mapping"))?;
     let model_path = format!("{params_path}.model");
     let model_node = item
@@ -787,7 +819,13 @@ fn deployment_for(
             match (by_name, by_model.as_slice()) {
                 (Some(d), _) => d.name.clone(),
                 (None, [d]) => d.name.clone(),
-                _ => return Err(r.error(model_node.line, model_path, Problem::NoDeployment(model.to_string()))),
+                _ => {
+                    return Err(r.error(
+                        model_node.line,
+                        model_path,
+                        Problem::NoDeployment(model.to_string()),
+                    ))
+                }
             }
         }
     };
@@ -804,17 +842,17 @@ mod tests {
     #[test]
     fn every_modelled_key_is_handled_and_the_table_has_no_duplicates() {
         for (i, (s, k, _)) in KEYS.iter().enumerate() {
-            assert!(
-                !KEYS[..i].iter().any(|(s2, k2, _)| s2 == s && k2 == k),
-                "{k} listed twice in {s:?}"
-            );
+            assert!(!KEYS[..i].iter().any(|(s2, k2, _)| s2 == s && k2 == k), "{k} listed twice in {s:?}");
         }
         assert!(modelled(Params).contains(&"tags"));
     }
 
     #[test]
     fn model_list_indexes_are_generalised() {
-        assert_eq!(generalise("model_list[12].litellm_params.api_key"), "model_list[*].litellm_params.api_key");
+        assert_eq!(
+            generalise("model_list[12].litellm_params.api_key"),
+            "model_list[*].litellm_params.api_key"
+        );
         assert_eq!(generalise("general_settings.master_key"), "general_settings.master_key");
     }
 

@@ -370,7 +370,7 @@ pub fn parse_int(text: &str) -> Option<i128> {
         }
         digits(rest, 8)?
     } else if body.contains(':') {
-        sexagesimal(body)?.try_into().ok()?
+        i128::from(sexagesimal(body)?)
     } else {
         let mut chars = body.chars();
         if !chars.next().is_some_and(|c| c.is_ascii_digit() && c != '0')
