@@ -276,6 +276,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Notes from loading a scenario (e.g. ignored LiteLLM keys), once each, on stderr.
+fn print_notes(scenario: &Scenario) {
+    for note in scenario.notes() {
+        eprintln!("note: {note}");
+    }
+}
+
 fn exit_code(error: &anyhow::Error) -> u8 {
     let input = error.chain().any(|cause| {
         cause.is::<ScenarioError>()
@@ -296,6 +303,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { scenario, trace, trace_format, out, seed, json } => {
             let scenario = Scenario::load(&scenario)?;
+            print_notes(&scenario);
             let format = parse_format("--trace-format", &trace_format)?;
             let source =
                 trace.map(|path| TraceSource::File { path, format, options: ImportOptions::default() });
@@ -460,6 +468,7 @@ fn run_sweep_command(args: SweepArgs) -> anyhow::Result<()> {
         return Err(UsageError("sim sweep: give SWEEP.toml and --out DIR".into()).into());
     };
     let plan = routesim::sweep::plan::Plan::load(&sweep)?;
+    print_notes(&plan.base);
     let shard = match &args.shard {
         Some(text) => Some(Shard::parse(text)?),
         None => Shard::from_env(|name| std::env::var(name).ok(), args.shard_count)?,

@@ -102,6 +102,8 @@ pub struct PolicySpec {
     base_dir: PathBuf,
     /// Files the policy read when it was validated (see [`FileCache`]).
     files: Arc<BTreeMap<PathBuf, String>>,
+    /// Notes its validation left for the user (e.g. LiteLLM keys an import ignored).
+    pub notes: Vec<String>,
 }
 
 impl PolicySpec {
@@ -113,18 +115,20 @@ impl PolicySpec {
     ) -> Result<PolicySpec, String> {
         let files = FileCache::default();
         config.build(&Catalog { deployments: &deployments, base_dir, files: &files })?;
+        let (texts, notes) = files.into_parts();
         Ok(PolicySpec {
             config,
             deployments,
             base_dir: base_dir.to_path_buf(),
-            files: Arc::new(files.into_inner()),
+            files: Arc::new(texts),
+            notes,
         })
     }
 
     /// A fresh policy. The same configuration over the same deployments and the same file
     /// texts as at validation, so it builds as it did then.
     pub fn build(&self) -> Box<dyn Policy> {
-        let files = FileCache::new((*self.files).clone());
+        let files = FileCache::with_texts((*self.files).clone());
         self.config
             .build(&Catalog { deployments: &self.deployments, base_dir: &self.base_dir, files: &files })
             .expect("validated when the scenario was loaded, from the same inputs")
@@ -283,6 +287,18 @@ impl Scenario {
             horizon: self.horizon.map(|h| Instant::ZERO + h),
             max_attempts_per_request: self.max_attempts_per_request,
         }
+    }
+
+    /// Notes for the user from validating the strategies (e.g. LiteLLM keys an import
+    /// ignored), each once, in strategy order; the CLI prints them on stderr.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = Vec::new();
+        for note in self.strategies.iter().flat_map(|s| &s.policy.notes) {
+            if !notes.contains(note) {
+                notes.push(note.clone());
+            }
+        }
+        notes
     }
 
     pub fn deployment_names(&self) -> Vec<String> {

@@ -23,8 +23,25 @@ use std::path::{Path, PathBuf};
 
 /// Files a policy reads (a LiteLLM `config.yaml`), by resolved path. Filled when a scenario is
 /// validated and handed to every later build, so files are read once: a policy built for a run
-/// is exactly the one that was validated, even if the file changes meanwhile.
-pub type FileCache = RefCell<BTreeMap<PathBuf, String>>;
+/// is exactly the one that was validated, even if the file changes meanwhile. Also the notes
+/// a build leaves for the user (keys an import ignored), printed once at scenario load.
+#[derive(Debug, Default)]
+pub struct FileCache {
+    texts: RefCell<BTreeMap<PathBuf, String>>,
+    notes: RefCell<Vec<String>>,
+}
+
+impl FileCache {
+    /// A cache holding texts already read.
+    pub fn with_texts(texts: BTreeMap<PathBuf, String>) -> FileCache {
+        FileCache { texts: RefCell::new(texts), notes: RefCell::default() }
+    }
+
+    /// The texts read and the notes left, in the order they were left.
+    pub fn into_parts(self) -> (BTreeMap<PathBuf, String>, Vec<String>) {
+        (self.texts.into_inner(), self.notes.into_inner())
+    }
+}
 
 /// The deployments a policy may route to, and where relative config files are found.
 #[derive(Clone, Copy, Debug)]
@@ -39,13 +56,21 @@ impl Catalog<'_> {
     /// The text of a file relative to the scenario, read from disk only the first time.
     pub fn read_file(&self, path: &Path) -> Result<String, String> {
         let resolved = self.resolve_path(path);
-        if let Some(text) = self.files.borrow().get(&resolved) {
+        if let Some(text) = self.files.texts.borrow().get(&resolved) {
             return Ok(text.clone());
         }
         let text = std::fs::read_to_string(&resolved)
             .map_err(|e| format!("cannot read {}: {e}", resolved.display()))?;
-        self.files.borrow_mut().insert(resolved, text.clone());
+        self.files.texts.borrow_mut().insert(resolved, text.clone());
         Ok(text)
+    }
+
+    /// Leaves a note for the user (once per distinct text), e.g. keys an import ignored.
+    pub fn note(&self, note: String) {
+        let mut notes = self.files.notes.borrow_mut();
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
     }
 
     /// Resolves a deployment name; the error names `field` and suggests a close name.

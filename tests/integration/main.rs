@@ -4,6 +4,7 @@ mod behaviour;
 mod cli;
 mod conformance;
 mod determinism;
+mod litellm_import;
 mod live;
 mod policies;
 mod report;

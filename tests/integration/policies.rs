@@ -389,7 +389,13 @@ model = "claude""#,
         .build(&Catalog { deployments: &ds, base_dir: dir.path(), files: &Default::default() })
         .err()
         .unwrap();
-    assert!(err.contains("model_list[0].litellm_params.priority: unsupported key \"priority\""), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "config_file: {}:5: model_list[0].litellm_params.priority: changes routing in LiteLLM (the priority request queue) but routesim does not model it; remove it to simulate without it",
+            dir.path().join("bad.yaml").display()
+        )
+    );
 }
 
 // ------------------------------------------------------------------ rules, batch
