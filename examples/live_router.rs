@@ -65,7 +65,7 @@ fn main() {
                 };
                 let outcome =
                     router.call(&request, |d, options, n| provider.attempt(router, &request, d, options, n));
-                if let LiveOutcome::Served(report) = outcome {
+                if let Ok(LiveOutcome::Served(report)) = outcome {
                     served[report.deployment.index()].fetch_add(1, Ordering::Relaxed);
                 }
             });

@@ -75,6 +75,9 @@ pub enum EngineError {
     /// A child row names a parent id that did not appear earlier in the trace.
     #[error("{file}:{line}: field \"parent\": unknown parent id (a parent must appear on an earlier row)")]
     UnknownParent { file: String, line: u64 },
+    /// Closed loop: a row names itself as its parent (it could never start).
+    #[error("{file}:{line}: field \"parent\": names the row's own id (a request cannot be its own parent)")]
+    SelfParent { file: String, line: u64 },
     /// Closed loop: two rows share an id, so parent links would be ambiguous.
     #[error("{file}:{line}: field \"id\": duplicate id (ids must be unique for closed-loop replay)")]
     DuplicateId { file: String, line: u64 },
@@ -88,7 +91,10 @@ impl EngineError {
     pub fn is_input_error(&self) -> bool {
         matches!(
             self,
-            EngineError::Trace(_) | EngineError::UnknownParent { .. } | EngineError::DuplicateId { .. }
+            EngineError::Trace(_)
+                | EngineError::UnknownParent { .. }
+                | EngineError::SelfParent { .. }
+                | EngineError::DuplicateId { .. }
         )
     }
 }
@@ -347,6 +353,11 @@ impl Engine<'_> {
         if self.family.finished_at.insert(request.id, None).is_some() {
             // A repeated id would make parent links ambiguous.
             return Err(EngineError::DuplicateId { file: self.trace_name.clone(), line: request.line });
+        }
+        if request.parent == Some(request.id) {
+            // Parents must come on earlier rows and ids are unique, so a self-parent is the
+            // only cycle a trace can hold: without this check it would wait forever.
+            return Err(EngineError::SelfParent { file: self.trace_name.clone(), line: request.line });
         }
         match request.parent {
             None => {
@@ -793,7 +804,7 @@ pub fn run_scenario_source(
         .strategies
         .par_iter()
         .map(|strategy| {
-            let mut stream = crate::trace::source::open_source(source)?;
+            let mut stream = crate::trace::source::open_source_within(source, scenario.trace.max_span)?;
             let mut policy = strategy.policy.build();
             let metrics = simulate(
                 &strategy.name,

@@ -2,7 +2,8 @@
 //! wall clock. Proof that the routing code is real: a gateway wraps a [`LiveRouter`] and calls
 //! [`LiveRouter::call`] with a function that performs one attempt against a real provider.
 //!
-//! Thread-safe: one mutex guards the policy and the per-request histories; it is never held
+//! Thread-safe: one mutex guards the policy and the set of request ids in flight (a second
+//! concurrent call with an id already in flight is refused with [`LiveError`]); it is never held
 //! while an attempt runs or while a caller sleeps. Time is `std::time::Instant` converted to
 //! the library's [`Instant`] (microseconds since the router was created). Parked requests
 //! poll every `park_poll` (a live gateway would use a condition variable; polling keeps the
@@ -14,7 +15,7 @@ use crate::provider::{Deployment, DeploymentState, PlannedOutcome};
 use crate::rng::{DrawKey, Purpose};
 use crate::time::Instant;
 use crate::trace::Request;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// How a live call ended.
@@ -28,9 +29,20 @@ pub enum LiveOutcome {
     Rejected(&'static str),
 }
 
+/// Why a live call was not routed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    /// Another call with the same request id is in flight. Policies key their per-request
+    /// state (parking, hedging, cooldown memos) by request id, so two concurrent calls sharing
+    /// one would corrupt each other; give each concurrent call its own id.
+    #[error("request id {id:#x} is already in flight in another call; concurrent calls need distinct ids")]
+    DuplicateRequestId { id: u64 },
+}
+
 struct State {
     policy: Box<dyn Policy>,
-    histories: HashMap<u64, History>,
+    /// Request ids of the calls in flight.
+    in_flight: HashSet<u64>,
     /// Parked requests the policy has released, until their thread notices.
     woken: HashSet<u64>,
 }
@@ -47,7 +59,7 @@ pub struct LiveRouter {
 impl LiveRouter {
     pub fn new(policy: Box<dyn Policy>, seed: u64) -> LiveRouter {
         LiveRouter {
-            state: Mutex::new(State { policy, histories: HashMap::new(), woken: HashSet::new() }),
+            state: Mutex::new(State { policy, in_flight: HashSet::new(), woken: HashSet::new() }),
             epoch: std::time::Instant::now(),
             seed,
             park_poll: std::time::Duration::from_millis(2),
@@ -72,17 +84,24 @@ impl LiveRouter {
 
     /// Routes `request` to completion. `attempt` performs one attempt at a deployment (it may
     /// block for as long as the provider takes) and returns its report.
-    pub fn call<F>(&self, request: &Request, mut attempt: F) -> LiveOutcome
+    ///
+    /// # Errors
+    /// [`LiveError::DuplicateRequestId`] at once, without routing, if another call with the
+    /// same `request.id` is in flight.
+    pub fn call<F>(&self, request: &Request, mut attempt: F) -> Result<LiveOutcome, LiveError>
     where
         F: FnMut(DeploymentId, AttemptOptions, u32) -> AttemptReport,
     {
         let started_at = self.now();
-        self.lock().histories.insert(request.id, History::new(started_at));
+        if !self.lock().in_flight.insert(request.id) {
+            return Err(LiveError::DuplicateRequestId { id: request.id });
+        }
+        // The history is this call's own: no other call can reach it.
+        let mut history = History::new(started_at);
         let outcome = loop {
             let decision = {
                 let mut state = self.lock();
-                let State { policy, histories, .. } = &mut *state;
-                let history = histories.get_mut(&request.id).expect("inserted above");
+                let policy = &mut state.policy;
                 let mut rng = DrawKey {
                     seed: self.seed,
                     request: request.id,
@@ -91,7 +110,7 @@ impl LiveRouter {
                     purpose: Purpose::Policy,
                 }
                 .rng();
-                let decision = policy.route(self.now(), request, history, &mut rng);
+                let decision = policy.route(self.now(), request, &mut history, &mut rng);
                 if let Decision::Attempt { .. } = decision {
                     history.attempts += 1;
                 }
@@ -101,10 +120,7 @@ impl LiveRouter {
                 (Decision::Attempt { deployment, options, .. }, number) => {
                     // Hedging needs concurrent attempts: the live adapter runs the first only.
                     let report = attempt(deployment, options, number);
-                    let mut state = self.lock();
-                    let State { policy, histories, .. } = &mut *state;
-                    policy.observe(self.now(), &report);
-                    let history = histories.get_mut(&request.id).expect("inserted above");
+                    self.lock().policy.observe(self.now(), &report);
                     if report.failure().is_none() {
                         break LiveOutcome::Served(report);
                     }
@@ -112,7 +128,7 @@ impl LiveRouter {
                 }
                 (Decision::Wait { until }, _) => {
                     sleep_until(self.wall(until));
-                    self.lock().histories.get_mut(&request.id).expect("inserted above").waited();
+                    history.waited();
                 }
                 (Decision::Park { until }, _) => {
                     // Poll until the policy would let us go, or until the deadline.
@@ -129,20 +145,20 @@ impl LiveRouter {
                             break;
                         }
                     }
-                    self.lock().histories.get_mut(&request.id).expect("inserted above").waited();
+                    history.waited();
                 }
                 (Decision::GiveUp, _) => {
-                    let last = self.lock().histories.get(&request.id).and_then(|h| h.last.clone());
-                    break LiveOutcome::GaveUp(last);
+                    break LiveOutcome::GaveUp(history.last.clone());
                 }
                 (Decision::Reject { reason }, _) => break LiveOutcome::Rejected(reason),
             }
         };
         let mut state = self.lock();
-        state.histories.remove(&request.id);
         let now = self.now();
         state.policy.forget(now, request.id);
-        outcome
+        state.woken.remove(&request.id);
+        state.in_flight.remove(&request.id);
+        Ok(outcome)
     }
 }
 

@@ -56,72 +56,131 @@ impl FailureCause {
     }
 }
 
+/// Values kept raw before a histogram is built: a class or strategy with few requests costs
+/// a few bytes per value instead of an HDR counts array (tens of kilobytes).
+const RAW_VALUES_MAX: usize = 512;
+
 /// A latency histogram in microseconds.
-#[derive(Clone, Debug)]
+///
+/// It starts as a short list of raw values and becomes an HDR histogram once more than
+/// [`RAW_VALUES_MAX`] values are recorded; queries on the raw list build the same histogram
+/// transiently, so every figure is identical to recording into a histogram from the start
+/// (HDR counts do not depend on recording order).
+#[derive(Clone, Debug, Default)]
 pub struct Latency {
-    histogram: Histogram<u64>,
+    store: LatencyStore,
 }
 
-impl Default for Latency {
+#[derive(Clone, Debug)]
+enum LatencyStore {
+    /// Values in µs (each ≥ 1), in recording order.
+    Raw(Vec<u64>),
+    Hdr(Box<Histogram<u64>>),
+}
+
+impl Default for LatencyStore {
     fn default() -> Self {
-        Latency {
-            // Auto-resizing, 3 significant digits: values within 0.1%.
-            histogram: Histogram::new(3).expect("3 significant digits is a valid HDR precision"),
-        }
+        LatencyStore::Raw(Vec::new())
     }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // Auto-resizing, 3 significant digits: values within 0.1%.
+    Histogram::new(3).expect("3 significant digits is a valid HDR precision")
+}
+
+fn record_micros(histogram: &mut Histogram<u64>, micros: u64) {
+    // Auto-resizing: `record` grows the range as needed (`saturating_record` would clamp
+    // at the current top instead).
+    if histogram.record(micros).is_err() {
+        histogram.saturating_record(micros);
+    }
+}
+
+fn histogram_of(values: &[u64]) -> Histogram<u64> {
+    let mut histogram = new_histogram();
+    for &v in values {
+        record_micros(&mut histogram, v);
+    }
+    histogram
 }
 
 impl Latency {
     pub fn record(&mut self, d: Duration) {
         // Zero cannot be recorded in a log-bucketed histogram; 1 µs is below any resolution used.
         let micros = d.as_micros().max(1);
-        // Auto-resizing: `record` grows the range as needed (`saturating_record` would clamp
-        // at the current top instead).
-        if self.histogram.record(micros).is_err() {
-            self.histogram.saturating_record(micros);
+        match &mut self.store {
+            LatencyStore::Raw(values) if values.len() < RAW_VALUES_MAX => values.push(micros),
+            LatencyStore::Raw(values) => {
+                let mut histogram = histogram_of(values);
+                record_micros(&mut histogram, micros);
+                self.store = LatencyStore::Hdr(Box::new(histogram));
+            }
+            LatencyStore::Hdr(histogram) => record_micros(histogram, micros),
         }
     }
 
     pub fn count(&self) -> u64 {
-        self.histogram.len()
+        match &self.store {
+            LatencyStore::Raw(values) => values.len() as u64,
+            LatencyStore::Hdr(histogram) => histogram.len(),
+        }
     }
 
     pub fn merge(&mut self, other: &Latency) {
-        // Auto-resizing histograms never fail to add.
-        let _ = self.histogram.add(&other.histogram);
+        match &other.store {
+            LatencyStore::Raw(values) => {
+                for &micros in values {
+                    self.record(Duration::from_micros(micros));
+                }
+            }
+            LatencyStore::Hdr(theirs) => {
+                let mut mine = match std::mem::take(&mut self.store) {
+                    LatencyStore::Raw(values) => histogram_of(&values),
+                    LatencyStore::Hdr(histogram) => *histogram,
+                };
+                // Auto-resizing histograms never fail to add.
+                let _ = mine.add(&**theirs);
+                self.store = LatencyStore::Hdr(Box::new(mine));
+            }
+        }
+    }
+
+    /// Runs `f` on the histogram of the values (built transiently while they are few); `None`
+    /// when no value was recorded.
+    fn with_histogram<T>(&self, f: impl FnOnce(&Histogram<u64>) -> T) -> Option<T> {
+        match &self.store {
+            LatencyStore::Raw(values) if values.is_empty() => None,
+            LatencyStore::Raw(values) => Some(f(&histogram_of(values))),
+            LatencyStore::Hdr(histogram) if histogram.is_empty() => None,
+            LatencyStore::Hdr(histogram) => Some(f(histogram)),
+        }
     }
 
     /// Quantile `q` in milliseconds (0 when empty).
     pub fn quantile_ms(&self, q: f64) -> f64 {
-        if self.histogram.is_empty() {
-            return 0.0;
-        }
-        self.histogram.value_at_quantile(q) as f64 / 1000.0
+        self.with_histogram(|h| h.value_at_quantile(q) as f64 / 1000.0).unwrap_or(0.0)
     }
 
     /// Quantiles `qs` (each in 0..=1) in milliseconds, rounded to 3 decimals (empty when no
     /// value was recorded): the points of a CDF for plotting.
     pub fn quantiles_ms(&self, qs: &[f64]) -> Vec<f64> {
-        if self.histogram.is_empty() {
-            return Vec::new();
-        }
-        qs.iter().map(|q| round3(self.histogram.value_at_quantile(*q) as f64 / 1000.0)).collect()
+        self.with_histogram(|h| qs.iter().map(|q| round3(h.value_at_quantile(*q) as f64 / 1000.0)).collect())
+            .unwrap_or_default()
     }
 
     pub fn summary(&self) -> LatencySummary {
         let ms = |micros: f64| round3(micros / 1000.0);
-        if self.histogram.is_empty() {
-            return LatencySummary::default();
-        }
-        LatencySummary {
-            count: self.histogram.len(),
-            p50: ms(self.histogram.value_at_quantile(0.50) as f64),
-            p90: ms(self.histogram.value_at_quantile(0.90) as f64),
-            p95: ms(self.histogram.value_at_quantile(0.95) as f64),
-            p99: ms(self.histogram.value_at_quantile(0.99) as f64),
-            max: ms(self.histogram.max() as f64),
-            mean: ms(self.histogram.mean()),
-        }
+        self.with_histogram(|h| LatencySummary {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50) as f64),
+            p90: ms(h.value_at_quantile(0.90) as f64),
+            p95: ms(h.value_at_quantile(0.95) as f64),
+            p99: ms(h.value_at_quantile(0.99) as f64),
+            max: ms(h.max() as f64),
+            mean: ms(h.mean()),
+        })
+        .unwrap_or_default()
     }
 }
 
@@ -257,12 +316,8 @@ pub struct MinuteCounts {
     pub output_tokens: u64,
 }
 
-fn minute_mut(series: &mut Vec<MinuteCounts>, at: Instant) -> &mut MinuteCounts {
-    let minute = usize::try_from(at.minute_index()).unwrap_or(usize::MAX);
-    if series.len() <= minute {
-        series.resize(minute + 1, MinuteCounts::default());
-    }
-    &mut series[minute]
+fn minute_mut(series: &mut BTreeMap<u64, MinuteCounts>, at: Instant) -> &mut MinuteCounts {
+    series.entry(at.minute_index()).or_default()
 }
 
 /// Everything measured for one strategy.
@@ -274,9 +329,10 @@ pub struct StrategyMetrics {
     pub by_class: Vec<RequestMetrics>,
     /// Indexed by `DeploymentId`.
     pub by_deployment: Vec<DeploymentMetrics>,
-    /// Per deployment (outer index), per minute since the start (inner index). A dense vector:
-    /// memory grows with simulated minutes, never with requests, and updates are O(1).
-    pub per_minute: Vec<Vec<MinuteCounts>>,
+    /// Per deployment (outer index), per minute since the start (key). Sparse: memory grows
+    /// with the minutes that saw an attempt start or end (at most two per attempt), never with
+    /// the time values themselves, so a far-future instant costs one entry.
+    pub per_minute: Vec<BTreeMap<u64, MinuteCounts>>,
     /// Fallbacks fired: a failed attempt followed by an attempt at another deployment, by
     /// the failure that caused it.
     pub fallbacks_by_cause: BTreeMap<FailureKind, u64>,
@@ -314,7 +370,7 @@ impl StrategyMetrics {
             total: RequestMetrics::default(),
             by_class: vec![RequestMetrics::default(); classes],
             by_deployment: vec![DeploymentMetrics::default(); deployments],
-            per_minute: vec![Vec::new(); deployments],
+            per_minute: vec![BTreeMap::new(); deployments],
             fallbacks_by_cause: BTreeMap::new(),
             late_child_starts: 0,
             in_system_area: 0,
@@ -415,15 +471,18 @@ impl StrategyMetrics {
 
     /// Non-empty minutes as (minute, deployment index, counts), by minute then deployment.
     pub fn minute_rows(&self) -> Vec<(u64, usize, &MinuteCounts)> {
-        let minutes = self.per_minute.iter().map(Vec::len).max().unwrap_or(0);
-        let mut rows = Vec::new();
-        for minute in 0..minutes {
-            for (deployment, series) in self.per_minute.iter().enumerate() {
-                if let Some(counts) = series.get(minute).filter(|c| **c != MinuteCounts::default()) {
-                    rows.push((minute as u64, deployment, counts));
-                }
-            }
-        }
+        let mut rows: Vec<(u64, usize, &MinuteCounts)> = self
+            .per_minute
+            .iter()
+            .enumerate()
+            .flat_map(|(deployment, series)| {
+                series
+                    .iter()
+                    .filter(|(_, c)| **c != MinuteCounts::default())
+                    .map(move |(minute, c)| (*minute, deployment, c))
+            })
+            .collect();
+        rows.sort_unstable_by_key(|&(minute, deployment, _)| (minute, deployment));
         rows
     }
 
@@ -568,6 +627,83 @@ mod tests {
         }
         assert!((s.mean - 5000.5).abs() / 5000.5 < 0.001);
         assert_eq!(s.count, 10_000);
+    }
+
+    /// Every figure of a `Latency` equals that of a histogram recorded directly (the old
+    /// representation), for sizes on both sides of the raw-value threshold and after merges.
+    #[test]
+    fn raw_and_histogram_latencies_give_identical_figures() {
+        let value = |i: u64| (i.wrapping_mul(2_654_435_761) % 50_000_000) + 1; // 1 µs .. 50 s
+        let direct = |values: &[u64]| {
+            let mut h = new_histogram();
+            for &v in values {
+                record_micros(&mut h, v);
+            }
+            h
+        };
+        let qs = [0.0, 0.001, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0];
+        for n in [1usize, 7, RAW_VALUES_MAX - 1, RAW_VALUES_MAX, RAW_VALUES_MAX + 1, 5_000] {
+            let values: Vec<u64> = (0..n as u64).map(value).collect();
+            let mut latency = Latency::default();
+            for &v in &values {
+                latency.record(Duration::from_micros(v));
+            }
+            let h = direct(&values);
+            assert_eq!(latency.count(), n as u64);
+            let s = latency.summary();
+            assert_eq!(s.p99, round3(h.value_at_quantile(0.99) as f64 / 1000.0), "n={n}");
+            assert_eq!(s.max, round3(h.max() as f64 / 1000.0), "n={n}");
+            assert_eq!(s.mean, round3(h.mean() / 1000.0), "n={n}");
+            let expected: Vec<f64> =
+                qs.iter().map(|q| round3(h.value_at_quantile(*q) as f64 / 1000.0)).collect();
+            assert_eq!(latency.quantiles_ms(&qs), expected, "n={n}");
+            // Merges in every representation pair equal one histogram of all the values.
+            for m in [3usize, RAW_VALUES_MAX + 10] {
+                let more: Vec<u64> = (0..m as u64).map(|i| value(i + 99_991)).collect();
+                let mut other = Latency::default();
+                for &v in &more {
+                    other.record(Duration::from_micros(v));
+                }
+                let mut merged = latency.clone();
+                merged.merge(&other);
+                let all: Vec<u64> = values.iter().chain(&more).copied().collect();
+                let h = direct(&all);
+                let expected: Vec<f64> =
+                    qs.iter().map(|q| round3(h.value_at_quantile(*q) as f64 / 1000.0)).collect();
+                assert_eq!(merged.quantiles_ms(&qs), expected, "n={n} m={m}");
+                assert_eq!(merged.count(), (n + m) as u64);
+            }
+        }
+        assert_eq!(Latency::default().summary(), LatencySummary::default());
+        assert!(Latency::default().quantiles_ms(&qs).is_empty());
+    }
+
+    #[test]
+    fn per_minute_series_are_sparse_and_rows_come_by_minute_then_deployment() {
+        let mut m = StrategyMetrics::new("s", 4, 2);
+        m.record_arrival(ClassId::HARD);
+        let attempt = |deployment: u16, start_min: u64, end_min: u64| AttemptRecord {
+            class: ClassId::HARD,
+            deployment,
+            started_at: Instant::from_millis(start_min * 60_000),
+            ended_at: Instant::from_millis(end_min * 60_000 + 5),
+            failure: None,
+            axis: None,
+            batch: false,
+            input_tokens: 10,
+            cached_input_tokens: 0,
+            output_tokens: 2,
+            cost_usd: 0.0,
+        };
+        // An attempt ending a billion minutes out costs one entry, not a billion.
+        let far = 1_000_000_000;
+        m.record_attempt(&attempt(1, 3, far));
+        m.record_attempt(&attempt(0, 3, 4));
+        m.record_attempt(&attempt(1, 0, 0));
+        assert_eq!(m.per_minute.iter().map(BTreeMap::len).sum::<usize>(), 5);
+        let rows: Vec<(u64, usize, u64, u64)> =
+            m.minute_rows().iter().map(|(min, d, c)| (*min, *d, c.attempts, c.successes)).collect();
+        assert_eq!(rows, vec![(0, 1, 1, 1), (3, 0, 1, 0), (3, 1, 1, 0), (4, 0, 0, 1), (far, 1, 0, 1)]);
     }
 
     #[test]

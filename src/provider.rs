@@ -474,8 +474,11 @@ impl Deployment {
                         format!("must be strictly between 0 and 1, got {}", pc.uptime),
                     ));
                 }
-                if pc.mean_duration.is_zero() {
-                    return Err(ConfigError::new("incident_process.mean_duration", "must be > 0"));
+                if pc.mean_duration < MIN_INCIDENT_MEAN_DURATION {
+                    return Err(ConfigError::new(
+                        "incident_process.mean_duration",
+                        format!("must be at least {MIN_INCIDENT_MEAN_DURATION}, got {}", pc.mean_duration),
+                    ));
                 }
                 Some(IncidentProcess {
                     uptime: pc.uptime,
@@ -954,20 +957,21 @@ fn round_up(d: Duration, granularity: Duration) -> Duration {
 /// order, from its on/off process (so no horizon has to be known in advance).
 #[derive(Debug)]
 struct IncidentTimeline {
-    drawn: Vec<IncidentWindow>,
+    /// Drawn windows not yet passed (passed ones are dropped, so memory stays bounded by the
+    /// windows that overlap the present, however long the run).
+    drawn: std::collections::VecDeque<IncidentWindow>,
     /// End of the last drawn window (or the start of time), from which the next "up" period runs.
     drawn_until: Instant,
     rng: SplitMix64,
     /// Index of the first scheduled/drawn window that may still matter (time only moves forward
     /// for a deployment's attempts, so earlier windows are never looked at again).
     cursor_scheduled: usize,
-    cursor_drawn: usize,
 }
 
 impl IncidentTimeline {
     fn new(deployment: &Deployment, seed: u64) -> Self {
         IncidentTimeline {
-            drawn: Vec::new(),
+            drawn: std::collections::VecDeque::new(),
             drawn_until: Instant::ZERO,
             rng: DrawKey {
                 seed,
@@ -978,8 +982,21 @@ impl IncidentTimeline {
             }
             .rng(),
             cursor_scheduled: 0,
-            cursor_drawn: 0,
         }
+    }
+
+    /// The next window of the on/off process: an exponential "up" period, then an
+    /// exponential "down" period (the incident).
+    fn draw_next(&mut self, process: &IncidentProcess) -> IncidentWindow {
+        let mean_down_s = process.mean_duration.as_secs_f64();
+        let mean_up_s = mean_down_s * process.uptime / (1.0 - process.uptime);
+        let up = Duration::from_secs_f64(-mean_up_s * self.rng.next_open01().ln());
+        let down =
+            Duration::from_secs_f64(-mean_down_s * self.rng.next_open01().ln()).max(Duration::from_micros(1));
+        let start = self.drawn_until + up;
+        let end = start + down;
+        self.drawn_until = end;
+        IncidentWindow { start, end, effect: process.effect.clone() }
     }
 
     fn effect_at<'a>(&'a mut self, deployment: &'a Deployment, now: Instant) -> Option<&'a IncidentEffect> {
@@ -989,20 +1006,12 @@ impl IncidentTimeline {
             self.cursor_scheduled += 1;
         }
         if let Some(process) = &deployment.incident_process {
-            // Alternate exponential up and down periods until the timeline covers `now`.
-            let mean_down_s = process.mean_duration.as_secs_f64();
-            let mean_up_s = mean_down_s * process.uptime / (1.0 - process.uptime);
             while self.drawn_until <= now {
-                let up = Duration::from_secs_f64(-mean_up_s * self.rng.next_open01().ln());
-                let down = Duration::from_secs_f64(-mean_down_s * self.rng.next_open01().ln())
-                    .max(Duration::from_micros(1));
-                let start = self.drawn_until + up;
-                let end = start + down;
-                self.drawn.push(IncidentWindow { start, end, effect: process.effect.clone() });
-                self.drawn_until = end;
+                let window = self.draw_next(process);
+                self.drawn.push_back(window);
             }
-            while self.cursor_drawn < self.drawn.len() && self.drawn[self.cursor_drawn].end <= now {
-                self.cursor_drawn += 1;
+            while self.drawn.front().is_some_and(|w| w.end <= now) {
+                self.drawn.pop_front();
             }
         }
         let scheduled = deployment.incidents[self.cursor_scheduled..]
@@ -1012,28 +1021,36 @@ impl IncidentTimeline {
         if let Some(w) = scheduled {
             return Some(&w.effect);
         }
-        self.drawn[self.cursor_drawn..]
-            .iter()
-            .take_while(|w| w.start <= now)
-            .find(|w| now < w.end)
-            .map(|w| &w.effect)
+        self.drawn.iter().take_while(|w| w.start <= now).find(|w| now < w.end).map(|w| &w.effect)
     }
 }
 
 /// Drawn and scheduled incident windows of a deployment up to `until`, for reports.
 pub fn incident_windows(deployment: &Deployment, seed: u64, until: Instant) -> Vec<(Instant, Instant)> {
     let mut timeline = IncidentTimeline::new(deployment, seed);
-    let _ = timeline.effect_at(deployment, until);
-    let mut windows: Vec<(Instant, Instant)> = deployment
-        .incidents
-        .iter()
-        .chain(timeline.drawn.iter())
-        .filter(|w| w.start < until)
-        .map(|w| (w.start, w.end))
-        .collect();
+    let mut windows: Vec<(Instant, Instant)> =
+        deployment.incidents.iter().filter(|w| w.start < until).map(|w| (w.start, w.end)).collect();
+    if let Some(process) = &deployment.incident_process {
+        while windows.len() < MAX_REPORTED_INCIDENTS {
+            let w = timeline.draw_next(process);
+            if w.start >= until {
+                break;
+            }
+            windows.push((w.start, w.end));
+        }
+    }
     windows.sort();
+    windows.truncate(MAX_REPORTED_INCIDENTS);
     windows
 }
+
+/// At most this many incident windows per deployment are listed for reports
+/// (`incidents.csv`); the simulation itself draws as many as the run needs.
+pub const MAX_REPORTED_INCIDENTS: usize = 100_000;
+
+/// Shortest `incident_process.mean_duration` accepted: shorter incidents would be drawn by the
+/// million per simulated hour (real incidents last minutes to hours).
+pub const MIN_INCIDENT_MEAN_DURATION: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

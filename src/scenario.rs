@@ -21,6 +21,14 @@ use std::sync::Arc;
 /// The built-in presets, compiled in so a scenario works from any directory.
 pub const PRESETS_TOML: &str = include_str!("../presets/providers.toml");
 
+/// At most this many `[[strategy]]` tables in one scenario: each runs the whole trace and
+/// keeps its metrics until the table is printed. Use a sweep for more variants.
+pub const MAX_STRATEGIES: usize = 1_000;
+
+/// Largest `simulation.max_attempts_per_request`: the engine's safety cap itself is bounded,
+/// so a policy whose every attempt fails cannot run a request for billions of attempts.
+pub const MAX_ATTEMPTS_PER_REQUEST: u32 = 10_000;
+
 /// A scenario that cannot be used. Display is one line: file, then line or path, then what.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}{}: {message}", .line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -71,6 +79,8 @@ struct TraceSection {
     #[serde(default)]
     replay: Replay,
     lookahead: Option<Duration>,
+    /// Longest trace span accepted (default one year, [`crate::trace::DEFAULT_MAX_SPAN`]).
+    max_span: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +161,8 @@ pub struct TraceSpec {
     pub source: crate::trace::source::TraceSource,
     pub replay: Replay,
     pub lookahead: Duration,
+    /// Rows with an arrival, think time or deadline beyond this are input errors.
+    pub max_span: Duration,
 }
 
 /// A validated scenario.
@@ -225,6 +237,12 @@ impl Scenario {
         if raw.strategy.is_empty() {
             return Err(fail("strategy: at least one [[strategy]] is required".into()));
         }
+        if raw.strategy.len() > MAX_STRATEGIES {
+            return Err(fail(format!(
+                "strategy: {} strategies, at most {MAX_STRATEGIES} in one scenario (a sweep explores more variants)",
+                raw.strategy.len()
+            )));
+        }
         let mut strategies: Vec<Strategy> = Vec::with_capacity(raw.strategy.len());
         for (i, s) in raw.strategy.iter().enumerate() {
             let path = format!("strategy[{i}]");
@@ -256,6 +274,15 @@ impl Scenario {
         if max_attempts_per_request == 0 {
             return Err(fail("simulation.max_attempts_per_request: must be > 0".into()));
         }
+        if max_attempts_per_request > MAX_ATTEMPTS_PER_REQUEST {
+            return Err(fail(format!(
+                "simulation.max_attempts_per_request: {max_attempts_per_request} is above the maximum of {MAX_ATTEMPTS_PER_REQUEST}"
+            )));
+        }
+        let max_span = raw.trace.max_span.unwrap_or(crate::trace::DEFAULT_MAX_SPAN);
+        if max_span.is_zero() {
+            return Err(fail("trace.max_span: must be > 0".into()));
+        }
         Ok(Scenario {
             file: file.to_path_buf(),
             name: raw.name.unwrap_or_else(|| {
@@ -270,6 +297,7 @@ impl Scenario {
                 source,
                 replay: raw.trace.replay,
                 lookahead,
+                max_span,
             },
             horizon: raw.simulation.horizon,
             max_attempts_per_request,

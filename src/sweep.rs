@@ -254,7 +254,7 @@ pub fn merge(dirs: &[PathBuf], output: &Path) -> Result<(Manifest, Vec<Row>), Sw
 /// Reads the base scenario's trace once, from whatever source it names (a routesim CSV, an
 /// imported public trace, a generator), for every point to share.
 fn load_trace(spec: &crate::scenario::TraceSpec) -> Result<SharedTrace, SweepError> {
-    let mut stream = crate::trace::source::open_source(&spec.source)?;
+    let mut stream = crate::trace::source::open_source_within(&spec.source, spec.max_span)?;
     let requests = stream.by_ref().collect::<Result<Vec<Request>, TraceError>>()?;
     Ok(SharedTrace { requests, classes: stream.classes(), name: spec.path.display().to_string() })
 }

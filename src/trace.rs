@@ -44,6 +44,44 @@ impl ClassId {
 /// The built-in class names, in [`ClassId`] order.
 pub const BUILTIN_CLASSES: [&str; 4] = ["interactive", "hard", "bulk", "async"];
 
+/// At most this many distinct classes in one trace (the four built-ins included). A class
+/// column holding a tenant or user id is realistic; beyond this, group them with import class
+/// rules. A row bringing one more is an input error naming its line.
+pub const MAX_CLASSES: usize = 10_000;
+
+/// The longest trace span accepted by default: one year of virtual time from time zero, for
+/// `arrival_ms`, `think_ms` and `deadline_ms` alike. Epoch timestamps (a common mistake when
+/// converting logs) are far beyond it and are refused with the row's line instead of running
+/// a simulation over decades. A scenario raises it with `[trace] max_span`.
+pub const DEFAULT_MAX_SPAN: Duration = Duration::from_micros(365 * 24 * crate::time::MICROS_PER_HOUR);
+
+/// Checks one request against the trace span limit: its arrival, think time and deadline must
+/// each be at most `max_span`. Errors name the file, the request's line and the field.
+pub fn check_span(request: &Request, max_span: Duration, file: &str) -> Result<(), TraceError> {
+    let checks = [
+        ("arrival_ms", Some(request.arrival.as_micros())),
+        ("think_ms", Some(request.think.as_micros())),
+        ("deadline_ms", request.deadline.map(Duration::as_micros)),
+    ];
+    for (field, value) in checks {
+        if let Some(micros) = value.filter(|v| *v > max_span.as_micros()) {
+            return Err(TraceError::Row {
+                file: file.to_string(),
+                line: request.line,
+                field: Some(field.to_string()),
+                message: format!(
+                    "{} ms is beyond the maximum trace span of {} ({} ms); times are milliseconds from the \
+                     trace start, not epoch timestamps (raise the limit with the scenario's [trace] max_span)",
+                    fmt_ms(micros),
+                    max_span,
+                    fmt_ms(max_span.as_micros())
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Tables with at most this many classes are searched linearly (faster than hashing).
 const LINEAR_LOOKUP_MAX: usize = 8;
 
@@ -112,9 +150,9 @@ impl ClassTable {
         self.names.iter().enumerate().map(|(i, name)| (ClassId(i as u16), name.as_str()))
     }
 
-    /// Whether another class can still be registered.
-    fn has_room(&self) -> bool {
-        self.names.len() <= usize::from(u16::MAX)
+    /// Whether another class can still be registered (fewer than [`MAX_CLASSES`]).
+    pub fn has_room(&self) -> bool {
+        self.names.len() < MAX_CLASSES
     }
 }
 
@@ -416,13 +454,22 @@ struct LineIndex<R> {
     /// Newlines read so far.
     newlines: u64,
     at_line_start: bool,
+    /// The last byte read was a CR (an LF right after it ends no further line).
+    after_cr: bool,
     /// (byte offset, 1-based line) of the first byte of each non-blank line not yet passed.
     starts: VecDeque<(u64, u64)>,
 }
 
 impl<R> LineIndex<R> {
     fn new(inner: R) -> Self {
-        LineIndex { inner, offset: 0, newlines: 0, at_line_start: true, starts: VecDeque::new() }
+        LineIndex {
+            inner,
+            offset: 0,
+            newlines: 0,
+            at_line_start: true,
+            after_cr: false,
+            starts: VecDeque::new(),
+        }
     }
 
     /// The line of the first non-blank line starting at or after `byte`; forgets earlier lines.
@@ -438,31 +485,28 @@ impl<R: Read> Read for LineIndex<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let bytes = &buf[..n];
+        // A line ends at LF, CR or CRLF (as csv reads it): CR-only files (old spreadsheets)
+        // get the same line numbers as LF and CRLF ones.
         let mut i = 0;
         while i < n {
-            if self.at_line_start {
-                match bytes[i] {
-                    b'\n' => {
-                        self.newlines += 1;
-                        i += 1;
-                        continue;
-                    }
-                    b'\r' => {
-                        i += 1;
-                        continue;
-                    }
-                    _ => {
-                        self.starts.push_back((self.offset + i as u64, self.newlines + 1));
-                        self.at_line_start = false;
-                    }
-                }
+            let byte = bytes[i];
+            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
+                i += 1; // the LF of a CRLF: the line was already counted at its CR
+                continue;
             }
-            match bytes[i..].iter().position(|&b| b == b'\n') {
-                Some(p) => {
-                    i += p + 1;
-                    self.newlines += 1;
-                    self.at_line_start = true;
-                }
+            if byte == b'\n' || byte == b'\r' {
+                self.newlines += 1;
+                self.at_line_start = true;
+                self.after_cr = byte == b'\r';
+                i += 1;
+                continue;
+            }
+            if self.at_line_start {
+                self.starts.push_back((self.offset + i as u64, self.newlines + 1));
+                self.at_line_start = false;
+            }
+            match bytes[i..].iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(p) => i += p,
                 None => break,
             }
         }
@@ -556,7 +600,10 @@ fn parse_record(
         None => {
             return Err(RowError::field(
                 Column::Class,
-                format!("too many distinct classes (at most 65536), at {class_name:?}"),
+                format!(
+                    "too many distinct classes (at most {MAX_CLASSES}), at {}; map them to fewer classes",
+                    elide(class_name)
+                ),
             ))
         }
     };
@@ -594,7 +641,14 @@ fn parse_record(
     }
 
     let session = optional(get(Column::Session), |v| Ok(hash_str(text(Column::Session, v)?)))?;
-    let parent = optional(get(Column::Parent), |v| Ok(hash_str(text(Column::Parent, v)?)))?;
+    let parent_text = get(Column::Parent);
+    if !parent_text.is_empty() && parent_text == get(Column::Id) {
+        return Err(RowError::field(
+            Column::Parent,
+            "names the row's own id (a request cannot be its own parent)".to_string(),
+        ));
+    }
+    let parent = optional(parent_text, |v| Ok(hash_str(text(Column::Parent, v)?)))?;
     let think = optional(get(Column::ThinkMs), |v| parse_ms(Column::ThinkMs, v))?.unwrap_or(0);
     let deadline = optional(get(Column::DeadlineMs), |v| parse_ms(Column::DeadlineMs, v))?;
 
@@ -633,7 +687,21 @@ fn optional<T>(
 }
 
 fn shown(value: &[u8]) -> String {
-    format!("{:?}", String::from_utf8_lossy(value))
+    elide(&String::from_utf8_lossy(value))
+}
+
+/// At most this many characters of an input value are echoed in an error.
+const SHOWN_MAX_CHARS: usize = 60;
+
+/// A value quoted for an error message, elided past [`SHOWN_MAX_CHARS`] characters so a huge
+/// field never becomes a huge error line.
+pub fn elide(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_MAX_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => {
+            format!("{:?}… ({} bytes)", &value[..cut], value.len())
+        }
+    }
 }
 
 /// A token count: ASCII digits only.
@@ -890,6 +958,108 @@ mod tests {
     }
 
     const MINIMAL: &str = "id,arrival_ms,class,input_tokens,output_tokens\n";
+
+    #[test]
+    fn cr_lf_and_crlf_endings_give_the_same_line_numbers() {
+        // Row 4 (the third data row) is bad; a blank line before it moves it to line 5.
+        for ending in ["\n", "\r", "\r\n"] {
+            let rows = [
+                "id,arrival_ms,class,input_tokens,output_tokens",
+                "a,0,hard,1,1",
+                "b,1,hard,1,1",
+                "c,2,hard,x,1",
+            ];
+            let text = rows.join(ending) + ending;
+            assert!(
+                error_of(&text).starts_with("traces/x.csv:4: field \"input_tokens\""),
+                "{ending:?}: {}",
+                error_of(&text)
+            );
+            let with_blank = [rows[0], rows[1], rows[2], "", rows[3]].join(ending) + ending;
+            assert!(
+                error_of(&with_blank).starts_with("traces/x.csv:5:"),
+                "{ending:?}: {}",
+                error_of(&with_blank)
+            );
+            let good: Vec<u64> =
+                read_all(&(rows[..3].join(ending) + ending)).unwrap().iter().map(|r| r.line).collect();
+            assert_eq!(good, vec![2, 3], "{ending:?}");
+        }
+    }
+
+    #[test]
+    fn a_row_that_is_its_own_parent_is_an_input_error_naming_its_line() {
+        let header = "id,arrival_ms,class,input_tokens,output_tokens,session,parent\n";
+        let e = error_of(&format!("{header}p,0,hard,1,1,s,\nc,1,hard,1,1,s,c\n"));
+        assert_eq!(
+            e,
+            "traces/x.csv:3: field \"parent\": names the row's own id (a request cannot be its own parent)"
+        );
+    }
+
+    #[test]
+    fn more_classes_than_the_limit_is_an_input_error_at_the_first_row_over_it() {
+        let mut csv = MINIMAL.to_string();
+        // The four built-ins count: the (MAX_CLASSES - 4 + 1)-th new class is one too many.
+        for i in 0..=(MAX_CLASSES - BUILTIN_CLASSES.len()) {
+            csv.push_str(&format!("r{i},{i},tenant-{i},1,1\n"));
+        }
+        let over = MAX_CLASSES - BUILTIN_CLASSES.len();
+        let e = error_of(&csv);
+        assert!(
+            e.starts_with(&format!(
+                "traces/x.csv:{}: field \"class\": too many distinct classes (at most {MAX_CLASSES})",
+                over + 2
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn times_beyond_the_span_limit_are_refused_with_line_and_field() {
+        let request = |arrival_ms: u64, think_ms: u64, deadline_ms: Option<u64>| Request {
+            id: 1,
+            arrival: Instant::from_millis(arrival_ms),
+            class: ClassId::HARD,
+            input_tokens: 1,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            output_tokens: 1,
+            max_tokens: 1,
+            session: None,
+            parent: None,
+            think: Duration::from_millis(think_ms),
+            deadline: deadline_ms.map(Duration::from_millis),
+            line: 7,
+        };
+        let hour = Duration::from_mins(60);
+        assert!(check_span(&request(3_600_000, 3_600_000, Some(3_600_000)), hour, "t.csv").is_ok());
+        for (r, field) in [
+            (request(3_600_001, 0, None), "arrival_ms"),
+            (request(0, 3_600_001, None), "think_ms"),
+            (request(0, 0, Some(3_600_001)), "deadline_ms"),
+        ] {
+            let e = check_span(&r, hour, "t.csv").unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "t.csv:7: field \"{field}\": 3600001 ms is beyond the maximum trace span of 1h"
+                )),
+                "{e}"
+            );
+        }
+        // Epoch milliseconds are far beyond the default year.
+        assert!(check_span(&request(1_733_000_000_000, 0, None), DEFAULT_MAX_SPAN, "t.csv").is_err());
+        assert!(check_span(&request(364 * 86_400_000, 0, None), DEFAULT_MAX_SPAN, "t.csv").is_ok());
+    }
+
+    #[test]
+    fn long_values_are_elided_in_errors() {
+        let huge = "9".repeat(1_000_000) + "x";
+        let e = error_of(&format!("{MINIMAL}r1,0,hard,{huge},1\n"));
+        assert!(e.len() < 200, "{} bytes", e.len());
+        assert!(e.contains("… (1000001 bytes)"), "{e}");
+        assert_eq!(elide("short"), "\"short\"");
+    }
 
     #[test]
     fn defaults_are_applied_to_every_optional_field() {

@@ -157,6 +157,10 @@ fn default_fallback_attempts() -> u32 {
     6
 }
 
+/// Longest retry backoff a policy may configure: a client that waits longer than a day
+/// between attempts has given up; longer values would only push events years out.
+pub const MAX_BACKOFF: crate::time::Duration = crate::time::Duration::from_mins(24 * 60);
+
 /// Checks shared by the retrying policies.
 pub fn check_backoff(b: &Backoff) -> Result<(), String> {
     if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
@@ -167,6 +171,9 @@ pub fn check_backoff(b: &Backoff) -> Result<(), String> {
     }
     if b.max < b.initial {
         return Err(format!("backoff.max: {} is shorter than backoff.initial {}", b.max, b.initial));
+    }
+    if b.max > MAX_BACKOFF {
+        return Err(format!("backoff.max: {} is above the maximum of {MAX_BACKOFF}", b.max));
     }
     Ok(())
 }

@@ -252,7 +252,8 @@ fn snap_one_two_five(x: f64, up: bool) -> f64 {
 fn one_two_five_between(lo: f64, hi: f64) -> Vec<f64> {
     let mut out = Vec::new();
     let mut decade = 10f64.powf(lo.log10().floor());
-    while decade <= hi {
+    // Finite decades only: an infinite bound must not loop forever.
+    while decade <= hi && decade.is_finite() {
         for m in [1.0, 2.0, 5.0] {
             let v = m * decade;
             if v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9) {
@@ -279,10 +280,15 @@ where
         .chain(std::iter::once(("p50 / p95".to_string(), LegendMark::Line(RGBColor(170, 170, 170)))))
         .collect();
     let body = frame(root, "Time to first token by class: share of requests served within x", &legend)?;
-    let positive = rows.iter().map(|r| r.ttft_ms / 1000.0).filter(|s| *s > 0.0);
+    // Only finite positive latencies place the axis (an all-zero, negative or non-finite file
+    // gets a default axis rather than an unbounded one).
+    let positive = rows.iter().map(|r| r.ttft_ms / 1000.0).filter(|s| s.is_finite() && *s > 0.0);
+    let min_positive = positive.clone().fold(f64::INFINITY, f64::min);
+    let min_positive = if min_positive.is_finite() { min_positive } else { 1.0 };
     // Axis ends on 1-2-5 values so that the log axis has labelled ticks at both ends.
-    let lo = snap_one_two_five(positive.clone().fold(f64::INFINITY, f64::min).max(1e-3) / 1.2, false);
-    let hi = snap_one_two_five((positive.fold(0.0, f64::max) * 1.2).max(lo * 10.0), true);
+    let lo = snap_one_two_five(min_positive.max(1e-3) / 1.2, false);
+    // At most 10¹² s: an absurd latency cannot make the tick list overflow to infinity.
+    let hi = snap_one_two_five((positive.fold(0.0, f64::max).min(1e12) * 1.2).max(lo * 10.0), true);
     let columns = if classes.len() > 1 { 2 } else { 1 };
     let panel_rows = classes.len().div_ceil(columns).max(1);
     let panels = body.split_evenly((panel_rows, columns));
@@ -323,6 +329,9 @@ where
     Ok(())
 }
 
+/// The 429 plot draws at most this many time buckets (one per minute up to about 69 days).
+const MAX_PLOT_BUCKETS: u64 = 100_000;
+
 /// 429s per minute, stacked by deployment, one panel per strategy; incidents shaded.
 fn draw_rate_limits<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -350,16 +359,20 @@ where
         .map(|r| r.minute)
         .max()
         .unwrap_or(0)
-        + 1;
+        .saturating_add(1);
     let x_max = (last_minute as f64)
         .max(incidents.iter().map(|i| i.end_s / 60.0).fold(0.0, f64::max).min(last_minute as f64));
-    // Per strategy, per deployment: 429s per minute.
+    // One bar per minute, unless the run is so long (or a minute so far out) that minutes
+    // are grouped into buckets: memory stays bounded whatever minute a file names.
+    let width = last_minute.div_ceil(MAX_PLOT_BUCKETS).max(1);
+    let buckets = usize::try_from(last_minute.div_ceil(width)).expect("at most MAX_PLOT_BUCKETS");
+    // Per strategy, per deployment: 429s per bucket.
     let mut series: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
     for r in minutes {
         let s = strategies.iter().position(|x| *x == r.strategy).expect("collected above");
         let d = deployments.iter().position(|x| *x == r.deployment).expect("collected above");
-        let v = series.entry((s, d)).or_insert_with(|| vec![0.0; last_minute as usize]);
-        if let Some(slot) = v.get_mut(r.minute as usize) {
+        let v = series.entry((s, d)).or_insert_with(|| vec![0.0; buckets]);
+        if let Some(slot) = usize::try_from(r.minute / width).ok().and_then(|b| v.get_mut(b)) {
             *slot += r.attempts_429;
         }
     }
@@ -367,7 +380,7 @@ where
         .flat_map(|s| {
             let series = &series;
             let deployments = &deployments;
-            (0..last_minute as usize).map(move |m| {
+            (0..buckets).map(move |m| {
                 (0..deployments.len()).map(|d| series.get(&(s, d)).map_or(0.0, |v| v[m])).sum::<f64>()
             })
         })
@@ -391,7 +404,11 @@ where
         chart
             .configure_mesh()
             .x_desc("time since start of trace (min)")
-            .y_desc("429 answers per minute")
+            .y_desc(if width == 1 {
+                "429 answers per minute".to_string()
+            } else {
+                format!("429 answers per {width} minutes")
+            })
             .x_label_formatter(&|m| tick_label(*m, x_max))
             .y_label_formatter(&|v| format!("{v:.0}"))
             .y_labels(6)
@@ -408,7 +425,7 @@ where
             )))?;
         }
         // Cumulative sums: drawing the topmost layer first leaves each band visible.
-        let mut cumulative = vec![0.0; last_minute as usize];
+        let mut cumulative = vec![0.0; buckets];
         let mut layers = Vec::new();
         for d in 0..deployments.len() {
             if let Some(v) = series.get(&(s, d)) {
@@ -420,8 +437,12 @@ where
         }
         for (d, layer) in layers.iter().rev() {
             // Steps: each minute's count is flat across that minute.
-            let points: Vec<(f64, f64)> =
-                layer.iter().enumerate().flat_map(|(m, v)| [(m as f64, *v), (m as f64 + 1.0, *v)]).collect();
+            let w = width as f64;
+            let points: Vec<(f64, f64)> = layer
+                .iter()
+                .enumerate()
+                .flat_map(|(m, v)| [(m as f64 * w, *v), ((m as f64 + 1.0) * w, *v)])
+                .collect();
             chart.draw_series(AreaSeries::new(points, 0.0, colour(*d).mix(0.85)).border_style(colour(*d)))?;
         }
     }

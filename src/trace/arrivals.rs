@@ -17,6 +17,10 @@ use crate::time::Duration;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Highest arrival rate a process accepts (any rate field, and a daily curve's peak): beyond
+/// it a generator would emit rows faster than any simulation could use them.
+pub const MAX_RATE_PER_S: f64 = 10_000.0;
+
 /// An arrival process as written in a generator config, tagged by `kind`:
 ///
 /// ```toml
@@ -90,7 +94,9 @@ impl ProcessConfig {
         let err =
             |name: &str, message: String| TraceError::Config { field: format!("{field}.{name}"), message };
         let rate = |name: &str, v: f64, allow_zero: bool| {
-            if v.is_finite() && (v > 0.0 || (allow_zero && v == 0.0)) {
+            if v > MAX_RATE_PER_S && v.is_finite() {
+                Err(err(name, format!("{v} is above the maximum of {MAX_RATE_PER_S} per second")))
+            } else if v.is_finite() && (v > 0.0 || (allow_zero && v == 0.0)) {
                 Ok(v)
             } else {
                 Err(err(
@@ -171,6 +177,15 @@ impl ProcessConfig {
                 let max = hourly.iter().cloned().fold(0.0, f64::max);
                 if max == 0.0 {
                     return Err(err("hourly", "at least one multiplier must be > 0".into()));
+                }
+                if rate_per_s * max > MAX_RATE_PER_S {
+                    return Err(err(
+                        "hourly",
+                        format!(
+                            "peak rate {} per second is above the maximum of {MAX_RATE_PER_S}",
+                            rate_per_s * max
+                        ),
+                    ));
                 }
                 Kind::Daily {
                     rates_per_s: hourly.iter().map(|m| m * rate_per_s).collect(),

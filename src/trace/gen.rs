@@ -259,6 +259,19 @@ impl AgentTraceConfig {
                 return err(field, "must be longer than zero");
             }
         }
+        for (field, value, max) in [
+            ("session_rate_per_min", self.session_rate_per_min, 10_000.0),
+            ("bulk_rate_per_min", self.bulk_rate_per_min, 600_000.0),
+            ("backfill_bursts_per_hour", self.backfill_bursts_per_hour, 3_600.0),
+            ("backfill_size", self.backfill_size as f64, MAX_AGENT_ROWS as f64),
+        ] {
+            if value > max {
+                return Err(TraceError::Config {
+                    field: field.to_string(),
+                    message: format!("{value} is above the maximum of {max}"),
+                });
+            }
+        }
         if self.fan_out_min == 0 || self.fan_out_min > self.fan_out_max {
             return err("fan_out_min", "must be >= 1 and <= fan_out_max");
         }
@@ -325,7 +338,8 @@ pub fn generate_agent_trace<W: Write>(
 /// sessions with a call in the window. Held in memory: one window's worth.
 pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<GenRow>, u64), TraceError> {
     config.validate()?;
-    let mut gen = Generator { config, end_us: config.duration.as_micros(), rows: Vec::new() };
+    let mut gen =
+        Generator { config, end_us: config.duration.as_micros(), rows: Vec::new(), overflow: false };
     let starts = gen.session_starts();
     let mut sessions = 0;
     for (index, start_us) in starts.into_iter().enumerate() {
@@ -335,6 +349,15 @@ pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<GenRow>, u
     }
     gen.bulk();
     gen.async_jobs();
+    if gen.overflow {
+        return Err(TraceError::Config {
+            field: "duration".into(),
+            message: format!(
+                "the agent generator would hold more than {MAX_AGENT_ROWS} rows in memory; lower its rates, \
+                 sizes or duration, or use generator = \"month\" (it streams)"
+            ),
+        });
+    }
 
     let mut rows = gen.rows;
     // Generation order is causal within a session, so it breaks ties after rounding to ms.
@@ -456,7 +479,13 @@ struct Generator<'a> {
     config: &'a AgentTraceConfig,
     end_us: u64,
     rows: Vec<GenRow>,
+    /// More than [`MAX_AGENT_ROWS`] rows were asked for (the rest were not kept).
+    overflow: bool,
 }
+
+/// The agent generator holds its whole window in memory (to sort it): it refuses to build
+/// more rows than this. The month generator streams and has no such limit.
+pub const MAX_AGENT_ROWS: usize = 1_000_000;
 
 impl Generator<'_> {
     fn rng(&self, stream: &str, index: u64) -> SplitMix64 {
@@ -471,6 +500,10 @@ impl Generator<'_> {
     }
 
     fn push(&mut self, mut row: GenRow) {
+        if self.rows.len() >= MAX_AGENT_ROWS {
+            self.overflow = true;
+            return;
+        }
         row.seq = self.rows.len() as u64;
         self.rows.push(row);
     }
@@ -966,7 +999,12 @@ mod tests {
     fn session_starts_are_bursty() {
         // Per-minute session starts: the variance exceeds the mean (a Poisson process has 1).
         let config = AgentTraceConfig { duration: Duration::from_mins(600), ..Default::default() };
-        let gen = Generator { config: &config, end_us: config.duration.as_micros(), rows: Vec::new() };
+        let gen = Generator {
+            config: &config,
+            end_us: config.duration.as_micros(),
+            rows: Vec::new(),
+            overflow: false,
+        };
         let starts = gen.session_starts();
         let mut per_min = vec![0.0; 600];
         for s in &starts {

@@ -382,6 +382,9 @@ pub struct Importer {
     seq: u64,
     report: ImportReport,
     finished: bool,
+    /// A row brought one class more than [`super::MAX_CLASSES`]: returned after the rows
+    /// queued before it.
+    class_overflow: Option<TraceError>,
 }
 
 impl Importer {
@@ -431,6 +434,7 @@ impl Importer {
             seq: 0,
             report: ImportReport::default(),
             finished: false,
+            class_overflow: None,
         })
     }
 
@@ -512,7 +516,24 @@ impl Importer {
             }
             let arrival_us = ((relative_us - start_us) as f64 / self.options.rate_multiplier).round() as u64;
             let class = match &row.class {
-                Some(name) => self.classes.intern(name),
+                Some(name) => match self.classes.get(name) {
+                    Some(id) => id,
+                    None if self.classes.has_room() => self.classes.intern(name),
+                    None => {
+                        self.class_overflow = Some(TraceError::Row {
+                            file: self.name.clone(),
+                            line: row.line,
+                            field: Some("class".to_string()),
+                            message: format!(
+                                "too many distinct classes (at most {}), at {}; map them to fewer classes",
+                                super::MAX_CLASSES,
+                                super::elide(name)
+                            ),
+                        });
+                        self.finished = true;
+                        break;
+                    }
+                },
                 None => self.rules.iter().find(|r| r.matches(&row)).map_or(self.default_class, |r| r.class),
             };
             self.ready.push_back(ImportedRow {
@@ -534,6 +555,9 @@ impl Importer {
         loop {
             if let Some(row) = self.ready.pop_front() {
                 return Ok(Some(row));
+            }
+            if let Some(error) = self.class_overflow.take() {
+                return Err(error);
             }
             if self.finished {
                 return Ok(None);

@@ -211,6 +211,56 @@ impl TraceSource {
 /// Opens a source as a request stream. Every call starts from the beginning, so each strategy
 /// of a scenario can stream the trace on its own.
 pub fn open_source(source: &TraceSource) -> Result<Box<dyn RequestStream>, TraceError> {
+    open_source_within(source, super::DEFAULT_MAX_SPAN)
+}
+
+/// [`open_source`] with another trace span limit (see [`super::check_span`]): a request whose
+/// arrival, think time or deadline lies beyond `max_span` ends the stream with an input error
+/// naming its line, so no time value can make a consumer allocate or run without bound.
+pub fn open_source_within(
+    source: &TraceSource,
+    max_span: crate::time::Duration,
+) -> Result<Box<dyn RequestStream>, TraceError> {
+    Ok(Box::new(SpanChecked { inner: open_unchecked(source)?, max_span, name: source.name(), done: false }))
+}
+
+/// A stream whose requests are checked against the trace span limit.
+struct SpanChecked {
+    inner: Box<dyn RequestStream>,
+    max_span: crate::time::Duration,
+    name: String,
+    done: bool,
+}
+
+impl Iterator for SpanChecked {
+    type Item = Result<Request, TraceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.inner.next();
+        let item = match item {
+            Some(Ok(request)) => match super::check_span(&request, self.max_span, &self.name) {
+                Ok(()) => Some(Ok(request)),
+                Err(e) => Some(Err(e)),
+            },
+            other => other,
+        };
+        self.done = !matches!(item, Some(Ok(_)));
+        item
+    }
+}
+
+impl RequestStream for SpanChecked {
+    fn classes(&self) -> ClassTable {
+        self.inner.classes()
+    }
+    fn report(&self) -> Option<ImportReport> {
+        self.inner.report()
+    }
+}
+
+fn open_unchecked(source: &TraceSource) -> Result<Box<dyn RequestStream>, TraceError> {
     match source {
         TraceSource::File { path, format: TraceFormat::Routesim, .. } => {
             Ok(Box::new(TraceReader::open(path)?))

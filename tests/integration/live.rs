@@ -2,7 +2,7 @@
 //! per deployment agree with the simulator's on the same inputs.
 
 use routesim::engine::{simulate, EngineConfig, Replay};
-use routesim::live::{LiveOutcome, LiveRouter, ModelledProvider};
+use routesim::live::{LiveError, LiveOutcome, LiveRouter, ModelledProvider};
 use routesim::scenario::Scenario;
 use routesim::time::{Duration, Instant};
 use routesim::trace::{ClassId, Request, TraceError};
@@ -76,7 +76,7 @@ fn live_router_and_simulator_admit_the_same_counts_per_deployment() {
             scope.spawn(move || {
                 let wait = router.wall(request.arrival).saturating_duration_since(std::time::Instant::now());
                 std::thread::sleep(wait);
-                if let LiveOutcome::Served(report) =
+                if let Ok(LiveOutcome::Served(report)) =
                     router.call(&request, |d, options, n| provider.attempt(router, &request, d, options, n))
                 {
                     served[report.deployment.index()].fetch_add(1, Ordering::Relaxed);
@@ -99,4 +99,76 @@ fn live_router_and_simulator_admit_the_same_counts_per_deployment() {
         sim[primary],
         live[primary]
     );
+}
+
+/// Many threads share a few request ids: a call whose id is already in flight gets
+/// `DuplicateRequestId` at once (no panic, no attempt made); every other call is served, and
+/// the router holds no leftover state afterwards (each id routes again).
+#[test]
+fn concurrent_calls_with_duplicate_ids_get_an_error_never_a_panic() {
+    let scenario = Scenario::parse(SCENARIO, Path::new("live.toml"), Path::new(".")).unwrap();
+    let router = LiveRouter::new(scenario.strategies[0].policy.build(), scenario.seed);
+    const THREADS: usize = 48;
+    const IDS: u64 = 6;
+    let request = |id: u64| Request { id, ..trace()[0].clone() };
+    // Each attempt holds its call open for 30 ms, so calls started together overlap.
+    let attempt = |router: &LiveRouter, r: &Request, d, n| {
+        let started_at = router.now();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        routesim::policy::AttemptReport {
+            request_id: r.id,
+            class: r.class,
+            attempt: n,
+            deployment: d,
+            started_at,
+            ended_at: router.now(),
+            first_token_at: Some(router.now()),
+            outcome: routesim::policy::AttemptOutcome::Success,
+            retry_after: None,
+            output_tokens: r.output_tokens,
+            remaining: None,
+        }
+    };
+    let attempts = AtomicU64::new(0);
+    for round in 0..5 {
+        let barrier = std::sync::Barrier::new(THREADS);
+        let results: Vec<(u64, Result<LiveOutcome, LiveError>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (router, barrier, attempts) = (&router, &barrier, &attempts);
+                    scope.spawn(move || {
+                        let r = request(t as u64 % IDS);
+                        barrier.wait();
+                        let result = router.call(&r, |d, _options, n| {
+                            attempts.fetch_add(1, Ordering::Relaxed);
+                            attempt(router, &r, d, n)
+                        });
+                        (r.id, result)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a live call panicked")).collect()
+        });
+        let served = results.iter().filter(|(_, r)| matches!(r, Ok(LiveOutcome::Served(_)))).count();
+        let duplicates: Vec<u64> = results
+            .iter()
+            .filter_map(|(id, r)| match r {
+                Err(LiveError::DuplicateRequestId { id: dup }) => {
+                    assert_eq!(dup, id);
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(served + duplicates.len(), THREADS, "round {round}: every call served or refused");
+        assert!(served >= IDS as usize, "round {round}: each id is served at least once ({served})");
+        assert!(!duplicates.is_empty(), "round {round}: 8 threads per id started together overlap");
+        // Refused calls made no attempt: one attempt per served call.
+        assert_eq!(attempts.swap(0, Ordering::Relaxed), served as u64, "round {round}");
+    }
+    for id in 0..IDS {
+        let r = request(id);
+        let outcome = router.call(&r, |d, _options, n| attempt(&router, &r, d, n));
+        assert!(matches!(outcome, Ok(LiveOutcome::Served(_))), "id {id} after the stress: {outcome:?}");
+    }
 }
