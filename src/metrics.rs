@@ -41,7 +41,7 @@ pub enum FailureCause {
     NoRoute,
     /// The engine's safety cap on attempts per request was hit (a policy that never gives up).
     AttemptCap,
-    /// The policy refused with its own reason (`all_cooled_down`, `max_price`, …).
+    /// The policy refused with its own reason (`no_deployments_available`, `max_price`, …).
     Policy(&'static str),
 }
 

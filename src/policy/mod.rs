@@ -43,7 +43,7 @@ pub enum Decision {
     /// Stop: the request's outcome follows from its last attempt (rate-limited if that was a
     /// 429, failed otherwise; failed with cause `no_route` if there was no attempt).
     GiveUp,
-    /// Stop with a policy's own reason (e.g. `all_cooled_down`, `max_price`, `queue_timeout`):
+    /// Stop with a policy's own reason (e.g. `no_deployments_available`, `max_price`, `queue_timeout`):
     /// the request fails with that cause.
     Reject { reason: &'static str },
 }

@@ -355,10 +355,15 @@ fn litellm_package() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("ROUTESIM_LITELLM_PKG") {
         return Some(PathBuf::from(dir));
     }
-    ["target/conformance-venv", "target/peer-venv"]
-        .iter()
-        .map(|venv| repo_root().join(venv).join("lib/python3.11/site-packages/litellm"))
-        .find(|p| p.is_dir())
+    // Whatever Python minor version made the virtualenv: lib/python3.*/site-packages.
+    ["target/conformance-venv", "target/peer-venv"].iter().find_map(|venv| {
+        let lib = repo_root().join(venv).join("lib");
+        std::fs::read_dir(lib)
+            .ok()?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.path().join("site-packages/litellm"))
+            .find(|p| p.is_dir())
+    })
 }
 
 /// What each config shipped in LiteLLM 1.110.2's package must do: `Ok` with what the import
