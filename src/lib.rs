@@ -10,6 +10,7 @@ pub mod dist;
 pub mod engine;
 pub mod limiter;
 pub mod live;
+pub mod metric;
 pub mod metrics;
 pub mod policy;
 pub mod provider;

@@ -26,7 +26,7 @@ use std::fmt;
 const SCALED_PER_TOKEN: i128 = MICROS_PER_MIN as i128;
 
 /// Which limit refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Axis {
     /// Requests per minute (RPM).

@@ -10,7 +10,7 @@ use crate::provider::FailureKind;
 use crate::time::{Duration, Instant};
 use crate::trace::{ClassId, ClassTable};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The final outcome of one request.
@@ -194,7 +194,7 @@ fn round6(x: f64) -> f64 {
 }
 
 /// Latency percentiles in milliseconds (HDR values: within 0.1%).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     /// Number of values recorded.
     pub count: u64,
@@ -271,6 +271,8 @@ impl RequestMetrics {
             attempts_429: self.attempts_429,
             attempt_429_rate: rate(self.attempts_429, self.attempts),
             request_429_rate: rate(self.rate_limited, self.requests),
+            failed_rate: crate::metric::failed_rate(self.requests, self.rate_limited, self.failed)
+                .unwrap_or(0.0),
             attempts_per_request: rate(self.attempts, self.requests),
             failed_by_cause: self.failed_by_cause.iter().map(|(c, n)| (c.as_str().to_string(), *n)).collect(),
             ttft_ms: self.ttft.summary(),
@@ -287,7 +289,7 @@ impl RequestMetrics {
 }
 
 /// What happened at one deployment.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentMetrics {
     pub attempts: u64,
     pub attempts_429: u64,
@@ -552,7 +554,7 @@ impl StrategyMetrics {
 }
 
 /// Counts, rates, latencies and cost of a set of requests.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeSummary {
     pub requests: u64,
     pub succeeded: u64,
@@ -573,6 +575,10 @@ pub struct OutcomeSummary {
     pub attempt_429_rate: f64,
     /// Share of requests that finally failed because of rate limits.
     pub request_429_rate: f64,
+    /// Share of requests lost for any reason (`rate_limited + failed`; [`crate::metric::failed_rate`]).
+    /// Absent from summaries written before it existed: readers use the counts.
+    #[serde(default)]
+    pub failed_rate: f64,
     /// Retry amplification.
     pub attempts_per_request: f64,
     pub failed_by_cause: BTreeMap<String, u64>,
@@ -586,7 +592,7 @@ pub struct OutcomeSummary {
     pub cost_per_1k_requests_usd: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentSummary {
     /// Share of all served attempts (synchronous successes and batch acceptances).
     pub load_share: f64,
@@ -595,7 +601,7 @@ pub struct DeploymentSummary {
 }
 
 /// One strategy in `summary.json`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StrategySummary {
     pub name: String,
     #[serde(flatten)]

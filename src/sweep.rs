@@ -17,6 +17,7 @@ pub mod results;
 pub mod stats;
 
 use crate::engine::{simulate, EngineError};
+use crate::metric::Metric;
 use crate::scenario::ScenarioError;
 use crate::trace::{ClassTable, Request, TraceError};
 use plan::{scale_request, Plan, Point};
@@ -188,9 +189,10 @@ pub fn run_sweep(
     let progress =
         Progress::new(options.progress, total_runs as u64, todo.len(), in_shard.len() - todo.len());
 
+    let metrics = results::parse_metrics(&manifest, &options.out)?;
     let work = || -> Result<(), SweepError> {
         todo.par_iter().try_for_each(|&index| {
-            let record = run_point(plan, &plan.point(index), &trace, &manifest, &progress)?;
+            let record = run_point(plan, &plan.point(index), &trace, &manifest, &metrics, &progress)?;
             record.write(&options.out)?;
             progress.point_done();
             Ok(())
@@ -283,6 +285,7 @@ fn run_point(
     point: &Point,
     trace: &SharedTrace,
     manifest: &Manifest,
+    metrics: &[Metric],
     progress: &Progress,
 ) -> Result<PointRecord, SweepError> {
     let setup = plan.setup(point)?;
@@ -299,7 +302,7 @@ fn run_point(
             config.seed = seed;
             let mut policy = strategy.policy.build();
             let requests = trace.requests.iter().map(|r| Ok(scale_request(r.clone(), setup.rate_multiplier)));
-            let metrics = simulate(
+            let run = simulate(
                 &strategy.name,
                 &config,
                 &scenario.deployments,
@@ -307,13 +310,13 @@ fn run_point(
                 requests,
                 &trace.name,
             )?;
-            let summary = metrics.summary(&trace.classes, &deployment_names);
+            let summary = run.summary(&trace.classes, &deployment_names);
             progress.run_done();
             Ok(RunRecord {
                 strategy: strategy.name.clone(),
                 replication,
                 seed,
-                values: results::metric_values(&summary, &manifest.metrics)
+                values: results::metric_values(&summary, metrics)
                     .into_iter()
                     .map(|v| (!v.is_nan()).then_some(v))
                     .collect(),

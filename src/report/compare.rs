@@ -6,7 +6,8 @@
 //! deterministic, so an unchanged model gives zero deltas and thresholds can be tight. It owns
 //! thresholds and verdicts; it must not know how results were produced or drawn.
 
-use super::data::{summary_metric, ReportError, Summary, SweepResults};
+use super::data::{ReportError, Summary, SweepResults};
+use crate::metric::{Figure, Latency, Metric, Stat};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +47,7 @@ fn round(x: f64) -> f64 {
 /// default one is skipped when neither side has it, e.g. a trace without an interactive class).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatedMetric {
-    pub metric: String,
+    pub metric: Metric,
     pub threshold: Threshold,
     pub explicit: bool,
 }
@@ -54,12 +55,12 @@ pub struct GatedMetric {
 /// The defaults: request 429 rate +0.5 percentage point, interactive TTFT p95 +10%, cost +5%.
 pub fn default_thresholds() -> Vec<GatedMetric> {
     [
-        ("request_429_rate", Threshold::Absolute(0.005)),
-        ("interactive_ttft_p95_ms", Threshold::Relative(0.10)),
-        ("cost_usd", Threshold::Relative(0.05)),
+        (Metric::overall(Figure::Request429Rate), Threshold::Absolute(0.005)),
+        (Metric::headline_latency(), Threshold::Relative(0.10)),
+        (Metric::overall(Figure::CostUsd), Threshold::Relative(0.05)),
     ]
     .into_iter()
-    .map(|(metric, threshold)| GatedMetric { metric: metric.into(), threshold, explicit: false })
+    .map(|(metric, threshold)| GatedMetric { metric, threshold, explicit: false })
     .collect()
 }
 
@@ -87,7 +88,8 @@ pub fn parse_threshold(spec: &str) -> Result<GatedMetric, ReportError> {
         return Err(bad("a threshold is the increase allowed, so it cannot be negative"));
     }
     let threshold = if relative { Threshold::Relative(x / 100.0) } else { Threshold::Absolute(x) };
-    Ok(GatedMetric { metric: metric.to_string(), threshold, explicit: true })
+    let metric = Metric::parse(metric).map_err(|e| bad(&e.to_string()))?;
+    Ok(GatedMetric { metric, threshold, explicit: true })
 }
 
 /// A threshold file: one `METRIC=VALUE` per line; blank lines and `#` comments are ignored.
@@ -177,7 +179,16 @@ pub struct Comparison {
 }
 
 /// Shown beside the gated metrics of a summary, for context.
-const CONTEXT_METRICS: [&str; 4] = ["attempt_429_rate", "ttft_p50_ms", "ttft_p95_ms", "e2e_p95_ms"];
+fn context_metrics() -> impl Iterator<Item = Metric> {
+    [
+        Figure::Attempt429Rate,
+        Figure::Latency(Latency::Ttft, Stat::P50),
+        Figure::Latency(Latency::Ttft, Stat::P95),
+        Figure::Latency(Latency::E2e, Stat::P95),
+    ]
+    .into_iter()
+    .map(Metric::overall)
+}
 
 /// `summary.json` or `results.csv`: a directory means the file inside it.
 fn resolve(path: &Path) -> PathBuf {
@@ -265,15 +276,14 @@ pub fn compare_summaries(
     let mut rows = Vec::new();
     for b in &baseline.strategies {
         let c = current.strategy(&b.name).expect("checked above");
-        let metrics = gated_then_context(thresholds, CONTEXT_METRICS.iter().map(|m| m.to_string()));
-        for (metric, gate) in metrics {
-            let values = (summary_metric(&b.json, &metric), summary_metric(&c.json, &metric));
-            if let Some((bv, cv)) = present(values, &metric, gate, &b.name, &bp.to_string(), &cp.to_string())?
-            {
+        for (metric, gate) in gated_then_context(thresholds, context_metrics()) {
+            let values = (metric.value(b), metric.value(c));
+            let name = metric.to_string();
+            if let Some((bv, cv)) = present(values, &name, gate, &b.name, &bp.to_string(), &cp.to_string())? {
                 let threshold = gate.map(|g| g.threshold);
                 rows.push(Row {
                     subject: b.name.clone(),
-                    metric,
+                    metric: name,
                     baseline: bv,
                     current: cv,
                     threshold,
@@ -307,8 +317,8 @@ pub fn compare_sweeps(
     let mut rows = Vec::new();
     for (bi, key) in bk.iter().enumerate() {
         let ci = ck.iter().position(|k| k == key).expect("checked above");
-        let context = CONTEXT_METRICS.iter().map(|m| m.to_string());
-        for (metric, gate) in gated_then_context(thresholds, context) {
+        for (metric, gate) in gated_then_context(thresholds, context_metrics()) {
+            let metric = metric.to_string();
             let values = (baseline.mean(bi, &metric)?, current.mean(ci, &metric)?);
             if let Some((bv, cv)) = present(values, &format!("{metric}_mean"), gate, key, &bp, &cp)? {
                 let threshold = gate.map(|g| g.threshold);
@@ -329,9 +339,9 @@ pub fn compare_sweeps(
 /// The gated metrics, then context metrics that are not gated.
 fn gated_then_context(
     thresholds: &[GatedMetric],
-    context: impl Iterator<Item = String>,
-) -> Vec<(String, Option<&GatedMetric>)> {
-    let mut out: Vec<(String, Option<&GatedMetric>)> =
+    context: impl Iterator<Item = Metric>,
+) -> Vec<(Metric, Option<&GatedMetric>)> {
+    let mut out: Vec<(Metric, Option<&GatedMetric>)> =
         thresholds.iter().map(|g| (g.metric.clone(), Some(g))).collect();
     for m in context {
         if !out.iter().any(|(x, _)| *x == m) {
@@ -519,10 +529,18 @@ mod tests {
     #[test]
     fn thresholds_parse_relative_absolute_and_reject_nonsense() {
         let g = parse_threshold("ttft_p95_ms=+10%").unwrap();
-        assert_eq!((g.metric.as_str(), g.threshold), ("ttft_p95_ms", Threshold::Relative(0.10)));
+        assert_eq!((g.metric.to_string(), g.threshold), ("ttft_p95_ms".into(), Threshold::Relative(0.10)));
         assert_eq!(parse_threshold("request_429_rate=0.005").unwrap().threshold, Threshold::Absolute(0.005));
         assert_eq!(parse_threshold(" cost_usd = 0% ").unwrap().threshold, Threshold::Relative(0.0));
-        for bad in ["cost_usd", "=5%", "cost_usd=-5%", "cost_usd=abc", "cost_usd=NaN", "cost_usd=inf%"] {
+        for bad in [
+            "cost_usd",
+            "=5%",
+            "cost_usd=-5%",
+            "cost_usd=abc",
+            "cost_usd=NaN",
+            "cost_usd=inf%",
+            "cost_eur=+5%",
+        ] {
             assert!(parse_threshold(bad).is_err(), "{bad}");
         }
     }
@@ -533,8 +551,8 @@ mod tests {
             parse_threshold("cost_usd=+1%").unwrap(),
             parse_threshold("e2e_p95_ms=+20%").unwrap(),
         ]);
-        let names: Vec<&str> = merged.iter().map(|g| g.metric.as_str()).collect();
-        assert_eq!(names, ["request_429_rate", "interactive_ttft_p95_ms", "cost_usd", "e2e_p95_ms"]);
+        let names: Vec<String> = merged.iter().map(|g| g.metric.to_string()).collect();
+        assert_eq!(names, ["request_429_rate", "interactive.ttft_p95_ms", "cost_usd", "e2e_p95_ms"]);
         assert_eq!(merged[2].threshold, Threshold::Relative(0.01));
         assert!(!merged[0].explicit && merged[2].explicit);
     }

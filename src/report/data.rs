@@ -6,7 +6,9 @@
 //! later additions do not break old reports) and the metric names. It must not know how
 //! anything is drawn or judged.
 
-use serde_json::Value;
+use crate::metric::Metric;
+use crate::metrics::StrategySummary;
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// Why a results directory or file could not be used. Everything but [`ReportError::Draw`] and
@@ -50,21 +52,26 @@ fn read_text(path: &Path) -> Result<String, ReportError> {
     std::fs::read_to_string(path).map_err(|source| ReportError::Read { path: display(path), source })
 }
 
-/// One strategy's object of `summary.json`, kept as JSON so any field can be named as a metric.
-#[derive(Clone, Debug)]
-pub struct StrategyJson {
-    pub name: String,
-    pub json: Value,
-}
-
-/// The content of a `summary.json` as needed here.
+/// The content of a `summary.json`, typed: the same [`StrategySummary`] `sim run` wrote, so a
+/// field of the wrong type is an error naming its line, and metrics are read through the
+/// catalogue ([`Metric::value`]).
 #[derive(Clone, Debug)]
 pub struct Summary {
     pub path: PathBuf,
     pub scenario: String,
     pub seed: u64,
     pub trace: String,
-    pub strategies: Vec<StrategyJson>,
+    pub strategies: Vec<StrategySummary>,
+}
+
+/// `summary.json` as written by [`crate::report::RunSummary`].
+#[derive(Deserialize)]
+struct SummaryFile {
+    scenario: String,
+    seed: u64,
+    #[serde(default)]
+    trace: String,
+    strategies: Vec<StrategySummary>,
 }
 
 impl Summary {
@@ -74,72 +81,33 @@ impl Summary {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Summary, ReportError> {
-        let bad = |message: String| ReportError::Parse { path: display(path), message };
-        let root: Value = serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-        let scenario = root
-            .get("scenario")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("field \"scenario\": missing or not a string".into()))?
-            .to_string();
-        let seed = root
-            .get("seed")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| bad("field \"seed\": missing or not a non-negative integer".into()))?;
-        let trace = root.get("trace").and_then(Value::as_str).unwrap_or("").to_string();
-        let list = root
-            .get("strategies")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("field \"strategies\": missing or not a list".into()))?;
-        let mut strategies = Vec::with_capacity(list.len());
-        for (i, s) in list.iter().enumerate() {
-            let name = s
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("strategies[{i}].name: missing or not a string")))?;
-            if strategies.iter().any(|x: &StrategyJson| x.name == name) {
-                return Err(bad(format!("strategies[{i}].name: duplicate strategy \"{name}\"")));
+        let file: SummaryFile = serde_json::from_str(text).map_err(|e| {
+            let what = if e.is_syntax() || e.is_eof() { "not valid JSON" } else { "not a routesim summary" };
+            // serde_json ends its message with "at line L column C": lead with the line instead.
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            ReportError::Field { path: display(path), line: e.line() as u64, field: what.into(), message }
+        })?;
+        for (i, s) in file.strategies.iter().enumerate() {
+            if file.strategies[..i].iter().any(|x| x.name == s.name) {
+                return Err(ReportError::Parse {
+                    path: display(path),
+                    message: format!("strategies[{i}].name: duplicate strategy \"{}\"", s.name),
+                });
             }
-            strategies.push(StrategyJson { name: name.to_string(), json: s.clone() });
         }
-        Ok(Summary { path: path.to_path_buf(), scenario, seed, trace, strategies })
+        Ok(Summary {
+            path: path.to_path_buf(),
+            scenario: file.scenario,
+            seed: file.seed,
+            trace: file.trace,
+            strategies: file.strategies,
+        })
     }
 
-    pub fn strategy(&self, name: &str) -> Option<&StrategyJson> {
+    pub fn strategy(&self, name: &str) -> Option<&StrategySummary> {
         self.strategies.iter().find(|s| s.name == name)
     }
-}
-
-/// The value of a metric of one strategy of `summary.json`, or `None` if it has no such field.
-///
-/// Names are either short forms or dotted paths into the strategy's JSON object:
-/// - `<class>_ttft_<stat>_ms`, `<class>_e2e_<stat>_ms` → `by_class.<class>.ttft_ms.<stat>`
-///   (e.g. `interactive_ttft_p95_ms`); without a class (`ttft_p95_ms`) the strategy's total;
-/// - anything else is a path: `request_429_rate`, `cost_usd`, `by_class.bulk.cost_usd`,
-///   `by_deployment.openai/gpt-5.load_share`.
-pub fn summary_metric(strategy: &Value, metric: &str) -> Option<f64> {
-    let path = metric_path(metric);
-    let mut node = strategy;
-    for key in &path {
-        node = node.get(key.as_str())?;
-    }
-    node.as_f64()
-}
-
-fn metric_path(metric: &str) -> Vec<String> {
-    const STATS: [&str; 7] = ["p50", "p90", "p95", "p99", "max", "mean", "count"];
-    if let Some(rest) = metric.strip_suffix("_ms") {
-        let parts: Vec<&str> = rest.rsplitn(3, '_').collect();
-        // parts = [stat, kind, class?] (reversed by rsplitn)
-        if parts.len() >= 2 && STATS.contains(&parts[0]) && matches!(parts[1], "ttft" | "e2e") {
-            let field = format!("{}_ms", parts[1]);
-            return match parts.get(2) {
-                Some(class) => vec!["by_class".into(), (*class).into(), field, parts[0].into()],
-                None => vec![field, parts[0].into()],
-            };
-        }
-    }
-    // Deployment names contain '/', never '.', so splitting on '.' is unambiguous.
-    metric.split('.').map(String::from).collect()
 }
 
 /// A CSV file read whole, with its header (`results.csv`, `timeseries.csv`…).
@@ -323,12 +291,23 @@ pub struct SweepResults {
 
 impl SweepResults {
     pub fn load(path: &Path) -> Result<SweepResults, ReportError> {
-        let mut table = Table::load(path)?;
-        // `sim sweep` names per-class metrics `interactive.ttft_p95_ms` (its constraint syntax);
-        // reports and the gate name them `interactive_ttft_p95_ms`: one spelling from here on.
+        SweepResults::from_table(Table::load(path)?)
+    }
+
+    pub fn load_text(text: &str, path: &Path) -> Result<SweepResults, ReportError> {
+        SweepResults::from_table(Table::parse(text, path)?)
+    }
+
+    fn from_table(mut table: Table) -> Result<SweepResults, ReportError> {
+        let path = table.path.clone();
+        let path = path.as_path();
+        // Metric columns are named by the catalogue's canonical spelling from here on
+        // (`interactive_ttft_p95_ms_mean` in a hand-made file is `interactive.ttft_p95_ms`).
         for h in table.header.iter_mut() {
-            if STAT_SUFFIXES.iter().any(|s| h.ends_with(s)) {
-                *h = h.replace('.', "_");
+            if let Some(suffix) = STAT_SUFFIXES.iter().find(|s| h.ends_with(*s)) {
+                if let Ok(metric) = Metric::parse(&h[..h.len() - suffix.len()]) {
+                    *h = format!("{metric}{suffix}");
+                }
             }
         }
         if !table.header.iter().any(|h| h.ends_with("_mean")) {
@@ -423,22 +402,26 @@ impl ResultsDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn short_metric_names_map_to_summary_paths() {
-        let s = json!({
-            "request_429_rate": 0.01, "cost_usd": 12.5, "ttft_ms": {"p95": 900.0},
-            "by_class": {"interactive": {"ttft_ms": {"p95": 1200.0}}, "long_class": {"e2e_ms": {"p99": 7.0}}},
-            "by_deployment": {"openai/gpt-5": {"load_share": 0.25}}
-        });
-        assert_eq!(summary_metric(&s, "request_429_rate"), Some(0.01));
-        assert_eq!(summary_metric(&s, "ttft_p95_ms"), Some(900.0));
-        assert_eq!(summary_metric(&s, "interactive_ttft_p95_ms"), Some(1200.0));
-        assert_eq!(summary_metric(&s, "long_class_e2e_p99_ms"), Some(7.0));
-        assert_eq!(summary_metric(&s, "by_deployment.openai/gpt-5.load_share"), Some(0.25));
-        assert_eq!(summary_metric(&s, "hard_ttft_p95_ms"), None);
-        assert_eq!(summary_metric(&s, "by_class"), None, "an object is not a number");
+    fn a_summary_reads_back_typed_and_a_wrong_type_names_its_line() {
+        let good = r#"{"scenario": "s", "seed": 1, "strategies": []}"#;
+        assert_eq!(Summary::parse(good, Path::new("a.json")).unwrap().strategies.len(), 0);
+        let bad = "{\"scenario\": \"s\",\n \"seed\": \"one\",\n \"strategies\": []}";
+        let e = Summary::parse(bad, Path::new("a.json")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("a.json:2: field \"not a routesim summary\": invalid type: string \"one\""),
+            "{e}"
+        );
+        let e = Summary::parse("{", Path::new("a.json")).unwrap_err().to_string();
+        assert!(e.starts_with("a.json:1: field \"not valid JSON\""), "{e}");
+    }
+
+    #[test]
+    fn sweep_metric_columns_take_the_canonical_spelling() {
+        let text = "point,strategy,interactive_ttft_p95_ms_mean,cost_mean,foo_mean,pareto\n0,a,5,4,3,true\n";
+        let sweep = SweepResults::load_text(text, Path::new("results.csv")).unwrap();
+        assert_eq!(sweep.metrics(), ["interactive.ttft_p95_ms", "cost_usd", "foo"]);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //!
 //! It owns the documents' layout; it must not know how plots are drawn or numbers produced.
 
-use super::data::{summary_metric, ReportError, ResultsDir, RunDir, SweepResults};
+use super::data::{ReportError, ResultsDir, RunDir, SweepResults};
 use super::plots::{plot_run, plot_sweep, PlotFile};
+use crate::metric::{Figure, Latency, Metric, Stat};
 use base64::Engine as _;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -58,20 +59,21 @@ fn run_headline(run: &RunDir) -> Headline {
         .strategies
         .iter()
         .map(|st| {
-            let m = |name: &str| summary_metric(&st.json, name);
+            let m = |figure: Figure| Metric::overall(figure).value(st);
             let or_dash = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+            let count = |v: f64| format!("{v:.0}");
             vec![
                 st.name.clone(),
-                or_dash(m("requests"), &|v| format!("{v:.0}")),
-                or_dash(m("attempt_429_rate"), &percent),
-                or_dash(m("request_429_rate"), &percent),
-                or_dash(m("failed"), &|v| format!("{v:.0}")),
-                or_dash(m("ttft_p50_ms"), &seconds),
-                or_dash(m("ttft_p95_ms"), &seconds),
-                or_dash(m("interactive_ttft_p95_ms"), &seconds),
-                or_dash(m("e2e_p95_ms"), &seconds),
-                or_dash(m("cost_usd"), &|v| format!("{v:.2}")),
-                or_dash(m("cost_per_1k_requests_usd"), &|v| format!("{v:.3}")),
+                or_dash(m(Figure::Requests), &count),
+                or_dash(m(Figure::Attempt429Rate), &percent),
+                or_dash(m(Figure::Request429Rate), &percent),
+                or_dash(m(Figure::Failed), &count),
+                or_dash(m(Figure::Latency(Latency::Ttft, Stat::P50)), &seconds),
+                or_dash(m(Figure::Latency(Latency::Ttft, Stat::P95)), &seconds),
+                or_dash(Metric::headline_latency().value(st), &seconds),
+                or_dash(m(Figure::Latency(Latency::E2e, Stat::P95)), &seconds),
+                or_dash(m(Figure::CostUsd), &|v| format!("{v:.2}")),
+                or_dash(m(Figure::CostPer1kRequestsUsd), &|v| format!("{v:.3}")),
             ]
         })
         .collect();

@@ -7,8 +7,9 @@
 //! cover data. This module owns the pictures; it must not know how the numbers were produced
 //! (it draws what [`super::data`] read back from disk).
 
-use super::data::{summary_metric, Incident, LatencyRow, MinuteRow, ReportError, RunDir, SweepResults};
+use super::data::{Incident, LatencyRow, MinuteRow, ReportError, RunDir, SweepResults};
 use super::glyphs::TextBitMap;
+use crate::metric::{Figure, Metric, Unit};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -457,11 +458,9 @@ where
     let strategies = &run.summary.strategies;
     let mut deployments: Vec<String> = Vec::new();
     for s in strategies {
-        if let Some(map) = s.json.get("by_deployment").and_then(|v| v.as_object()) {
-            for name in map.keys() {
-                if !deployments.contains(name) {
-                    deployments.push(name.clone());
-                }
+        for name in s.by_deployment.keys() {
+            if !deployments.contains(name) {
+                deployments.push(name.clone());
             }
         }
     }
@@ -495,7 +494,7 @@ where
     for (i, s) in strategies.iter().enumerate() {
         let mut bottom = 0.0;
         for (d, name) in deployments.iter().enumerate() {
-            let share = s.json["by_deployment"][name.as_str()]["load_share"].as_f64().unwrap_or(0.0) * 100.0;
+            let share = s.by_deployment.get(name).map_or(0.0, |d| d.load_share) * 100.0;
             if share <= 0.0 {
                 continue;
             }
@@ -708,12 +707,14 @@ const SIZE_WIDE: (u32, u32) = (1200, 760);
 /// p95) as seconds, and the axis description that says which.
 fn cost_points_of_run(run: &RunDir) -> (Vec<CostPoint>, &'static str) {
     let has_interactive =
-        run.summary.strategies.iter().all(|s| summary_metric(&s.json, "interactive_ttft_p95_ms").is_some());
-    let (metric, desc) = if has_interactive {
-        ("interactive_ttft_p95_ms", "interactive TTFT p95, from arrival (s)")
+        run.summary.strategies.iter().all(|s| Metric::headline_latency().value(s).is_some());
+    let metric = Metric::latency_axis(has_interactive);
+    let desc = if has_interactive {
+        "interactive TTFT p95, from arrival (s)"
     } else {
-        ("ttft_p95_ms", "TTFT p95 over all classes, from arrival (s)")
+        "TTFT p95 over all classes, from arrival (s)"
     };
+    let cost = Metric::overall(Figure::CostUsd);
     let points = run
         .summary
         .strategies
@@ -721,8 +722,8 @@ fn cost_points_of_run(run: &RunDir) -> (Vec<CostPoint>, &'static str) {
         .filter_map(|s| {
             Some(CostPoint {
                 label: s.name.clone(),
-                latency_s: summary_metric(&s.json, metric)? / 1000.0,
-                cost_usd: summary_metric(&s.json, "cost_usd")?,
+                latency_s: metric.value(s)? / 1000.0,
+                cost_usd: cost.value(s)?,
             })
         })
         .collect();
@@ -763,16 +764,13 @@ pub fn plot_run(run: &RunDir, out: &Path) -> Result<Vec<PlotFile>, ReportError> 
     Ok(files)
 }
 
-/// Unit of a metric for axis labels, from its name's suffix.
+/// Unit of a metric for axis labels, from the catalogue (nothing for a column it does not know).
 fn unit_of(metric: &str) -> &'static str {
-    if metric.ends_with("_ms") {
-        " (ms)"
-    } else if metric.ends_with("_usd") {
-        " (USD)"
-    } else if metric.ends_with("_rate") || metric.ends_with("_share") {
-        " (fraction)"
-    } else {
-        ""
+    match Metric::parse(metric).map(|m| m.unit()) {
+        Ok(Unit::Milliseconds) => " (ms)",
+        Ok(Unit::Usd) => " (USD)",
+        Ok(Unit::Share) => " (fraction)",
+        Ok(Unit::Count) | Err(_) => "",
     }
 }
 
@@ -795,17 +793,9 @@ pub fn plot_sweep(sweep: &SweepResults, out: &Path) -> Result<Vec<PlotFile>, Rep
             .collect();
         // The headline metrics when the sweep has them (a picture per column of a wide sweep
         // would bury them); otherwise every metric.
-        const HEADLINE: [&str; 7] = [
-            "request_429_rate",
-            "failed_rate",
-            "attempt_429_rate",
-            "interactive_ttft_p95_ms",
-            "ttft_p95_ms",
-            "cost_usd",
-            "attempts_per_request",
-        ];
         let all = sweep.metrics();
-        let headline: Vec<String> = all.iter().filter(|m| HEADLINE.contains(&m.as_str())).cloned().collect();
+        let wanted: Vec<String> = Metric::headline().iter().map(Metric::to_string).collect();
+        let headline: Vec<String> = all.iter().filter(|m| wanted.contains(m)).cloned().collect();
         let chosen = if headline.is_empty() { all } else { headline };
         for metric in chosen {
             let mut groups: Vec<SweepLine> = Vec::new();
@@ -854,9 +844,11 @@ pub fn plot_sweep(sweep: &SweepResults, out: &Path) -> Result<Vec<PlotFile>, Rep
             }));
         }
     }
-    let latency_metric = ["interactive_ttft_p95_ms", "ttft_p95_ms"]
+    let latency_metric = [Metric::latency_axis(true), Metric::latency_axis(false)]
         .into_iter()
+        .map(|m| m.to_string())
         .find(|m| t.column(&format!("{m}_mean")).is_some());
+    let latency_metric = latency_metric.as_deref();
     if let (Some(latency_metric), Some(_)) = (latency_metric, t.column("cost_usd_mean")) {
         let mut points = Vec::new();
         for r in 0..t.rows.len() {

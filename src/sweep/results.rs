@@ -9,66 +9,32 @@
 
 use super::stats::{estimate, pareto_front, Estimate};
 use super::SweepError;
+use crate::metric::{self, Figure, Metric};
 use crate::metrics::StrategySummary;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Metrics of a whole strategy run, in column order.
-const OVERALL_METRICS: [&str; 10] = [
-    "request_429_rate",
-    "failed_rate",
-    "attempt_429_rate",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-    "ttft_p99_ms",
-    "e2e_p95_ms",
-    "cost_usd",
-    "cost_per_1k_requests_usd",
-    "attempts_per_request",
-];
-/// Metrics of each class, as `CLASS.metric`.
-const CLASS_METRICS: [&str; 5] =
-    ["request_429_rate", "failed_rate", "ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms"];
-
-/// Metric names for a trace with these classes (sorted by name, as in the summary).
+/// Metric names (canonical, as in the header) for a trace with these classes (sorted by name,
+/// as in the summary): the catalogue's sweep columns.
 pub fn metric_names(class_names: &[String]) -> Vec<String> {
-    let mut names: Vec<String> = OVERALL_METRICS.iter().map(|m| m.to_string()).collect();
-    for class in class_names {
-        names.extend(CLASS_METRICS.iter().map(|m| format!("{class}.{m}")));
-    }
-    names
+    Metric::sweep_columns(class_names).iter().map(Metric::to_string).collect()
 }
 
-/// The values of `names` in one strategy's summary. Undefined values are NaN: any metric of a
-/// class with no requests, latency percentiles when nothing succeeded (not 0 ms: a
-/// configuration that fails every request must not look fast).
-pub fn metric_values(summary: &StrategySummary, names: &[String]) -> Vec<f64> {
-    names
+/// The values of `metrics` in one strategy's summary; NaN where undefined (see
+/// [`Metric::value`]: a class with no requests, latency when nothing succeeded).
+pub fn metric_values(summary: &StrategySummary, metrics: &[Metric]) -> Vec<f64> {
+    metrics.iter().map(|m| m.value(summary).unwrap_or(f64::NAN)).collect()
+}
+
+/// The manifest's metric names as metrics; a name the catalogue does not know means the
+/// manifest was written by another version or edited.
+pub fn parse_metrics(manifest: &Manifest, dir: &Path) -> Result<Vec<Metric>, SweepError> {
+    manifest
+        .metrics
         .iter()
         .map(|name| {
-            let (outcome, metric) = match name.rsplit_once('.') {
-                None => (Some(&summary.outcome), name.as_str()),
-                Some((class, metric)) => (summary.by_class.get(class), metric),
-            };
-            let Some(o) = outcome else { return f64::NAN };
-            let latency =
-                |l: &crate::metrics::LatencySummary, p: f64| if l.count == 0 { f64::NAN } else { p };
-            match metric {
-                "request_429_rate" => o.request_429_rate,
-                "failed_rate" if o.requests > 0 => {
-                    let lost = o.rate_limited + o.failed;
-                    (lost as f64 / o.requests as f64 * 1e6).round() / 1e6
-                }
-                "attempt_429_rate" => o.attempt_429_rate,
-                "ttft_p50_ms" => latency(&o.ttft_ms, o.ttft_ms.p50),
-                "ttft_p95_ms" => latency(&o.ttft_ms, o.ttft_ms.p95),
-                "ttft_p99_ms" => latency(&o.ttft_ms, o.ttft_ms.p99),
-                "e2e_p95_ms" => latency(&o.e2e_ms, o.e2e_ms.p95),
-                "cost_usd" => o.cost_usd,
-                "cost_per_1k_requests_usd" => o.cost_per_1k_requests_usd,
-                "attempts_per_request" => o.attempts_per_request,
-                _ => f64::NAN,
-            }
+            Metric::parse(name)
+                .map_err(|e| SweepError::Input(format!("{}: {e}", Manifest::path(dir).display())))
         })
         .collect()
 }
@@ -257,9 +223,18 @@ pub fn assemble(manifest: &Manifest, dirs: &[PathBuf]) -> Result<Vec<Row>, Sweep
 /// reason: without it a configuration that fails most requests cheaply (every deployment cooled
 /// down, say) would sit on the front for being cheap.
 fn pareto_metrics(manifest: &Manifest) -> Vec<usize> {
-    let find = |name: &str| manifest.metrics.iter().position(|m| m == name);
-    let latency = find("interactive.ttft_p95_ms").or_else(|| find("ttft_p95_ms"));
-    [find("cost_usd"), latency, find("request_429_rate"), find("failed_rate")].into_iter().flatten().collect()
+    let find = |metric: Metric| manifest.metrics.iter().position(|m| *m == metric.to_string());
+    let latency = find(Metric::headline_latency())
+        .or_else(|| find(Metric::overall(Figure::Latency(metric::Latency::Ttft, metric::Stat::P95))));
+    [
+        find(Metric::overall(Figure::CostUsd)),
+        latency,
+        find(Metric::overall(Figure::Request429Rate)),
+        find(Metric::overall(Figure::FailedRate)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// A number in the CSV: rounded to 6 decimals, shortest form; empty when undefined.
@@ -320,9 +295,15 @@ pub enum Comparison {
 
 /// Resolves a metric name (`cost` is short for `cost_usd`) or says which names exist.
 pub fn resolve_metric(name: &str, metrics: &[String]) -> Result<usize, SweepError> {
-    let name = if name == "cost" { "cost_usd" } else { name };
-    metrics.iter().position(|m| m == name).ok_or_else(|| {
-        SweepError::Input(format!("unknown metric {name:?}; known metrics: {}", metrics.join(", ")))
+    let known = || metrics.join(", ");
+    let metric = Metric::parse(name)
+        .map_err(|_| SweepError::Input(format!("unknown metric {name:?}; known metrics: {}", known())))?;
+    let canonical = metric.to_string();
+    metrics.iter().position(|m| *m == canonical).ok_or_else(|| {
+        SweepError::Input(format!(
+            "metric {canonical:?} is not tabulated by sweeps; known metrics: {}",
+            known()
+        ))
     })
 }
 

@@ -2,6 +2,7 @@
 //! and sweeps, and every plot file produced and non-trivial.
 
 use super::cli::{workdir, TRACE};
+use routesim::metrics::{LatencySummary, OutcomeSummary, StrategySummary};
 use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -24,20 +25,31 @@ struct Headline {
 
 const BASE: Headline = Headline { request_429_rate: 0.010, interactive_p95_ms: 2000.0, cost_usd: 100.0 };
 
+/// A `summary.json` of these strategies, written from the library's own summary type (as
+/// `sim run` writes it), with the headline numbers set and everything else zero.
 fn summary(scenario: &str, seed: u64, strategies: &[(&str, Headline)]) -> String {
-    let list: Vec<serde_json::Value> = strategies
+    let latency = |p50: f64, p95: f64| LatencySummary { count: 1000, p50, p95, ..Default::default() };
+    let list: Vec<StrategySummary> = strategies
         .iter()
-        .map(|(name, h)| {
-            json!({
-                "name": name,
-                "requests": 1000,
-                "attempt_429_rate": h.request_429_rate * 3.0,
-                "request_429_rate": h.request_429_rate,
-                "ttft_ms": {"p50": 900.0, "p95": h.interactive_p95_ms * 0.9},
-                "e2e_ms": {"p95": 5000.0},
-                "cost_usd": h.cost_usd,
-                "by_class": {"interactive": {"ttft_ms": {"p95": h.interactive_p95_ms}}}
-            })
+        .map(|(name, h)| StrategySummary {
+            name: name.to_string(),
+            outcome: OutcomeSummary {
+                requests: 1000,
+                attempt_429_rate: h.request_429_rate * 3.0,
+                request_429_rate: h.request_429_rate,
+                ttft_ms: latency(900.0, h.interactive_p95_ms * 0.9),
+                e2e_ms: latency(3000.0, 5000.0),
+                cost_usd: h.cost_usd,
+                ..Default::default()
+            },
+            late_child_starts: 0,
+            fallbacks_by_cause: Default::default(),
+            by_class: [(
+                "interactive".to_string(),
+                OutcomeSummary { ttft_ms: latency(800.0, h.interactive_p95_ms), ..Default::default() },
+            )]
+            .into(),
+            by_deployment: Default::default(),
         })
         .collect();
     serde_json::to_string_pretty(
@@ -109,7 +121,7 @@ fn a_change_within_the_threshold_passes() {
     );
     assert_eq!(o.status.code(), Some(1));
     let err = text(&o.stderr);
-    assert!(err.contains("chain cost_usd") && !err.contains("interactive_ttft_p95_ms"), "{err}");
+    assert!(err.contains("chain cost_usd") && !err.contains("interactive.ttft_p95_ms"), "{err}");
 }
 
 #[test]
@@ -154,7 +166,15 @@ fn bad_input_exits_2_and_says_which() {
     let (_d, o) = gate(&two(BASE, BASE), &two(BASE, BASE), &["--threshold", "cost_usd=five"]);
     assert_bad_input(&o, &["threshold \"cost_usd=five\""]);
     let (_d, o) = gate(&two(BASE, BASE), &two(BASE, BASE), &["--threshold", "no_such_metric=+1%"]);
-    assert_bad_input(&o, &["metric \"no_such_metric\" not found"]);
+    assert_bad_input(&o, &["unknown metric \"no_such_metric\""]);
+    let (_d, o) = gate(&two(BASE, BASE), &two(BASE, BASE), &["--threshold", "by_deployment.x.cost_usd=+1%"]);
+    assert_bad_input(&o, &["metric \"by_deployment.x.cost_usd\" not found"]);
+    let (_d, o) = gate(
+        &two(BASE, BASE),
+        &two(BASE, BASE).replacen("\"cost_usd\": 100.0", "\"cost_usd\": \"lots\"", 1),
+        &[],
+    );
+    assert_bad_input(&o, &["cur.json:", "invalid type: string \"lots\""]);
     let dir = tempfile::tempdir().unwrap();
     let o = sim(&["compare", "missing.json", "also-missing.json"], dir.path());
     assert_bad_input(&o, &["missing.json: cannot read"]);
@@ -288,7 +308,7 @@ fn report_of_a_sweep_plots_each_metric_against_the_parameter() {
         &rep,
         &[
             ("sweep_request_429_rate", "request_429_rate vs itpm"),
-            ("sweep_interactive_ttft_p95_ms", "interactive_ttft_p95_ms vs itpm"),
+            ("sweep_interactive_ttft_p95_ms", "interactive.ttft_p95_ms vs itpm"),
             ("sweep_cost_usd", "cost_usd vs itpm"),
             ("cost_vs_latency", "Cost vs interactive first-token latency"),
         ],
