@@ -45,8 +45,13 @@ pub fn mix64(mut z: u64) -> u64 {
 /// Stable 64-bit hash of a string (FNV-1a then mixed), used for request ids and deployment
 /// names in draw keys. Stable across platforms, runs and versions.
 pub fn hash_str(text: &str) -> u64 {
+    hash_bytes(text.as_bytes())
+}
+
+/// [`hash_str`] over bytes (e.g. the fingerprint of a trace file).
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.as_bytes() {
+    for byte in bytes {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }

@@ -1,10 +1,9 @@
 //! Reading a results directory back: `summary.json`, `timeseries.csv`, `latency.csv` and
-//! `incidents.csv` of `sim run --out`, or `results.csv` of `sim sweep --out`; and naming the
-//! metrics that plots and the gate talk about.
+//! `incidents.csv` of `sim run --out`, or `results.csv` of `sim sweep --out`.
 //!
 //! It owns the file formats as read (tolerantly: unknown fields and columns are ignored, so
-//! later additions do not break old reports) and the metric names. It must not know how
-//! anything is drawn or judged.
+//! later additions do not break old reports); metric names belong to [`crate::metric`]. It
+//! must not know how anything is drawn or judged.
 
 use crate::metric::Metric;
 use crate::metrics::StrategySummary;

@@ -530,14 +530,9 @@ pub struct CostPoint {
 /// Indices of the points no other point beats on both axes (lower latency and lower cost),
 /// sorted by latency.
 pub fn pareto_front(points: &[CostPoint]) -> Vec<usize> {
-    let dominated = |p: &CostPoint| {
-        points.iter().any(|q| {
-            q.latency_s <= p.latency_s
-                && q.cost_usd <= p.cost_usd
-                && (q.latency_s < p.latency_s || q.cost_usd < p.cost_usd)
-        })
-    };
-    let mut front: Vec<usize> = (0..points.len()).filter(|&i| !dominated(&points[i])).collect();
+    let vectors: Vec<Vec<f64>> = points.iter().map(|p| vec![p.latency_s, p.cost_usd]).collect();
+    let on_front = crate::sweep::stats::pareto_front(&vectors);
+    let mut front: Vec<usize> = (0..points.len()).filter(|&i| on_front[i]).collect();
     front.sort_by(|&a, &b| points[a].latency_s.total_cmp(&points[b].latency_s));
     front
 }

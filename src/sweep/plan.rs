@@ -11,7 +11,7 @@
 //! It must not know how points are run or reported.
 
 use super::SweepError;
-use crate::rng::{hash_str, mix64};
+use crate::rng::{hash_bytes, hash_str, mix64};
 use crate::scenario::Scenario;
 use crate::time::{Duration, Instant};
 use crate::trace::Request;
@@ -143,7 +143,7 @@ impl Plan {
         let base = Scenario::load(&scenario_path)?;
         let trace_bytes = std::fs::read(&base.trace.path).unwrap_or_default();
         let mut digest = hash_str(&text) ^ mix64(hash_str(&scenario_text).wrapping_add(1));
-        digest = mix64(digest ^ fnv_bytes(&trace_bytes));
+        digest = mix64(digest ^ hash_bytes(&trace_bytes));
         let plan = Plan {
             file: path.to_path_buf(),
             seed: raw.seed.unwrap_or(base.seed),
@@ -422,16 +422,6 @@ fn leaf_positions(item: &toml_edit::Item, prefix: &mut Vec<String>, out: &mut Ve
         toml_edit::Item::Value(v) => out.push((prefix.clone(), v.span().map_or(usize::MAX, |s| s.start))),
         _ => {}
     }
-}
-
-/// FNV-1a over bytes, mixed (for the fingerprint of the trace file).
-fn fnv_bytes(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    mix64(hash)
 }
 
 #[cfg(test)]
