@@ -8,7 +8,7 @@
 //! produces an [`EngineConfig`] and builds fresh [`Policy`] values for each run.
 
 use crate::engine::{EngineConfig, Replay};
-use crate::policy::config::{Catalog, FileCache, PolicyConfig};
+use crate::policy::config::{Catalog, FileCache, PolicyConfig, PolicyError};
 use crate::policy::Policy;
 use crate::provider::{Deployment, DeploymentConfig};
 use crate::suggest::suggestion;
@@ -122,7 +122,7 @@ impl PolicySpec {
         config: PolicyConfig,
         deployments: Arc<[Deployment]>,
         base_dir: &Path,
-    ) -> Result<PolicySpec, String> {
+    ) -> Result<PolicySpec, PolicyError> {
         let files = FileCache::default();
         config.build(&Catalog { deployments: &deployments, base_dir, files: &files })?;
         let (texts, notes) = files.into_parts();

@@ -9,6 +9,7 @@
 use super::config::{nested, Catalog, PolicyConfig};
 use super::smoothing::{class_ranks, held_or_new_attempt, rank_of, Pending, SlotGate};
 use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use crate::policy::config::PolicyError;
 use crate::provider::{DeploymentId, FailureKind};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
@@ -90,20 +91,23 @@ pub struct Adaptive {
 }
 
 impl Adaptive {
-    pub fn build(config: &AdaptiveConfig, catalog: &Catalog) -> Result<Adaptive, String> {
+    pub fn build(config: &AdaptiveConfig, catalog: &Catalog) -> Result<Adaptive, PolicyError> {
         let c = config;
         if !(c.min_limit >= 1.0
             && c.min_limit <= c.initial_limit
             && c.initial_limit <= c.max_limit
             && c.max_limit.is_finite())
         {
-            return Err("initial_limit: need 1 <= min_limit <= initial_limit <= max_limit (finite)".into());
+            return Err(PolicyError::new(
+                "initial_limit",
+                "need 1 <= min_limit <= initial_limit <= max_limit (finite)",
+            ));
         }
         if !(c.decrease > 0.0 && c.decrease < 1.0) {
-            return Err(format!("decrease: must be in (0, 1), got {}", c.decrease));
+            return Err(PolicyError::new("decrease", format!("must be in (0, 1), got {}", c.decrease)));
         }
         if !(c.increase.is_finite() && c.increase > 0.0) {
-            return Err(format!("increase: must be > 0, got {}", c.increase));
+            return Err(PolicyError::new("increase", format!("must be > 0, got {}", c.increase)));
         }
         super::config::check_fraction("headroom", c.headroom)?;
         Ok(Adaptive {

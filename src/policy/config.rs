@@ -21,6 +21,27 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// A policy configuration that cannot be built: `path: message`, one line, the path relative
+/// to the policy table (`chain[1]`, `inner.backoff.max`); the scenario adds its own prefix
+/// (`strategy[2].policy.`). The one error type of every policy kind's `build`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PolicyError {
+    pub path: String,
+    pub message: String,
+}
+
+impl PolicyError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> PolicyError {
+        PolicyError { path: path.into(), message: message.into() }
+    }
+
+    /// The same error seen from an enclosing table: `inner` + `backoff.max` → `inner.backoff.max`.
+    pub fn within(self, prefix: &str) -> PolicyError {
+        PolicyError { path: format!("{prefix}.{}", self.path), message: self.message }
+    }
+}
+
 /// Files a policy reads (a LiteLLM `config.yaml`), by resolved path. Filled when a scenario is
 /// validated and handed to every later build, so files are read once: a policy built for a run
 /// is exactly the one that was validated, even if the file changes meanwhile. Also the notes
@@ -54,13 +75,13 @@ pub struct Catalog<'a> {
 
 impl Catalog<'_> {
     /// The text of a file relative to the scenario, read from disk only the first time.
-    pub fn read_file(&self, path: &Path) -> Result<String, String> {
+    pub fn read_file(&self, path: &Path) -> Result<String, PolicyError> {
         let resolved = self.resolve_path(path);
         if let Some(text) = self.files.texts.borrow().get(&resolved) {
             return Ok(text.clone());
         }
         let text = std::fs::read_to_string(&resolved)
-            .map_err(|e| format!("cannot read {}: {e}", resolved.display()))?;
+            .map_err(|e| PolicyError::new(resolved.display().to_string(), format!("cannot read: {e}")))?;
         self.files.texts.borrow_mut().insert(resolved, text.clone());
         Ok(text)
     }
@@ -74,14 +95,17 @@ impl Catalog<'_> {
     }
 
     /// Resolves a deployment name; the error names `field` and suggests a close name.
-    pub fn id(&self, field: &str, name: &str) -> Result<DeploymentId, String> {
+    pub fn id(&self, field: &str, name: &str) -> Result<DeploymentId, PolicyError> {
         self.deployments.iter().position(|d| d.name == name).map(|i| DeploymentId(i as u16)).ok_or_else(
             || {
                 let known: Vec<&str> = self.deployments.iter().map(|d| d.name.as_str()).collect();
-                format!(
-                    "{field}: unknown deployment {name:?}{} (known: {})",
-                    suggestion(name, &known),
-                    known.join(", ")
+                PolicyError::new(
+                    field,
+                    format!(
+                        "unknown deployment {name:?}{} (known: {})",
+                        suggestion(name, &known),
+                        known.join(", ")
+                    ),
                 )
             },
         )
@@ -162,55 +186,64 @@ fn default_fallback_attempts() -> u32 {
 pub const MAX_BACKOFF: crate::time::Duration = crate::time::Duration::from_mins(24 * 60);
 
 /// Checks shared by the retrying policies.
-pub fn check_backoff(b: &Backoff) -> Result<(), String> {
+pub fn check_backoff(b: &Backoff) -> Result<(), PolicyError> {
     if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
-        return Err(format!("backoff.multiplier: must be >= 1, got {}", b.multiplier));
+        return Err(PolicyError::new("backoff.multiplier", format!("must be >= 1, got {}", b.multiplier)));
     }
     if !(b.jitter.is_finite() && (0.0..=1.0).contains(&b.jitter)) {
-        return Err(format!("backoff.jitter: must be in [0, 1], got {}", b.jitter));
+        return Err(PolicyError::new("backoff.jitter", format!("must be in [0, 1], got {}", b.jitter)));
     }
     if b.max < b.initial {
-        return Err(format!("backoff.max: {} is shorter than backoff.initial {}", b.max, b.initial));
+        return Err(PolicyError::new(
+            "backoff.max",
+            format!("{} is shorter than backoff.initial {}", b.max, b.initial),
+        ));
     }
     if b.max > MAX_BACKOFF {
-        return Err(format!("backoff.max: {} is above the maximum of {MAX_BACKOFF}", b.max));
+        return Err(PolicyError::new(
+            "backoff.max",
+            format!("{} is above the maximum of {MAX_BACKOFF}", b.max),
+        ));
     }
     Ok(())
 }
 
-fn check_attempts(n: u32) -> Result<(), String> {
+fn check_attempts(n: u32) -> Result<(), PolicyError> {
     if n == 0 {
-        Err("max_attempts: must be >= 1".to_string())
+        Err(PolicyError::new("max_attempts", "must be >= 1"))
     } else {
         Ok(())
     }
 }
 
 /// A timeout option must be positive when given.
-pub fn check_timeout(field: &str, t: &Option<Duration>) -> Result<(), String> {
+pub fn check_timeout(field: &str, t: &Option<Duration>) -> Result<(), PolicyError> {
     if t.is_some_and(Duration::is_zero) {
-        return Err(format!("{field}: must be > 0 (omit for none)"));
+        return Err(PolicyError::new(field, "must be > 0 (omit for none)"));
     }
     Ok(())
 }
 
 /// A probability-like option in [0, 1].
-pub fn check_fraction(field: &str, x: f64) -> Result<(), String> {
+pub fn check_fraction(field: &str, x: f64) -> Result<(), PolicyError> {
     if x.is_finite() && (0.0..=1.0).contains(&x) {
         Ok(())
     } else {
-        Err(format!("{field}: must be in [0, 1], got {x}"))
+        Err(PolicyError::new(field, format!("must be in [0, 1], got {x}")))
     }
 }
 
 /// Prefixes an inner error with the field it came from (`policy.` + `rules[0].…`).
-pub fn nested(prefix: &str, result: Result<Box<dyn Policy>, String>) -> Result<Box<dyn Policy>, String> {
-    result.map_err(|e| format!("{prefix}.{e}"))
+pub fn nested(
+    prefix: &str,
+    result: Result<Box<dyn Policy>, PolicyError>,
+) -> Result<Box<dyn Policy>, PolicyError> {
+    result.map_err(|e| e.within(prefix))
 }
 
 impl PolicyConfig {
     /// Builds a fresh policy. Every run gets its own (policies keep state).
-    pub fn build(&self, catalog: &Catalog) -> Result<Box<dyn Policy>, String> {
+    pub fn build(&self, catalog: &Catalog) -> Result<Box<dyn Policy>, PolicyError> {
         Ok(match self {
             PolicyConfig::Single { deployment, max_attempts, backoff, timeout, first_token_timeout } => {
                 check_attempts(*max_attempts)?;
@@ -230,7 +263,7 @@ impl PolicyConfig {
             }
             PolicyConfig::Fallback { chain, max_attempts, backoff, timeout, first_token_timeout } => {
                 if chain.is_empty() {
-                    return Err("chain: must name at least one deployment".into());
+                    return Err(PolicyError::new("chain", "must name at least one deployment"));
                 }
                 check_attempts(*max_attempts)?;
                 check_backoff(backoff)?;
@@ -240,7 +273,10 @@ impl PolicyConfig {
                 for (j, name) in chain.iter().enumerate() {
                     let id = catalog.id(&format!("chain[{j}]"), name)?;
                     if ids.contains(&id) {
-                        return Err(format!("chain[{j}]: {name:?} appears twice in the chain"));
+                        return Err(PolicyError::new(
+                            format!("chain[{j}]"),
+                            format!("{name:?} appears twice in the chain"),
+                        ));
                     }
                     ids.push(id);
                 }
@@ -260,8 +296,9 @@ impl PolicyConfig {
                 check_backoff(backoff)?;
                 let id = catalog.id("deployment", deployment)?;
                 if catalog.deployment(id).batch.is_none() {
-                    return Err(format!(
-                        "deployment: {deployment:?} has no batch API (add a `batch` section)"
+                    return Err(PolicyError::new(
+                        "deployment",
+                        format!("{deployment:?} has no batch API (add a `batch` section)"),
                     ));
                 }
                 Box::new(BatchOnly { deployment: id, max_attempts: *max_attempts, backoff: *backoff })

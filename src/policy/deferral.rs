@@ -7,6 +7,7 @@
 use super::config::{nested, Catalog, PolicyConfig};
 use super::rules::class_id;
 use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use crate::policy::config::PolicyError;
 use crate::provider::FailureKind;
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
@@ -56,9 +57,9 @@ pub struct Deferral {
 }
 
 impl Deferral {
-    pub fn build(config: &DeferralConfig, catalog: &Catalog) -> Result<Deferral, String> {
+    pub fn build(config: &DeferralConfig, catalog: &Catalog) -> Result<Deferral, PolicyError> {
         if config.recheck.is_zero() {
-            return Err("recheck: must be > 0".into());
+            return Err(PolicyError::new("recheck", "must be > 0"));
         }
         let classes = config
             .classes

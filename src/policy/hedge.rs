@@ -8,6 +8,7 @@
 use super::config::{nested, Catalog, PolicyConfig};
 use super::observed::Observed;
 use super::{AttemptReport, Decision, History, Policy};
+use crate::policy::config::PolicyError;
 use crate::provider::{AttemptOptions, DeploymentId};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
@@ -58,13 +59,13 @@ pub struct Hedge {
 }
 
 impl Hedge {
-    pub fn build(config: &HedgeConfig, catalog: &Catalog) -> Result<Hedge, String> {
+    pub fn build(config: &HedgeConfig, catalog: &Catalog) -> Result<Hedge, PolicyError> {
         if !(config.quantile.is_finite() && config.quantile > 0.0 && config.quantile < 1.0) {
-            return Err(format!("quantile: must be in (0, 1), got {}", config.quantile));
+            return Err(PolicyError::new("quantile", format!("must be in (0, 1), got {}", config.quantile)));
         }
         super::config::check_fraction("max_hedge_fraction", config.max_hedge_fraction)?;
         if config.hedge_to.is_empty() {
-            return Err("hedge_to: name at least one deployment".into());
+            return Err(PolicyError::new("hedge_to", "name at least one deployment"));
         }
         let hedge_to = config
             .hedge_to

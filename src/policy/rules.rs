@@ -9,6 +9,7 @@
 
 use super::config::{nested, Catalog, PolicyConfig};
 use super::{AttemptReport, Decision, History, Policy};
+use crate::policy::config::PolicyError;
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
 use crate::trace::{ClassId, Request, BUILTIN_CLASSES};
@@ -68,12 +69,15 @@ impl CompiledMatch {
 }
 
 /// Resolves a built-in class name; other labels must be mapped to these by the trace importer.
-pub fn class_id(field: &str, name: &str) -> Result<ClassId, String> {
+pub fn class_id(field: &str, name: &str) -> Result<ClassId, PolicyError> {
     BUILTIN_CLASSES.iter().position(|c| *c == name).map(|i| ClassId(i as u16)).ok_or_else(|| {
-        format!(
-            "{field}: unknown class {name:?}{} (policies match the built-in classes {})",
-            crate::suggest::suggestion(name, &BUILTIN_CLASSES),
-            BUILTIN_CLASSES.join(", ")
+        PolicyError::new(
+            field,
+            format!(
+                "unknown class {name:?}{} (policies match the built-in classes {})",
+                crate::suggest::suggestion(name, &BUILTIN_CLASSES),
+                BUILTIN_CLASSES.join(", ")
+            ),
         )
     })
 }
@@ -87,7 +91,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn build(config: &RulesConfig, catalog: &Catalog) -> Result<Rules, String> {
+    pub fn build(config: &RulesConfig, catalog: &Catalog) -> Result<Rules, PolicyError> {
         let mut matches = Vec::new();
         let mut policies = Vec::new();
         for (i, rule) in config.rules.iter().enumerate() {

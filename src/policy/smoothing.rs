@@ -14,6 +14,7 @@ use super::config::{nested, Catalog, PolicyConfig};
 use super::rules::class_id;
 use super::{AttemptReport, Decision, History, Policy};
 use crate::limiter::{Demand, Limits, MultiLimiter, Permit, Retry};
+use crate::policy::config::PolicyError;
 use crate::provider::{AttemptOptions, DeploymentId};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
@@ -112,7 +113,7 @@ impl SlotGate {
 }
 
 /// Class ranks from a priority list of built-in class names; unlisted classes go last.
-pub fn class_ranks(field: &str, priority: &[String]) -> Result<Vec<u8>, String> {
+pub fn class_ranks(field: &str, priority: &[String]) -> Result<Vec<u8>, PolicyError> {
     let mut ranks = vec![u8::MAX; BUILTIN_CLASSES.len()];
     for (i, name) in priority.iter().enumerate() {
         let id = class_id(&format!("{field}[{i}]"), name)?;
@@ -224,10 +225,10 @@ pub struct Smoothing {
 }
 
 impl Smoothing {
-    pub fn build(config: &SmoothingConfig, catalog: &Catalog) -> Result<Smoothing, String> {
+    pub fn build(config: &SmoothingConfig, catalog: &Catalog) -> Result<Smoothing, PolicyError> {
         let inner = nested("inner", config.inner.build(catalog))?;
         if config.max_wait.is_zero() {
-            return Err("max_wait: must be > 0".into());
+            return Err(PolicyError::new("max_wait", "must be > 0"));
         }
         let mut limiters: Vec<Option<MultiLimiter>> = vec![None; catalog.deployments.len()];
         for (name, l) in &config.limits {
@@ -245,13 +246,19 @@ impl Smoothing {
                 || limits.max_in_flight == Some(0)
                 || limits.burst.is_zero()
             {
-                return Err(format!("limits.{name:?}: limits and burst must be > 0 when given"));
+                return Err(PolicyError::new(
+                    format!("limits.{name:?}"),
+                    "limits and burst must be > 0 when given",
+                ));
             }
             limiters[id.index()] = Some(MultiLimiter::new(&limits, Instant::ZERO));
         }
         if let Some(fraction) = config.limits_fraction {
             if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
-                return Err(format!("limits_fraction: must be in (0, 1], got {fraction}"));
+                return Err(PolicyError::new(
+                    "limits_fraction",
+                    format!("must be in (0, 1], got {fraction}"),
+                ));
             }
             for (i, d) in catalog.deployments.iter().enumerate() {
                 if limiters[i].is_none() {
@@ -422,12 +429,12 @@ pub struct ConcurrencyCap {
 }
 
 impl ConcurrencyCap {
-    pub fn build(config: &ConcurrencyCapConfig, catalog: &Catalog) -> Result<ConcurrencyCap, String> {
+    pub fn build(config: &ConcurrencyCapConfig, catalog: &Catalog) -> Result<ConcurrencyCap, PolicyError> {
         if config.max_in_flight == 0 {
-            return Err("max_in_flight: must be > 0".into());
+            return Err(PolicyError::new("max_in_flight", "must be > 0"));
         }
         if config.max_wait.is_zero() {
-            return Err("max_wait: must be > 0".into());
+            return Err(PolicyError::new("max_wait", "must be > 0"));
         }
         Ok(ConcurrencyCap {
             inner: nested("inner", config.inner.build(catalog))?,
@@ -550,6 +557,7 @@ mod tests {
         assert_eq!(rank_of(&ranks, ClassId::ASYNC), u8::MAX);
         assert!(class_ranks("priority", &["interactve".into()])
             .unwrap_err()
+            .to_string()
             .contains("did you mean \"interactive\""));
     }
 }

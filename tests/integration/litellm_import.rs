@@ -281,7 +281,8 @@ fn the_policy_error_is_one_line_without_debug_formatting() {
     let e = config
         .build(&Catalog { deployments: &ds, base_dir: dir.path(), files: &Default::default() })
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     let file = dir.path().join("c.yaml").display().to_string();
     assert!(e.starts_with(&format!("config_file: {file}:4: model_list[0].litellm_params.model: ")), "{e}");
     assert_eq!(e.matches("model_list[0]").count(), 1, "{e}");

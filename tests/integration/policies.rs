@@ -27,6 +27,7 @@ fn build_error(text: &str, deployments: &[Deployment]) -> String {
         .build(&Catalog { deployments, base_dir: Path::new("."), files: &Default::default() })
         .err()
         .expect("expected a build error")
+        .to_string()
 }
 
 fn simulate(p: &mut Box<dyn Policy>, deployments: &[Deployment], trace: Vec<Request>) -> StrategyMetrics {
@@ -390,7 +391,7 @@ model = "claude""#,
         .err()
         .unwrap();
     assert_eq!(
-        err,
+        err.to_string(),
         format!(
             "config_file: {}:5: model_list[0].litellm_params.priority: changes routing in LiteLLM (the priority request queue) but routesim does not model it; remove it to simulate without it",
             dir.path().join("bad.yaml").display()

@@ -58,6 +58,7 @@ pub use config::{
 
 use super::config::{check_timeout, Catalog};
 use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use crate::policy::config::PolicyError;
 use crate::provider::{AttemptOptions, DeploymentId, FailureKind};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
@@ -203,11 +204,14 @@ pub struct LiteLlm {
 }
 
 impl LiteLlm {
-    pub fn build(config: &LiteLlmConfig, catalog: &Catalog) -> Result<LiteLlm, String> {
+    pub fn build(config: &LiteLlmConfig, catalog: &Catalog) -> Result<LiteLlm, PolicyError> {
         let (model_list, settings) = match &config.config_file {
             Some(path) => {
                 if !config.model_list.is_empty() {
-                    return Err("model_list: give either config_file or model_list, not both".into());
+                    return Err(PolicyError::new(
+                        "model_list",
+                        "give either config_file or model_list, not both",
+                    ));
                 }
                 let imported = config::load_yaml(path, &config.deployment_map, catalog)?;
                 (imported.model_list, imported.router_settings)
@@ -215,16 +219,19 @@ impl LiteLlm {
             None => (config.model_list.clone(), config.router_settings.clone()),
         };
         if model_list.is_empty() {
-            return Err("model_list: at least one deployment is required".into());
+            return Err(PolicyError::new("model_list", "at least one deployment is required"));
         }
         if !(settings.lowest_latency_buffer.is_finite() && settings.lowest_latency_buffer >= 0.0) {
-            return Err("router_settings.lowest_latency_buffer: must be a finite number >= 0".into());
+            return Err(PolicyError::new(
+                "router_settings.lowest_latency_buffer",
+                "must be a finite number >= 0",
+            ));
         }
         if settings.cooldown_time.is_zero() {
-            return Err("router_settings.cooldown_time: must be > 0".into());
+            return Err(PolicyError::new("router_settings.cooldown_time", "must be > 0"));
         }
         if settings.max_latency_list_size == 0 {
-            return Err("router_settings.max_latency_list_size: must be > 0".into());
+            return Err(PolicyError::new("router_settings.max_latency_list_size", "must be > 0"));
         }
         check_timeout("router_settings.timeout", &settings.timeout)?;
         let mut groups: Vec<Group> = Vec::new();
@@ -241,10 +248,10 @@ impl LiteLlm {
                 }),
             }
         }
-        let find = |field: &str, name: &str, groups: &[Group]| -> Result<usize, String> {
+        let find = |field: &str, name: &str, groups: &[Group]| -> Result<usize, PolicyError> {
             groups.iter().position(|g| g.name == name).ok_or_else(|| {
                 let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-                format!("{field}: unknown model group {name:?} (known: {})", known.join(", "))
+                PolicyError::new(field, format!("unknown model group {name:?} (known: {})", known.join(", ")))
             })
         };
         for (i, map) in settings.fallbacks.iter().enumerate() {
@@ -692,12 +699,12 @@ fn push_bounded(samples: &mut VecDeque<(Instant, f64)>, sample: (Instant, f64), 
     samples.push_back(sample);
 }
 
-fn entry(id: DeploymentId, e: &ModelEntry, field: &str) -> Result<Entry, String> {
+fn entry(id: DeploymentId, e: &ModelEntry, field: &str) -> Result<Entry, PolicyError> {
     if e.weight.is_some_and(|w| !(w.is_finite() && w >= 0.0)) {
-        return Err(format!("{field}.weight: must be a finite number >= 0"));
+        return Err(PolicyError::new(format!("{field}.weight"), "must be a finite number >= 0"));
     }
     if e.rpm == Some(0) || e.tpm == Some(0) || e.max_parallel_requests == Some(0) {
-        return Err(format!("{field}: rpm, tpm and max_parallel_requests must be > 0 when given"));
+        return Err(PolicyError::new(field, "rpm, tpm and max_parallel_requests must be > 0 when given"));
     }
     check_timeout(&format!("{field}.timeout"), &e.timeout)?;
     Ok(Entry {

@@ -27,10 +27,9 @@ impl OpenRouterError {
     }
 }
 
-/// The policy builder returns `String` errors (the shared `PolicyConfig::build` signature).
-impl From<OpenRouterError> for String {
-    fn from(e: OpenRouterError) -> String {
-        e.to_string()
+impl From<OpenRouterError> for crate::policy::config::PolicyError {
+    fn from(e: OpenRouterError) -> Self {
+        crate::policy::config::PolicyError::new(e.path, e.message)
     }
 }
 

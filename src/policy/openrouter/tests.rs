@@ -411,6 +411,6 @@ fn bad_options_are_one_line_errors_naming_the_path() {
     );
     assert!(error("models = [\"n\"]").starts_with("models[0]: no deployment serves model \"n\""));
     assert_eq!(error("models = []"), "models: list at least one model");
-    let as_string: String = OpenRouterError::new("a.b", "c").into();
-    assert_eq!(as_string, "a.b: c");
+    let as_policy_error: crate::policy::config::PolicyError = OpenRouterError::new("a.b", "c").into();
+    assert_eq!((as_policy_error.path.as_str(), as_policy_error.to_string()), ("a.b", "a.b: c".to_string()));
 }

@@ -18,7 +18,7 @@
 
 use super::yaml::{self, Node, Value};
 use super::{AllowedFailsPolicy, ImportedConfig, ModelEntry, RetryPolicy, RouterSettings, RoutingStrategy};
-use crate::policy::config::Catalog;
+use crate::policy::config::{Catalog, PolicyError};
 use crate::time::Duration;
 use std::collections::BTreeMap;
 
@@ -55,10 +55,10 @@ pub enum Problem {
     NoDeployment(String),
 }
 
-impl From<ImportError> for String {
-    /// The policy-level message (`LiteLlm::build` reports `config_file: …`).
-    fn from(e: ImportError) -> String {
-        format!("config_file: {e}")
+impl From<ImportError> for PolicyError {
+    /// The policy-level error (`LiteLlm::build` reports `config_file: …`).
+    fn from(e: ImportError) -> PolicyError {
+        PolicyError::new("config_file", e.to_string())
     }
 }
 
@@ -449,7 +449,7 @@ pub fn load_yaml(
         file: file.clone(),
         line: None,
         path: String::new(),
-        problem: Problem::Read(e),
+        problem: Problem::Read(e.message),
     })?;
     let imported = import_text(&text, &file, map, catalog)?;
     if !imported.ignored.is_empty() {
@@ -831,7 +831,7 @@ fn deployment_for(
     };
     catalog
         .id("deployment_map", &name)
-        .map_err(|m| r.error(model_node.line, model_path, Problem::Invalid(m)))?;
+        .map_err(|m| r.error(model_node.line, model_path, Problem::Invalid(m.to_string())))?;
     Ok(name)
 }
 
