@@ -6,14 +6,15 @@
 //! a slot frees. The limit is the router's own estimate of what the provider can take; no
 //! configuration of the provider's limits is needed.
 
+use super::classes::{class_ranks, default_priority, rank_of};
 use super::config::{nested, Catalog, PolicyConfig};
-use super::smoothing::{class_ranks, held_or_new_attempt, rank_of, Pending, SlotGate};
+use super::queueing::{held_or_new_attempt, Pending, SlotGate};
 use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
 use crate::policy::config::PolicyError;
 use crate::provider::{DeploymentId, FailureKind};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
-use crate::trace::{Request, BUILTIN_CLASSES};
+use crate::trace::Request;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -66,9 +67,6 @@ fn default_hold() -> Duration {
 }
 fn default_max_wait() -> Duration {
     Duration::from_secs(60)
-}
-fn default_priority() -> Vec<String> {
-    BUILTIN_CLASSES.iter().map(|s| s.to_string()).collect()
 }
 
 #[derive(Clone, Debug)]

@@ -4,8 +4,8 @@
 //! a quiet moment, or at the latest when only `slack` remains before its deadline. Held work
 //! is checked again every `recheck`.
 
+use super::classes::class_id;
 use super::config::{nested, Catalog, PolicyConfig};
-use super::rules::class_id;
 use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
 use crate::policy::config::PolicyError;
 use crate::provider::FailureKind;

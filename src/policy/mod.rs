@@ -10,6 +10,7 @@
 //! caller) and reports of finished attempts ([`Policy::observe`]).
 
 pub mod adaptive;
+pub mod classes;
 pub mod config;
 pub mod deferral;
 pub mod fallback;
@@ -17,6 +18,7 @@ pub mod hedge;
 pub mod litellm;
 pub mod observed;
 pub mod openrouter;
+pub mod queueing;
 pub mod rules;
 pub mod smoothing;
 

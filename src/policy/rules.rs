@@ -7,12 +7,13 @@
 //! Each request stays with the sub-policy that first took it (its attempts' reports go back
 //! to that sub-policy only, so per-request bookkeeping such as in-flight counts stays right).
 
+use super::classes::class_id;
 use super::config::{nested, Catalog, PolicyConfig};
 use super::{AttemptReport, Decision, History, Policy};
 use crate::policy::config::PolicyError;
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
-use crate::trace::{ClassId, Request, BUILTIN_CLASSES};
+use crate::trace::{ClassId, Request};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -66,20 +67,6 @@ impl CompiledMatch {
             && w.has_deadline.is_none_or(|h| r.deadline.is_some() == h)
             && w.min_deadline.is_none_or(|m| r.deadline.is_some_and(|d| d >= m))
     }
-}
-
-/// Resolves a built-in class name; other labels must be mapped to these by the trace importer.
-pub fn class_id(field: &str, name: &str) -> Result<ClassId, PolicyError> {
-    BUILTIN_CLASSES.iter().position(|c| *c == name).map(|i| ClassId(i as u16)).ok_or_else(|| {
-        PolicyError::new(
-            field,
-            format!(
-                "unknown class {name:?}{} (policies match the built-in classes {})",
-                crate::suggest::suggestion(name, &BUILTIN_CLASSES),
-                BUILTIN_CLASSES.join(", ")
-            ),
-        )
-    })
 }
 
 /// The rules policy.

@@ -10,125 +10,18 @@
 //! The inner policy decides *where*; these wrappers decide *when*. A queued request keeps the
 //! target the inner policy chose, so the inner policy is asked once per attempt.
 
+use super::classes::{class_ranks, default_priority, rank_of};
 use super::config::{nested, Catalog, PolicyConfig};
-use super::rules::class_id;
+use super::queueing::{held_or_new_attempt, Pending, SlotGate, WaitQueue};
 use super::{AttemptReport, Decision, History, Policy};
 use crate::limiter::{Demand, Limits, MultiLimiter, Permit, Retry};
 use crate::policy::config::PolicyError;
-use crate::provider::{AttemptOptions, DeploymentId};
+use crate::provider::DeploymentId;
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
-use crate::trace::{ClassId, Request, BUILTIN_CLASSES};
+use crate::trace::Request;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-
-/// Requests waiting for their turn, by (class rank, arrival order in the queue).
-#[derive(Clone, Debug, Default)]
-pub struct WaitQueue {
-    order: BTreeMap<(u8, u64), u64>,
-    keys: HashMap<u64, (u8, u64)>,
-    next: u64,
-}
-
-impl WaitQueue {
-    /// Adds `id` with priority `rank` (lower goes first) unless it is already queued.
-    pub fn push(&mut self, id: u64, rank: u8) {
-        if self.keys.contains_key(&id) {
-            return;
-        }
-        self.next += 1;
-        self.order.insert((rank, self.next), id);
-        self.keys.insert(id, (rank, self.next));
-    }
-
-    pub fn remove(&mut self, id: u64) -> bool {
-        match self.keys.remove(&id) {
-            Some(key) => {
-                self.order.remove(&key);
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub fn head(&self) -> Option<u64> {
-        self.order.values().next().copied()
-    }
-
-    pub fn contains(&self, id: u64) -> bool {
-        self.keys.contains_key(&id)
-    }
-
-    /// The first `n` waiting requests, in order.
-    pub fn first(&self, n: usize) -> impl Iterator<Item = u64> + '_ {
-        self.order.values().take(n).copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-}
-
-/// Attempts in flight under a cap, with a priority queue of waiters. Free slots go to the head
-/// of the queue first; a newcomer gets one only if there are more free slots than waiters.
-/// Shared by the global [`ConcurrencyCap`] and the per-deployment adaptive limits.
-#[derive(Clone, Debug, Default)]
-pub struct SlotGate {
-    pub in_flight: u32,
-    pub queue: WaitQueue,
-}
-
-impl SlotGate {
-    /// Takes a slot for `id` under `limit` if it is its turn (or at once with `jump_queue`, for
-    /// a hedge, which must not wait); true when taken.
-    pub fn try_enter(&mut self, id: u64, limit: u32, jump_queue: bool) -> bool {
-        let free = limit.saturating_sub(self.in_flight) as usize;
-        let my_turn = if self.queue.contains(id) {
-            self.queue.first(free).any(|w| w == id)
-        } else {
-            self.queue.len() < free
-        };
-        if free > 0 && (my_turn || jump_queue) {
-            self.in_flight += 1;
-            self.queue.remove(id);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// An attempt that held a slot ended.
-    pub fn leave(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-    }
-
-    /// The waiters that may take the slots free under `limit`.
-    pub fn wakeable(&self, limit: u32) -> impl Iterator<Item = u64> + '_ {
-        self.queue.first(limit.saturating_sub(self.in_flight) as usize)
-    }
-}
-
-/// Class ranks from a priority list of built-in class names; unlisted classes go last.
-pub fn class_ranks(field: &str, priority: &[String]) -> Result<Vec<u8>, PolicyError> {
-    let mut ranks = vec![u8::MAX; BUILTIN_CLASSES.len()];
-    for (i, name) in priority.iter().enumerate() {
-        let id = class_id(&format!("{field}[{i}]"), name)?;
-        ranks[usize::from(id.0)] = i as u8;
-    }
-    Ok(ranks)
-}
-
-pub fn rank_of(ranks: &[u8], class: ClassId) -> u8 {
-    ranks.get(usize::from(class.0)).copied().unwrap_or(u8::MAX)
-}
-
-fn default_priority() -> Vec<String> {
-    BUILTIN_CLASSES.iter().map(|s| s.to_string()).collect()
-}
 
 fn default_max_wait() -> Duration {
     Duration::from_secs(60)
@@ -164,50 +57,6 @@ pub struct SmoothingConfig {
     /// Class priority, first served first.
     #[serde(default = "default_priority")]
     pub priority: Vec<String>,
-}
-
-/// An attempt the inner policy chose, waiting for its turn (a local token, a free slot).
-#[derive(Clone, Copy, Debug)]
-pub struct Pending {
-    pub deployment: DeploymentId,
-    pub options: AttemptOptions,
-    pub hedge_after: Option<Duration>,
-    pub queued_at: Instant,
-}
-
-impl Pending {
-    /// The attempt to send once admitted.
-    pub fn attempt(&self) -> Decision {
-        Decision::Attempt {
-            deployment: self.deployment,
-            options: self.options,
-            hedge_after: self.hedge_after,
-        }
-    }
-}
-
-/// The attempt a queueing wrapper holds for `request`: the one already chosen, or the inner
-/// policy's new choice. Anything but a (synchronous, unless `batch_too`) attempt is the
-/// inner policy's final word and is returned as `Err` to pass on unchanged. The inner policy
-/// is asked once per attempt, however long the request then waits.
-pub fn held_or_new_attempt(
-    held: &HashMap<u64, Pending>,
-    inner: &mut dyn Policy,
-    now: Instant,
-    request: &Request,
-    history: &mut History,
-    rng: &mut SplitMix64,
-    batch_too: bool,
-) -> Result<Pending, Decision> {
-    if let Some(p) = held.get(&request.id) {
-        return Ok(*p);
-    }
-    match inner.route(now, request, history, rng) {
-        Decision::Attempt { deployment, options, hedge_after } if batch_too || !options.batch => {
-            Ok(Pending { deployment, options, hedge_after, queued_at: now })
-        }
-        other => Err(other),
-    }
 }
 
 /// Client-side smoothing with a local limiter per deployment.
@@ -509,55 +358,5 @@ impl Policy for ConcurrencyCap {
 
     fn wants_rate_limit_headers(&self) -> bool {
         self.inner.wants_rate_limit_headers()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wait_queue_serves_by_class_rank_then_arrival() {
-        let mut q = WaitQueue::default();
-        q.push(1, 2); // bulk
-        q.push(2, 0); // interactive
-        q.push(3, 2); // bulk
-        q.push(4, 0); // interactive
-        q.push(2, 0); // already queued: no change
-        assert_eq!(q.first(4).collect::<Vec<_>>(), vec![2, 4, 1, 3]);
-        assert!(q.remove(2));
-        assert_eq!(q.head(), Some(4));
-        assert!(!q.remove(2));
-        assert_eq!(q.len(), 3);
-    }
-
-    #[test]
-    fn slot_gate_serves_waiters_before_newcomers() {
-        let mut gate = SlotGate::default();
-        assert!(gate.try_enter(1, 2, false));
-        assert!(gate.try_enter(2, 2, false));
-        assert!(!gate.try_enter(3, 2, false), "no free slot");
-        gate.queue.push(3, 0);
-        gate.leave();
-        // One slot free, one waiter: the waiter may go, a newcomer may not.
-        assert_eq!(gate.wakeable(2).collect::<Vec<_>>(), vec![3]);
-        assert!(!gate.try_enter(4, 2, false));
-        assert!(gate.try_enter(4, 3, true), "a hedge jumps the queue when a slot is free");
-        assert!(gate.try_enter(3, 3, false), "the waiter takes the last slot");
-        assert!(!gate.try_enter(5, 3, true), "no slot left, even for a hedge");
-        assert_eq!(gate.in_flight, 3);
-        assert!(gate.queue.is_empty());
-    }
-
-    #[test]
-    fn class_ranks_follow_the_priority_list_and_reject_unknown_names() {
-        let ranks = class_ranks("priority", &["bulk".into(), "interactive".into()]).unwrap();
-        assert_eq!(rank_of(&ranks, ClassId::BULK), 0);
-        assert_eq!(rank_of(&ranks, ClassId::INTERACTIVE), 1);
-        assert_eq!(rank_of(&ranks, ClassId::ASYNC), u8::MAX);
-        assert!(class_ranks("priority", &["interactve".into()])
-            .unwrap_err()
-            .to_string()
-            .contains("did you mean \"interactive\""));
     }
 }
