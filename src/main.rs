@@ -413,9 +413,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trace { command: TraceCommand::Convert { from, input, output, import } } => {
             let format = parse_format("--from", &from)?;
             if format == TraceFormat::Routesim {
-                return Err(UsageError(
-                    "--from: give the input's format (azure, burstgpt, mooncake, mapped)".into(),
-                )
+                return Err(UsageError(format!(
+                    "--from: give the input's format ({})",
+                    TraceFormat::imported_names()
+                ))
                 .into());
             }
             let options = import.options()?;

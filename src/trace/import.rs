@@ -38,20 +38,49 @@ pub enum TraceFormat {
     Mapped,
 }
 
+/// A trace format name that does not exist.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown trace format {0:?} (known: {names})", names = TraceFormat::ALL.map(TraceFormat::name).join(", "))]
+pub struct UnknownTraceFormat(pub String);
+
 impl TraceFormat {
-    /// All format names, for error messages and help.
-    pub const NAMES: [&'static str; 5] = ["routesim", "azure", "burstgpt", "mooncake", "mapped"];
+    /// Every format, the routesim CSV first.
+    pub const ALL: [TraceFormat; 5] = [
+        TraceFormat::Routesim,
+        TraceFormat::Azure,
+        TraceFormat::Burstgpt,
+        TraceFormat::Mooncake,
+        TraceFormat::Mapped,
+    ];
+
+    /// The format's name in scenarios (`trace.format`) and on the command line (`--from`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceFormat::Routesim => "routesim",
+            TraceFormat::Azure => "azure",
+            TraceFormat::Burstgpt => "burstgpt",
+            TraceFormat::Mooncake => "mooncake",
+            TraceFormat::Mapped => "mapped",
+        }
+    }
+
+    /// `azure, burstgpt, mooncake, mapped`: the formats that are imported (all but routesim),
+    /// for messages.
+    pub fn imported_names() -> String {
+        TraceFormat::ALL
+            .iter()
+            .filter(|f| **f != TraceFormat::Routesim)
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 
     /// Parses a format name.
-    pub fn parse(name: &str) -> Result<TraceFormat, String> {
-        match name {
-            "routesim" => Ok(TraceFormat::Routesim),
-            "azure" => Ok(TraceFormat::Azure),
-            "burstgpt" => Ok(TraceFormat::Burstgpt),
-            "mooncake" => Ok(TraceFormat::Mooncake),
-            "mapped" => Ok(TraceFormat::Mapped),
-            other => Err(format!("unknown trace format {other:?} (known: {})", Self::NAMES.join(", "))),
-        }
+    pub fn parse(name: &str) -> Result<TraceFormat, UnknownTraceFormat> {
+        TraceFormat::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| UnknownTraceFormat(name.to_string()))
     }
 
     /// The default tie-spreading width: timestamps are whole seconds in BurstGPT and bucketed

@@ -335,9 +335,10 @@ impl SourceSection {
             };
             let options = self.import.clone().unwrap_or_default();
             if format == TraceFormat::Routesim && self.import.is_some() {
-                return Err(
-                    "trace.import: import options apply to formats azure, burstgpt, mooncake, mapped".into(),
-                );
+                return Err(format!(
+                    "trace.import: import options apply to formats {}",
+                    TraceFormat::imported_names()
+                ));
             }
             if format != TraceFormat::Routesim {
                 options.validate(format).map_err(|e| match e {
