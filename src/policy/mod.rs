@@ -19,6 +19,7 @@ pub mod observed;
 pub mod openrouter;
 pub mod rules;
 pub mod smoothing;
+pub mod window;
 
 pub use fallback::{BatchOnly, Fallback};
 
