@@ -16,6 +16,7 @@ pub mod gen;
 pub mod import;
 pub mod month;
 pub mod openloop;
+pub mod shared;
 pub mod source;
 pub mod stats;
 
@@ -227,6 +228,35 @@ pub enum TraceError {
     Import { field: String, message: String },
 }
 
+/// An equal error (same variant, fields and message), for handing one read error to every
+/// consumer of a shared pass; an I/O source error is copied as its kind and message.
+impl Clone for TraceError {
+    fn clone(&self) -> Self {
+        match self {
+            TraceError::Io { file, action, source } => TraceError::Io {
+                file: file.clone(),
+                action,
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            TraceError::Header { file, message } => {
+                TraceError::Header { file: file.clone(), message: message.clone() }
+            }
+            TraceError::Row { file, line, field, message } => TraceError::Row {
+                file: file.clone(),
+                line: *line,
+                field: field.clone(),
+                message: message.clone(),
+            },
+            TraceError::Config { field, message } => {
+                TraceError::Config { field: field.clone(), message: message.clone() }
+            }
+            TraceError::Import { field, message } => {
+                TraceError::Import { field: field.clone(), message: message.clone() }
+            }
+        }
+    }
+}
+
 fn field_prefix(field: &Option<String>) -> String {
     match field {
         Some(field) => format!("field \"{field}\": "),
@@ -330,6 +360,8 @@ pub struct TraceReader<R: Read> {
     record: csv::ByteRecord,
     /// Arrival of the previous row, in µs.
     prev_arrival: Option<u64>,
+    /// The file's size, when known (progress).
+    size_bytes: Option<u64>,
     done: bool,
 }
 
@@ -342,7 +374,8 @@ impl TraceReader<std::fs::File> {
             action: "cannot open",
             source,
         })?;
-        Self::from_reader(file, &name)
+        let size_bytes = file.metadata().ok().map(|m| m.len());
+        Ok(TraceReader { size_bytes, ..Self::from_reader(file, &name)? })
     }
 }
 
@@ -362,8 +395,14 @@ impl<R: Read> TraceReader<R> {
             n_fields: header.len(),
             record: csv::ByteRecord::new(),
             prev_arrival: None,
+            size_bytes: None,
             done: false,
         })
+    }
+
+    /// Bytes parsed so far and the file's size, when the reader was opened on a file.
+    pub fn bytes_read(&self) -> Option<(u64, u64)> {
+        self.size_bytes.map(|size| (self.record.position().map_or(0, |p| p.byte()), size))
     }
 
     /// The classes met so far (plus the built-ins and any pre-registered ones).
