@@ -3,8 +3,8 @@
 //! iteration. Speedup = time(1 thread) / time(2 threads); run on an otherwise idle machine.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use routesim::progress::ProgressMode;
 use routesim::sweep::plan::Plan;
-use routesim::sweep::progress::ProgressMode;
 use routesim::sweep::{prepare, run_sweep, SweepOptions};
 use std::path::Path;
 

@@ -772,26 +772,29 @@ pub struct RunResult {
     pub import_report: Option<crate::trace::import::ImportReport>,
 }
 
-/// Runs every strategy of `scenario` on its trace (or `trace_override`), in parallel: each
-/// strategy streams the trace on its own and draws its own numbers, so the result does not
-/// depend on the thread count.
+/// Runs every strategy of `scenario` on its trace (or `trace_override`), in parallel: the trace
+/// is read once (closed loop: once per group of as many strategies as worker threads, to bound
+/// the closed-loop state held at once) and each strategy's engine, on a thread of its own,
+/// replays every row of it and draws its own numbers, so the result does not depend on the
+/// thread count.
 pub fn run_scenario(
     scenario: &crate::scenario::Scenario,
     trace_override: Option<&std::path::Path>,
     seed_override: Option<u64>,
 ) -> Result<RunResult, EngineError> {
     let source = trace_override.map(crate::trace::source::TraceSource::routesim);
-    run_scenario_source(scenario, source.as_ref(), seed_override)
+    run_scenario_source(scenario, source.as_ref(), seed_override, &mut |_| {})
 }
 
 /// [`run_scenario`] with the trace replaced by any [`crate::trace::source::TraceSource`]
-/// (an imported public trace, a generator).
+/// (an imported public trace, a generator); `progress` is told how far the shared read of the
+/// trace has got, chunk by chunk (the strategies follow a few chunks behind at most).
 pub fn run_scenario_source(
     scenario: &crate::scenario::Scenario,
     source_override: Option<&crate::trace::source::TraceSource>,
     seed_override: Option<u64>,
+    progress: &mut dyn FnMut(crate::trace::shared::PassProgress),
 ) -> Result<RunResult, EngineError> {
-    use rayon::prelude::*;
     let source = source_override.unwrap_or(&scenario.trace.source);
     let trace_path = std::path::PathBuf::from(source.name());
     let mut config = scenario.engine_config();
@@ -799,41 +802,69 @@ pub fn run_scenario_source(
         config.seed = seed;
     }
     let trace_name = source.name();
-    type Read = (StrategyMetrics, crate::trace::ClassTable, Option<crate::trace::import::ImportReport>);
-    let results: Vec<Result<Read, EngineError>> = scenario
-        .strategies
-        .par_iter()
-        .map(|strategy| {
-            let mut stream = crate::trace::source::open_source_within(source, scenario.trace.max_span)?;
-            let mut policy = strategy.policy.build();
-            let metrics = simulate(
-                &strategy.name,
-                &config,
-                &scenario.deployments,
-                policy.as_mut(),
-                stream.by_ref(),
-                &trace_name,
-            )?;
-            Ok((metrics, stream.classes(), stream.report()))
-        })
-        .collect();
-    let mut strategies = Vec::with_capacity(results.len());
-    let mut classes = None;
-    let mut import_report = None;
-    for result in results {
-        let (metrics, table, report) = result?;
-        strategies.push(metrics);
-        // Every strategy read the same source in the same order, so the tables are equal.
-        classes.get_or_insert(table);
-        import_report = import_report.or(report);
+    // Open loop: every strategy on one shared read. Closed loop keeps state per request for
+    // the whole replay in every engine, so as many strategies run at once as there are worker
+    // threads (as when each strategy read on its own), each group on one shared read.
+    let group_size = match config.replay {
+        Replay::Closed => rayon::current_num_threads().max(1),
+        Replay::Open => scenario.strategies.len().max(1),
+    };
+    let passes = scenario.strategies.len().div_ceil(group_size) as u64;
+    let mut strategies = Vec::with_capacity(scenario.strategies.len());
+    let mut end = None;
+    let mut rows_before = 0;
+    for (pass, group) in scenario.strategies.chunks(group_size).enumerate() {
+        let stream = crate::trace::source::open_source_within(source, scenario.trace.max_span)?;
+        let (feeder, streams) = crate::trace::shared::split(stream, group.len());
+        let mut pass_rows = 0;
+        let mut report = |read: crate::trace::shared::PassProgress| {
+            pass_rows = read.rows;
+            progress(crate::trace::shared::PassProgress {
+                rows: rows_before + read.rows,
+                bytes: read.bytes.map(|(bytes, size)| (pass as u64 * size + bytes, passes * size)),
+            });
+        };
+        let (results, pass_end) = std::thread::scope(|scope| {
+            let handles: Vec<_> = group
+                .iter()
+                .zip(streams)
+                .map(|(strategy, stream)| {
+                    let (config, trace_name) = (&config, &trace_name);
+                    scope.spawn(move || {
+                        let mut policy = strategy.policy.build();
+                        simulate(
+                            &strategy.name,
+                            config,
+                            &scenario.deployments,
+                            policy.as_mut(),
+                            stream,
+                            trace_name,
+                        )
+                    })
+                })
+                .collect();
+            let pass_end = feeder.run(&mut report);
+            let results: Vec<Result<StrategyMetrics, EngineError>> = handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect();
+            (results, pass_end)
+        });
+        rows_before += pass_rows;
+        for result in results {
+            strategies.push(result?);
+        }
+        end = Some(pass_end);
     }
+    let end =
+        end.unwrap_or_else(|| crate::trace::shared::PassEnd { classes: Default::default(), report: None });
     Ok(RunResult {
         scenario: scenario.name.clone(),
         seed: config.seed,
         trace_path,
-        classes: classes.unwrap_or_default(),
+        classes: end.classes,
         deployment_names: scenario.deployment_names(),
         strategies,
-        import_report,
+        import_report: end.report,
     })
 }

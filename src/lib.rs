@@ -4,7 +4,8 @@
 //! [`limiter`] (the real, sans-IO rate limiter), [`dist`] (seeded distributions), [`rng`]
 //! (common random numbers), [`trace`] (requests in), [`provider`] (modelled upstreams),
 //! [`policy`] (the real, sans-IO routing policies), [`engine`] (the event loop), [`metrics`]
-//! (outcomes out), [`scenario`] (configuration), [`report`] (writers) and [`sweep`] (grids × seeds in parallel).
+//! (outcomes out), [`scenario`] (configuration), [`report`] (writers), [`sweep`] (grids × seeds in parallel)
+//! and [`progress`] (progress of long commands on stderr).
 
 pub mod dist;
 pub mod engine;
@@ -13,6 +14,7 @@ pub mod live;
 pub mod metric;
 pub mod metrics;
 pub mod policy;
+pub mod progress;
 pub mod provider;
 pub mod report;
 pub mod rng;

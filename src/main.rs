@@ -4,10 +4,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use routesim::engine::{run_scenario_source, EngineError};
+use routesim::progress::{millions, Progress, ProgressMode, Unit};
 use routesim::report::data::ReportError;
 use routesim::report::{format_table, write_incidents, write_outputs, RunSummary};
 use routesim::scenario::{Scenario, ScenarioError};
-use routesim::sweep::progress::ProgressMode;
 use routesim::sweep::results::{choose, describe_row, resolve_metric, Choice, Constraint};
 use routesim::sweep::{merge, prepare, run_sweep, Shard, SweepError, SweepOptions};
 use routesim::trace::import::{ImportOptions, Mapping, TraceFormat};
@@ -48,6 +48,9 @@ enum Command {
         /// Print summary.json to stdout instead of the table.
         #[arg(long)]
         json: bool,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Trace tools.
     Trace {
@@ -277,6 +280,38 @@ fn main() -> ExitCode {
 }
 
 /// Notes from loading a scenario (e.g. ignored LiteLLM keys), once each, on stderr.
+/// `sim run`'s simulation, with progress of the shared trace read on stderr: the share of the
+/// file read (a generator or import: rows only), rows and rows/s.
+fn run_with_progress(
+    scenario: &Scenario,
+    source: Option<&TraceSource>,
+    seed: Option<u64>,
+    mode: ProgressMode,
+) -> Result<routesim::engine::RunResult, EngineError> {
+    let mut progress: Option<Progress> = None;
+    let strategies = scenario.strategies.len();
+    let result = run_scenario_source(scenario, source, seed, &mut |read| {
+        let p = progress.get_or_insert_with(|| match read.bytes {
+            Some((_, size)) => Progress::new(mode, "run", Unit::Bytes, Some(size)),
+            None => Progress::new(mode, "run", Unit::Count("rows"), None),
+        });
+        let rate = read.rows as f64 / p.elapsed_s().max(1e-3);
+        let message = format!(
+            "{} rows × {strategies} strategies, {} rows/s",
+            millions(read.rows as f64),
+            millions(rate)
+        );
+        match read.bytes {
+            Some((bytes, _)) => p.set(bytes, message),
+            None => p.set(read.rows, format!("{} strategies, {} rows/s", strategies, millions(rate))),
+        }
+    });
+    if let Some(p) = &progress {
+        p.finish(None);
+    }
+    result
+}
+
 fn print_notes(scenario: &Scenario) {
     for note in scenario.notes() {
         eprintln!("note: {note}");
@@ -301,13 +336,14 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { scenario, trace, trace_format, out, seed, json } => {
+        Command::Run { scenario, trace, trace_format, out, seed, json, quiet } => {
             let scenario = Scenario::load(&scenario)?;
             print_notes(&scenario);
             let format = parse_format("--trace-format", &trace_format)?;
             let source =
                 trace.map(|path| TraceSource::File { path, format, options: ImportOptions::default() });
-            let result = run_scenario_source(&scenario, source.as_ref(), seed)?;
+            let result =
+                run_with_progress(&scenario, source.as_ref(), seed, ProgressMode::for_stderr(quiet))?;
             if let Some(report) = &result.import_report {
                 eprintln!("import: {}", report.summary());
             }
@@ -474,13 +510,7 @@ fn run_sweep_command(args: SweepArgs) -> anyhow::Result<()> {
         Some(text) => Some(Shard::parse(text)?),
         None => Shard::from_env(|name| std::env::var(name).ok(), args.shard_count)?,
     };
-    let progress = if args.quiet {
-        ProgressMode::Quiet
-    } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ProgressMode::Bar
-    } else {
-        ProgressMode::Lines
-    };
+    let progress = ProgressMode::for_stderr(args.quiet);
     let options = SweepOptions { out: out.clone(), threads: args.threads, shard, progress };
     // Metric names depend on the trace's classes: check the objective before any work.
     let prepared = prepare(&plan)?;

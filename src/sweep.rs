@@ -8,23 +8,24 @@
 //! bytes whatever the thread count, completion order, interruption or sharding.
 //!
 //! Submodules: [`plan`] (the sweep file, axes, overrides), [`stats`] (confidence intervals,
-//! Pareto), [`results`] (files on disk, the CSV, the objective search), [`progress`]. This
+//! Pareto), [`results`] (files on disk, the CSV, the objective search); progress is
+//! [`crate::progress`]'s. This
 //! module must not know about plotting or terminals beyond the progress mode it is given.
 
 pub mod plan;
-pub mod progress;
 pub mod results;
 pub mod stats;
 
 use crate::engine::{simulate, EngineError};
 use crate::metric::Metric;
+use crate::progress::{Progress, ProgressMode, Unit};
 use crate::scenario::ScenarioError;
 use crate::trace::{ClassTable, Request, TraceError};
 use plan::{scale_request, Plan, Point};
-use progress::{Progress, ProgressMode};
 use rayon::prelude::*;
 use results::{Manifest, PointRecord, Row, RunRecord};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use plan::Combine;
 
@@ -186,15 +187,21 @@ pub fn run_sweep(
     for &i in &todo {
         total_runs += strategies_per_point(i)? * plan.replications as usize;
     }
-    let progress =
-        Progress::new(options.progress, total_runs as u64, todo.len(), in_shard.len() - todo.len());
+    let skipped = in_shard.len() - todo.len();
+    if options.progress != ProgressMode::Quiet && skipped > 0 {
+        eprintln!("sweep: {skipped} points already done, {} to run", todo.len());
+    }
+    let progress = Progress::new(options.progress, "sweep", Unit::Count("runs"), Some(total_runs as u64));
+    progress.set_message(format!("0/{} points", todo.len()));
+    let points_done = AtomicU64::new(0);
 
     let metrics = results::parse_metrics(&manifest, &options.out)?;
     let work = || -> Result<(), SweepError> {
         todo.par_iter().try_for_each(|&index| {
             let record = run_point(plan, &plan.point(index), &trace, &manifest, &metrics, &progress)?;
             record.write(&options.out)?;
-            progress.point_done();
+            let points = points_done.fetch_add(1, Ordering::Relaxed) + 1;
+            progress.set_message(format!("{points}/{} points", todo.len()));
             Ok(())
         })
     };
@@ -206,7 +213,14 @@ pub fn run_sweep(
             .map_err(|e| SweepError::Input(format!("--threads {threads}: {e}")))?
             .install(work)?,
     }
-    progress.finish();
+    if !todo.is_empty() {
+        progress.finish(Some(format!(
+            "sweep: {} runs of {} points in {:.1}s",
+            total_runs,
+            todo.len(),
+            progress.elapsed_s()
+        )));
+    }
 
     let complete = (0..plan.point_count()).all(|i| results::point_path(&options.out, i).exists());
     let results = if complete {
@@ -311,7 +325,7 @@ fn run_point(
                 &trace.name,
             )?;
             let summary = run.summary(&trace.classes, &deployment_names);
-            progress.run_done();
+            progress.add(1);
             Ok(RunRecord {
                 strategy: strategy.name.clone(),
                 replication,

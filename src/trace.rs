@@ -16,6 +16,8 @@ pub mod gen;
 pub mod import;
 pub mod month;
 pub mod openloop;
+pub mod records;
+pub mod shared;
 pub mod source;
 pub mod stats;
 
@@ -227,6 +229,35 @@ pub enum TraceError {
     Import { field: String, message: String },
 }
 
+/// An equal error (same variant, fields and message), for handing one read error to every
+/// consumer of a shared pass; an I/O source error is copied as its kind and message.
+impl Clone for TraceError {
+    fn clone(&self) -> Self {
+        match self {
+            TraceError::Io { file, action, source } => TraceError::Io {
+                file: file.clone(),
+                action,
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            TraceError::Header { file, message } => {
+                TraceError::Header { file: file.clone(), message: message.clone() }
+            }
+            TraceError::Row { file, line, field, message } => TraceError::Row {
+                file: file.clone(),
+                line: *line,
+                field: field.clone(),
+                message: message.clone(),
+            },
+            TraceError::Config { field, message } => {
+                TraceError::Config { field: field.clone(), message: message.clone() }
+            }
+            TraceError::Import { field, message } => {
+                TraceError::Import { field: field.clone(), message: message.clone() }
+            }
+        }
+    }
+}
+
 fn field_prefix(field: &Option<String>) -> String {
     match field {
         Some(field) => format!("field \"{field}\": "),
@@ -321,15 +352,16 @@ impl RowError {
 /// assert!(reader.next().is_none());
 /// ```
 pub struct TraceReader<R: Read> {
-    csv: csv::Reader<LineIndex<R>>,
+    records: records::Records<R>,
     name: String,
     classes: ClassTable,
     /// For each column, its field index in the file, if present.
     index: [Option<usize>; N_COLUMNS],
     n_fields: usize,
-    record: csv::ByteRecord,
     /// Arrival of the previous row, in µs.
     prev_arrival: Option<u64>,
+    /// The file's size, when known (progress).
+    size_bytes: Option<u64>,
     done: bool,
 }
 
@@ -342,28 +374,33 @@ impl TraceReader<std::fs::File> {
             action: "cannot open",
             source,
         })?;
-        Self::from_reader(file, &name)
+        let size_bytes = file.metadata().ok().map(|m| m.len());
+        Ok(TraceReader { size_bytes, ..Self::from_reader(file, &name)? })
     }
 }
 
 impl<R: Read> TraceReader<R> {
     /// Reads the header from `reader`; `name` is used in error messages.
     pub fn from_reader(reader: R, name: &str) -> Result<Self, TraceError> {
-        let mut csv =
-            csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(LineIndex::new(reader));
-        let header = csv.byte_headers().map_err(|e| csv_error(name, e, "cannot read"))?.clone();
-        let index = parse_header(&header)
+        let mut records = records::Records::new(reader);
+        records.next_record().map_err(|source| read_error(name, source))?;
+        let index = parse_header(records.iter())
             .map_err(|message| TraceError::Header { file: name.to_string(), message })?;
         Ok(TraceReader {
-            csv,
+            n_fields: records.len(),
+            records,
             name: name.to_string(),
             classes: ClassTable::new(),
             index,
-            n_fields: header.len(),
-            record: csv::ByteRecord::new(),
             prev_arrival: None,
+            size_bytes: None,
             done: false,
         })
+    }
+
+    /// Bytes parsed so far and the file's size, when the reader was opened on a file.
+    pub fn bytes_read(&self) -> Option<(u64, u64)> {
+        self.size_bytes.map(|size| (self.records.position(), size))
     }
 
     /// The classes met so far (plus the built-ins and any pre-registered ones).
@@ -388,20 +425,13 @@ impl<R: Read> TraceReader<R> {
     }
 
     fn read_row(&mut self) -> Result<Option<Request>, TraceError> {
-        let more = self
-            .csv
-            .read_byte_record(&mut self.record)
-            .map_err(|e| csv_error(&self.name, e, "cannot read"))?;
+        let more = self.records.next_record().map_err(|source| read_error(&self.name, source))?;
         if !more {
             return Ok(None);
         }
-        let line = self.record.position().map_or(0, |p| {
-            // csv's position is where scanning began (before any blank lines); ask the
-            // line index for the line the record's first byte is on.
-            self.csv.get_mut().line_at(p.byte()).unwrap_or(p.line())
-        });
+        let line = self.records.line();
         let parsed = parse_record(
-            &self.record,
+            &self.records,
             &self.index,
             self.n_fields,
             &mut self.classes,
@@ -519,12 +549,15 @@ fn csv_error(file: &str, error: csv::Error, action: &'static str) -> TraceError 
     TraceError::Io { file: file.to_string(), action, source: error.into() }
 }
 
-fn parse_header(header: &csv::ByteRecord) -> Result<[Option<usize>; N_COLUMNS], String> {
-    if header.is_empty() {
-        return Err(format!("empty file: a header row is required (columns: {})", COLUMN_NAMES.join(", ")));
-    }
+fn read_error(file: &str, source: std::io::Error) -> TraceError {
+    TraceError::Io { file: file.to_string(), action: "cannot read", source }
+}
+
+fn parse_header<'a>(header: impl Iterator<Item = &'a [u8]>) -> Result<[Option<usize>; N_COLUMNS], String> {
     let mut index = [None; N_COLUMNS];
-    for (i, raw) in header.iter().enumerate() {
+    let mut empty = true;
+    for (i, raw) in header.enumerate() {
+        empty = false;
         let name = String::from_utf8_lossy(raw.trim_ascii());
         let Some(column) = ALL_COLUMNS.iter().find(|c| c.name() == name) else {
             return Err(format!("unknown column {name:?} (known columns: {})", COLUMN_NAMES.join(", ")));
@@ -532,6 +565,9 @@ fn parse_header(header: &csv::ByteRecord) -> Result<[Option<usize>; N_COLUMNS], 
         if index[*column as usize].replace(i).is_some() {
             return Err(format!("column {name:?} appears twice"));
         }
+    }
+    if empty {
+        return Err(format!("empty file: a header row is required (columns: {})", COLUMN_NAMES.join(", ")));
     }
     let missing: Vec<&str> = ALL_COLUMNS
         .iter()
@@ -550,8 +586,8 @@ fn parse_header(header: &csv::ByteRecord) -> Result<[Option<usize>; N_COLUMNS], 
 }
 
 /// Parses one data row. Allocates only on error or for a new class.
-fn parse_record(
-    record: &csv::ByteRecord,
+fn parse_record<R: Read>(
+    record: &records::Records<R>,
     index: &[Option<usize>; N_COLUMNS],
     n_fields: usize,
     classes: &mut ClassTable,

@@ -21,6 +21,7 @@ pub mod openrouter;
 pub mod queueing;
 pub mod rules;
 pub mod smoothing;
+pub mod window;
 
 pub use fallback::{BatchOnly, Fallback};
 

@@ -3,24 +3,19 @@
 //! observations (OpenRouter: p50 over 5 minutes; failures in the last 30 s), never on the
 //! provider model's hidden parameters.
 //!
-//! Percentiles are recomputed at most once per `refresh` of virtual time per deployment: a
-//! real router refreshes its statistics periodically too, and it keeps routing O(1).
+//! Percentiles are read at most once per `refresh` of virtual time per deployment (a real
+//! router refreshes its statistics periodically too); the samples' ranks are kept up to date
+//! as they arrive and expire ([`SampleWindow`]), so a refresh copies nothing.
 
+use super::window::SampleWindow;
 use super::{AttemptOutcome, AttemptReport};
 use crate::provider::DeploymentId;
 use crate::time::{Duration, Instant};
 use std::collections::VecDeque;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Sample {
-    at: Instant,
-    ttft_ms: f64,
-    output_tokens_per_s: Option<f64>,
-}
-
 #[derive(Clone, Debug, Default)]
 struct DeploymentWindow {
-    samples: VecDeque<Sample>,
+    samples: SampleWindow,
     /// (when, failed) of every finished attempt within the failure window.
     outcomes: VecDeque<(Instant, bool)>,
     failures_in_window: usize,
@@ -93,16 +88,14 @@ impl Observed {
             let decode_s = now.saturating_since(first).as_secs_f64();
             let speed =
                 (decode_s > 0.0 && report.output_tokens > 0).then(|| report.output_tokens as f64 / decode_s);
-            w.samples.push_back(Sample { at: now, ttft_ms, output_tokens_per_s: speed });
+            w.samples.push(now, ttft_ms, speed);
         }
     }
 
     fn evict(&mut self, d: DeploymentId, now: Instant) {
         let (latency_window, failure_window) = (self.latency_window, self.failure_window);
         let w = self.window(d);
-        while w.samples.front().is_some_and(|s| now.saturating_since(s.at) > latency_window) {
-            w.samples.pop_front();
-        }
+        w.samples.evict(now, latency_window);
         while let Some(&(at, failed)) = w.outcomes.front() {
             if now.saturating_since(at) <= failure_window {
                 break;
@@ -127,10 +120,8 @@ impl Observed {
         }
         self.evict(d, now);
         let w = self.window(d);
-        let mut ttfts: Vec<f64> = w.samples.iter().map(|s| s.ttft_ms).collect();
-        let mut speeds: Vec<f64> = w.samples.iter().filter_map(|s| s.output_tokens_per_s).collect();
-        w.cached_ttft_ms = quantile_of(&mut ttfts, latency_quantile);
-        w.cached_speed = quantile_of(&mut speeds, speed_quantile);
+        w.cached_ttft_ms = w.samples.ttft_quantile_ms(latency_quantile);
+        w.cached_speed = w.samples.speed_quantile(speed_quantile);
         w.cached_at = Some(now);
     }
 
@@ -146,23 +137,11 @@ impl Observed {
         self.window(d).cached_speed
     }
 
-    /// Observed TTFT at an arbitrary quantile (not cached; for occasional use such as hedging
-    /// delays computed once per second by the caller).
+    /// Observed TTFT at an arbitrary quantile (not cached).
     pub fn ttft_quantile_ms(&mut self, d: DeploymentId, now: Instant, quantile: f64) -> Option<f64> {
         self.evict(d, now);
-        let mut ttfts: Vec<f64> = self.window(d).samples.iter().map(|s| s.ttft_ms).collect();
-        quantile_of(&mut ttfts, quantile)
+        self.window(d).samples.ttft_quantile_ms(quantile)
     }
-}
-
-/// The nearest-rank quantile of `values` (reordered in place), or None when empty.
-pub fn quantile_of(values: &mut [f64], quantile: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = ((quantile.clamp(0.0, 1.0) * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-    let (_, value, _) = values.select_nth_unstable_by(rank, f64::total_cmp);
-    Some(*value)
 }
 
 #[cfg(test)]
@@ -189,15 +168,6 @@ mod tests {
             output_tokens: if failed { 0 } else { 100 },
             remaining: None,
         }
-    }
-
-    #[test]
-    fn nearest_rank_quantiles() {
-        let mut v = vec![5.0, 1.0, 4.0, 2.0, 3.0];
-        assert_eq!(quantile_of(&mut v, 0.5), Some(3.0));
-        assert_eq!(quantile_of(&mut v, 0.9), Some(5.0));
-        assert_eq!(quantile_of(&mut v, 0.0), Some(1.0));
-        assert_eq!(quantile_of(&mut [], 0.5), None);
     }
 
     #[test]

@@ -24,11 +24,18 @@ pub trait RequestStream: Iterator<Item = Result<Request, TraceError>> + Send {
     fn report(&self) -> Option<ImportReport> {
         None
     }
+    /// Bytes read so far and the source's size, when it is a file that knows it (progress).
+    fn bytes_read(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
-impl RequestStream for TraceReader<std::fs::File> {
+impl<R: std::io::Read + Send> RequestStream for TraceReader<R> {
     fn classes(&self) -> ClassTable {
         TraceReader::classes(self).clone()
+    }
+    fn bytes_read(&self) -> Option<(u64, u64)> {
+        TraceReader::bytes_read(self)
     }
 }
 
@@ -257,6 +264,9 @@ impl RequestStream for SpanChecked {
     }
     fn report(&self) -> Option<ImportReport> {
         self.inner.report()
+    }
+    fn bytes_read(&self) -> Option<(u64, u64)> {
+        self.inner.bytes_read()
     }
 }
 

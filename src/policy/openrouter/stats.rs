@@ -3,10 +3,11 @@
 //! failures in the last 30 s, and failure and 429 rates over the traffic-shares window.
 //!
 //! It knows nothing of the provider model's hidden parameters and nothing of how endpoints are
-//! ordered. Percentiles are recomputed at most once per second of virtual time per endpoint (a
-//! real router refreshes its statistics periodically too), so routing stays cheap.
+//! ordered. Percentiles are read at most once per second of virtual time per endpoint (a real
+//! router refreshes its statistics periodically too) from a [`SampleWindow`] that ranks samples
+//! as they arrive and expire, so routing stays cheap whatever the traffic rate.
 
-use crate::policy::observed::quantile_of;
+use crate::policy::window::SampleWindow;
 use crate::policy::{AttemptOutcome, AttemptReport};
 use crate::provider::{DeploymentId, FailureKind};
 use crate::time::{Duration, Instant};
@@ -20,13 +21,6 @@ enum Ended {
     Failed,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    at: Instant,
-    ttft_ms: f64,
-    output_tokens_per_s: Option<f64>,
-}
-
 /// Failure and 429 rates over the traffic-shares window.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Rates {
@@ -38,7 +32,7 @@ pub struct Rates {
 
 #[derive(Clone, Debug, Default)]
 struct EndpointWindow {
-    samples: VecDeque<Sample>,
+    samples: SampleWindow,
     /// (when, failed) within the outage window.
     recent: VecDeque<(Instant, bool)>,
     recent_failures: usize,
@@ -115,16 +109,14 @@ impl Stats {
             let decode_s = now.saturating_since(first).as_secs_f64();
             let speed =
                 (decode_s > 0.0 && report.output_tokens > 0).then(|| report.output_tokens as f64 / decode_s);
-            w.samples.push_back(Sample { at: now, ttft_ms, output_tokens_per_s: speed });
+            w.samples.push(now, ttft_ms, speed);
         }
     }
 
     fn evict(&mut self, d: DeploymentId, now: Instant) {
         let (samples, outage, rates) = (self.sample_window, self.outage_window, self.rates_window);
         let w = self.window(d);
-        while w.samples.front().is_some_and(|s| now.saturating_since(s.at) > samples) {
-            w.samples.pop_front();
-        }
+        w.samples.evict(now, samples);
         while let Some(&(at, failed)) = w.recent.front() {
             if now.saturating_since(at) <= outage {
                 break;
@@ -161,12 +153,12 @@ impl Stats {
             return;
         }
         self.evict(d, now);
-        let (ttft_quantiles, speed_quantiles) = (self.ttft_quantiles.clone(), self.speed_quantiles.clone());
-        let w = self.window(d);
-        let mut ttfts: Vec<f64> = w.samples.iter().map(|s| s.ttft_ms).collect();
-        let mut speeds: Vec<f64> = w.samples.iter().filter_map(|s| s.output_tokens_per_s).collect();
-        w.ttft_ms = ttft_quantiles.iter().filter_map(|q| quantile_of(&mut ttfts, *q)).collect();
-        w.speed = speed_quantiles.iter().filter_map(|q| quantile_of(&mut speeds, *q)).collect();
+        let i = d.index();
+        let w = &mut self.endpoints[i];
+        w.ttft_ms.clear();
+        w.ttft_ms.extend(self.ttft_quantiles.iter().filter_map(|q| w.samples.ttft_quantile_ms(*q)));
+        w.speed.clear();
+        w.speed.extend(self.speed_quantiles.iter().filter_map(|q| w.samples.speed_quantile(*q)));
         w.cached_at = Some(now);
     }
 
