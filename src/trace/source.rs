@@ -113,9 +113,10 @@ impl GeneratorConfig {
             action: "cannot open",
             source,
         })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| TraceError::Config {
-            field: name.clone(),
-            message: e.message().replace('\n', " ").trim().to_string(),
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            let (line, message) = crate::toml_lines::syntax_error(&text, &e);
+            let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+            TraceError::Config { field: format!("{name}{at}"), message }
         })?;
         Self::from_table(table, &name)
     }

@@ -446,7 +446,7 @@ impl LiteLlm {
         let jitter_s = RETRY_JITTER_S * rng.next_open01();
         let seconds = match retry_after.map(Duration::as_secs_f64) {
             // LiteLLM reads the header as whole seconds; 0 or more than 60 s is ignored.
-            Some(s) if s >= 1.0 && s <= MAX_HONOURED_RETRY_AFTER_S => s.floor() + jitter_s,
+            Some(s) if (1.0..=MAX_HONOURED_RETRY_AFTER_S).contains(&s) => s.floor() + jitter_s,
             _ => {
                 let exponent = i32::try_from(retries_done).unwrap_or(i32::MAX);
                 (INITIAL_RETRY_DELAY_S * 2f64.powi(exponent)).min(MAX_RETRY_DELAY_S) + jitter_s
