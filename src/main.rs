@@ -515,6 +515,9 @@ fn run_sweep_command(args: SweepArgs) -> anyhow::Result<()> {
         return Err(UsageError("--constraint needs --objective (the metric to minimise)".into()).into());
     }
     let outcome = run_sweep(&plan, prepared, &options)?;
+    for line in &outcome.recomputed {
+        eprintln!("note: {line}");
+    }
     let metrics = &outcome.manifest.metrics;
     let Some((path, rows)) = outcome.results else {
         println!(

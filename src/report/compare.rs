@@ -6,7 +6,7 @@
 //! deterministic, so an unchanged model gives zero deltas and thresholds can be tight. It owns
 //! thresholds and verdicts; it must not know how results were produced or drawn.
 
-use super::data::{summary_metric, ReportError, Summary, SweepResults};
+use super::data::{lookup_metric, summary_metric, MetricLookup, ReportError, Summary, SweepResults};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -267,6 +267,14 @@ pub fn compare_summaries(
         let c = current.strategy(&b.name).expect("checked above");
         let metrics = gated_then_context(thresholds, CONTEXT_METRICS.iter().map(|m| m.to_string()));
         for (metric, gate) in metrics {
+            for (side, json, path) in [("baseline", &b.json, &bp), ("current", &c.json, &cp)] {
+                if let MetricLookup::NotANumber { kind, shown } = lookup_metric(json, &metric) {
+                    return Err(ReportError::Mismatch(format!(
+                        "metric \"{metric}\" for {}: is {kind} ({shown}) in {side} {path}, not a number",
+                        b.name
+                    )));
+                }
+            }
             let values = (summary_metric(&b.json, &metric), summary_metric(&c.json, &metric));
             if let Some((bv, cv)) = present(values, &metric, gate, &b.name, &bp.to_string(), &cp.to_string())?
             {

@@ -117,12 +117,50 @@ impl Summary {
 /// - anything else is a path: `request_429_rate`, `cost_usd`, `by_class.bulk.cost_usd`,
 ///   `by_deployment.openai/gpt-5.load_share`.
 pub fn summary_metric(strategy: &Value, metric: &str) -> Option<f64> {
+    match lookup_metric(strategy, metric) {
+        MetricLookup::Number(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// What a metric's path leads to in a strategy's JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricLookup {
+    Number(f64),
+    Missing,
+    /// Present but not a number: its JSON type and the value (elided).
+    NotANumber {
+        kind: &'static str,
+        shown: String,
+    },
+}
+
+/// [`summary_metric`], telling a missing field from one that is not a number.
+pub fn lookup_metric(strategy: &Value, metric: &str) -> MetricLookup {
     let path = metric_path(metric);
     let mut node = strategy;
     for key in &path {
-        node = node.get(key.as_str())?;
+        match node.get(key.as_str()) {
+            Some(next) => node = next,
+            None => return MetricLookup::Missing,
+        }
     }
-    node.as_f64()
+    if let Some(v) = node.as_f64() {
+        return MetricLookup::Number(v);
+    }
+    let kind = match node {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+        Value::Number(_) => "a number out of range",
+    };
+    let shown = match node {
+        Value::String(text) => crate::trace::elide(text),
+        other => crate::trace::elide(&other.to_string()),
+    };
+    MetricLookup::NotANumber { kind, shown }
 }
 
 fn metric_path(metric: &str) -> Vec<String> {

@@ -222,7 +222,14 @@ pub fn open_source_within(
     source: &TraceSource,
     max_span: crate::time::Duration,
 ) -> Result<Box<dyn RequestStream>, TraceError> {
-    Ok(Box::new(SpanChecked { inner: open_unchecked(source)?, max_span, name: source.name(), done: false }))
+    let imported = matches!(source, TraceSource::File { format, .. } if *format != TraceFormat::Routesim);
+    Ok(Box::new(SpanChecked {
+        inner: open_unchecked(source)?,
+        max_span,
+        name: source.name(),
+        imported,
+        done: false,
+    }))
 }
 
 /// A stream whose requests are checked against the trace span limit.
@@ -230,6 +237,8 @@ struct SpanChecked {
     inner: Box<dyn RequestStream>,
     max_span: crate::time::Duration,
     name: String,
+    /// An import: its times are the log's own (any unit), made relative to the first row.
+    imported: bool,
     done: bool,
 }
 
@@ -243,6 +252,17 @@ impl Iterator for SpanChecked {
         let item = match item {
             Some(Ok(request)) => match super::check_span(&request, self.max_span, &self.name) {
                 Ok(()) => Some(Ok(request)),
+                Err(_) if self.imported => Some(Err(TraceError::Row {
+                    file: self.name.clone(),
+                    line: request.line,
+                    field: None,
+                    message: format!(
+                        "this row's time is {} after the first row's, beyond the maximum trace span of {}; check the \
+                         unit of the timestamps (raise the limit with the scenario's [trace] max_span)",
+                        crate::time::Duration::from_micros(request.arrival.as_micros()),
+                        self.max_span
+                    ),
+                })),
                 Err(e) => Some(Err(e)),
             },
             other => other,
