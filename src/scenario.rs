@@ -229,6 +229,12 @@ impl Scenario {
         let mut deployments = Vec::with_capacity(raw.deployments.len());
         for (name, table) in &raw.deployments {
             let path = format!("deployments.{}", quote_key(name));
+            // Names are echoed in tables and errors: no line breaks or other control characters.
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(fail(format!(
+                    "{path}: a deployment name must be non-empty, without control characters"
+                )));
+            }
             let config = resolve_deployment(table, &presets).map_err(|m| fail(format!("{path}{m}")))?;
             let deployment =
                 Deployment::from_config(name, &config).map_err(|e| fail(format!("{path}.{e}")))?;
@@ -253,6 +259,9 @@ impl Scenario {
             let path = format!("strategy[{i}]");
             if s.name.trim().is_empty() {
                 return Err(fail(format!("{path}.name: must not be empty")));
+            }
+            if s.name.chars().any(char::is_control) {
+                return Err(fail(format!("{path}.name: {:?} contains a control character", s.name)));
             }
             if strategies.iter().any(|other| other.name == s.name) {
                 return Err(fail(format!("{path}.name: duplicate strategy name {:?}", s.name)));
@@ -498,6 +507,15 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
         let s = parse(&text).unwrap();
         let shown = format!("{:?}", s.deployments[0].ttft_ms);
         assert!(shown.contains("0.9") && shown.to_lowercase().contains("lognormal"), "{shown}");
+    }
+
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        let text = MINIMAL.replace("[deployments.\"openai/gpt-5\"]", "[deployments.\"openai/\\ngpt-5\"]");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("without control characters") && !e.contains('\n'), "{e}");
+        let e = parse(&MINIMAL.replace("name = \"one\"", "name = \"o\\rne\"")).unwrap_err().to_string();
+        assert!(e.contains("strategy[0].name") && !e.contains('\r'), "{e}");
     }
 
     #[test]

@@ -234,7 +234,7 @@ impl Table {
                 path: display(&self.path),
                 line: row as u64 + 2,
                 field: self.header[column].clone(),
-                message: format!("expected a finite number, got \"{text}\""),
+                message: format!("expected a finite number, got {}", crate::trace::elide(text)),
             }),
         }
     }

@@ -257,7 +257,7 @@ impl Iterator for SpanChecked {
                     line: request.line,
                     field: None,
                     message: format!(
-                        "this row's time is {} after the first row's, beyond the maximum trace span of {}; check the \
+                        "this row's time is {} after the start of the trace, beyond the maximum trace span of {}; check the \
                          unit of the timestamps (raise the limit with the scenario's [trace] max_span)",
                         crate::time::Duration::from_micros(request.arrival.as_micros()),
                         self.max_span
