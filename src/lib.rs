@@ -22,4 +22,5 @@ pub mod scenario;
 pub mod suggest;
 pub mod sweep;
 pub mod time;
+pub mod toml_lines;
 pub mod trace;

@@ -273,9 +273,33 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&error));
             ExitCode::from(exit_code(&error))
         }
+    }
+}
+
+/// The error contract's single line: the error, then each cause not already spelled out by
+/// the text so far (typed errors embed their source, e.g. the OS text), newlines folded and a
+/// runaway message cut in the middle.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    let text =
+        text.split(['\n', '\r']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+    const MAX_CHARS: usize = 2_000;
+    match text.char_indices().nth(MAX_CHARS) {
+        None => text,
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),
     }
 }
 
@@ -522,6 +546,9 @@ fn run_sweep_command(args: SweepArgs) -> anyhow::Result<()> {
         return Err(UsageError("--constraint needs --objective (the metric to minimise)".into()).into());
     }
     let outcome = run_sweep(&plan, prepared, &options)?;
+    for line in &outcome.recomputed {
+        eprintln!("note: {line}");
+    }
     let metrics = &outcome.manifest.metrics;
     let Some((path, rows)) = outcome.results else {
         println!(

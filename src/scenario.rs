@@ -194,12 +194,17 @@ impl Scenario {
     /// Validates scenario text; `file` is used in errors, `base_dir` resolves the trace path.
     pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Scenario, ScenarioError> {
         let file_name = file.display().to_string();
-        let raw: ScenarioFile = toml::from_str(text).map_err(|e| ScenarioError {
-            file: file_name.clone(),
-            line: e.span().map(|span| line_of(text, span.start)),
-            message: e.message().replace('\n', " ").trim().to_string(),
+        let raw: ScenarioFile = toml::from_str(text).map_err(|e| {
+            let (line, message) = crate::toml_lines::syntax_error(text, &e);
+            ScenarioError { file: file_name.clone(), line, message }
         })?;
-        Scenario::validate(raw, file, base_dir)
+        // Validation names the key path; the text gives its line.
+        Scenario::validate(raw, file, base_dir).map_err(|mut e| {
+            if e.line.is_none() {
+                e.line = crate::toml_lines::line_of_message(text, &e.message);
+            }
+            e
+        })
     }
 
     /// Validates an already-parsed scenario table (e.g. one a sweep has edited): same checks
@@ -224,6 +229,12 @@ impl Scenario {
         let mut deployments = Vec::with_capacity(raw.deployments.len());
         for (name, table) in &raw.deployments {
             let path = format!("deployments.{}", quote_key(name));
+            // Names are echoed in tables and errors: no line breaks or other control characters.
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(fail(format!(
+                    "{path}: a deployment name must be non-empty, without control characters"
+                )));
+            }
             let config = resolve_deployment(table, &presets).map_err(|m| fail(format!("{path}{m}")))?;
             let deployment =
                 Deployment::from_config(name, &config).map_err(|e| fail(format!("{path}.{e}")))?;
@@ -248,6 +259,9 @@ impl Scenario {
             let path = format!("strategy[{i}]");
             if s.name.trim().is_empty() {
                 return Err(fail(format!("{path}.name: must not be empty")));
+            }
+            if s.name.chars().any(char::is_control) {
+                return Err(fail(format!("{path}.name: {:?} contains a control character", s.name)));
             }
             if strategies.iter().any(|other| other.name == s.name) {
                 return Err(fail(format!("{path}.name: duplicate strategy name {:?}", s.name)));
@@ -334,10 +348,6 @@ impl Scenario {
     }
 }
 
-fn line_of(text: &str, byte: usize) -> usize {
-    text.as_bytes()[..byte.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
-}
-
 /// `anthropic/sonnet` → `"anthropic/sonnet"` (TOML needs quotes for such keys).
 fn quote_key(key: &str) -> String {
     if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -371,6 +381,13 @@ pub fn preset_names() -> Vec<String> {
 fn merge(base: &mut toml::Table, overlay: &toml::Table) {
     for (key, value) in overlay {
         match (base.get_mut(key), value) {
+            // A distribution written with another form (`dist = "constant"` over a lognormal
+            // preset) replaces the preset's: merging would mix their fields.
+            (Some(toml::Value::Table(b)), toml::Value::Table(o))
+                if o.get(DIST_TAG).is_some_and(|d| b.get(DIST_TAG) != Some(d)) =>
+            {
+                base.insert(key.clone(), value.clone());
+            }
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
             _ => {
                 base.insert(key.clone(), value.clone());
@@ -378,6 +395,9 @@ fn merge(base: &mut toml::Table, overlay: &toml::Table) {
         }
     }
 }
+
+/// The tag of a distribution table (`{ dist = "lognormal", … }`).
+const DIST_TAG: &str = "dist";
 
 /// Preset (if any) + overrides → a typed deployment config. Errors start with the path suffix
 /// inside the deployment (e.g. `.limits.rpm: invalid type…`).
@@ -474,13 +494,50 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
     }
 
     #[test]
+    fn a_preset_distribution_can_be_replaced_by_another_form() {
+        let text = MINIMAL.replace(
+            "limits.burst = \"10s\"",
+            "limits.burst = \"10s\"\nlatency.ttft_ms = { dist = \"constant\", value = 500 }",
+        );
+        let s = parse(&text).unwrap();
+        let shown = format!("{:?}", s.deployments[0].ttft_ms);
+        assert!(shown.contains("Constant { value: 500.0 }"), "{shown}");
+        // The same form still merges field by field: only sigma changes.
+        let text = MINIMAL.replace("limits.burst = \"10s\"", "latency.ttft_ms.sigma = 0.9");
+        let s = parse(&text).unwrap();
+        let shown = format!("{:?}", s.deployments[0].ttft_ms);
+        assert!(shown.contains("0.9") && shown.to_lowercase().contains("lognormal"), "{shown}");
+    }
+
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        let text = MINIMAL.replace("[deployments.\"openai/gpt-5\"]", "[deployments.\"openai/\\ngpt-5\"]");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("without control characters") && !e.contains('\n'), "{e}");
+        let e = parse(&MINIMAL.replace("name = \"one\"", "name = \"o\\rne\"")).unwrap_err().to_string();
+        assert!(e.contains("strategy[0].name") && !e.contains('\r'), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_carry_the_line_of_their_key_path() {
+        let text = MINIMAL.replace("limits.burst = \"10s\"", "limits.burst = \"10s\"\nlimits.rpm = 0");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(8), "{e}");
+        assert!(e.to_string().starts_with("s.toml:8: deployments.\"anthropic/sonnet\".limits.rpm"), "{e}");
+        // A bare CR gives a real message with its line.
+        let e = parse("seed = 1\nname = \"x\"\r[trace]\n").unwrap_err().to_string();
+        assert_eq!(e, "s.toml:2: bare carriage return (CR) as a line ending: TOML lines end with LF or CRLF");
+    }
+
+    #[test]
     fn errors_name_the_path() {
         let bad_chain = MINIMAL.replace(
             r#"chain = ["anthropic/sonnet", "openai/gpt-5"]"#,
             r#"chain = ["openai/gpt-5", "anthropic/sonet"]"#,
         );
         let e = parse(&bad_chain).unwrap_err().to_string();
-        assert!(e.starts_with(r#"s.toml: strategy[1].policy.chain[1]: unknown deployment "anthropic/sonet"; did you mean "anthropic/sonnet"?"#), "{e}");
+        // The key path's line comes from the text (line 15: the chain).
+        assert!(e.starts_with(r#"s.toml:15: strategy[1].policy.chain[1]: unknown deployment "anthropic/sonet"; did you mean "anthropic/sonnet"?"#), "{e}");
 
         let bad_preset = MINIMAL.replace("anthropic-tier4-sonnet-4.x", "anthropic-tier9-sonnet-4.x");
         let e = parse(&bad_preset).unwrap_err().to_string();

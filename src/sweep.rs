@@ -145,6 +145,8 @@ pub struct SweepOutcome {
     pub points_skipped: usize,
     /// `results.csv` and its rows, when every point of the sweep is on disk.
     pub results: Option<(PathBuf, Vec<Row>)>,
+    /// Point files found damaged or edited (and recomputed), one line each for stderr.
+    pub recomputed: Vec<String>,
 }
 
 /// A sweep ready to run: the trace read once and the manifest (metric names) known.
@@ -156,8 +158,38 @@ pub struct Prepared {
 /// Reads the trace and names the metrics, before any simulation.
 pub fn prepare(plan: &Plan) -> Result<Prepared, SweepError> {
     let trace = load_trace(&plan.base.trace)?;
+    check_stretch(plan, &trace)?;
     let manifest = manifest(plan, &trace);
     Ok(Prepared { trace, manifest })
+}
+
+/// A `trace.rate_multiplier` below 1 stretches the trace: it must still fit the trace span
+/// limit (`[trace] max_span`), or a tiny multiplier would push events years out.
+fn check_stretch(plan: &Plan, trace: &SharedTrace) -> Result<(), SweepError> {
+    let max_span = plan.base.trace.max_span;
+    let longest =
+        trace.requests.iter().map(|r| r.arrival.as_micros().max(r.think.as_micros())).max().unwrap_or(0);
+    let mut seen = Vec::new();
+    for point in plan.points() {
+        let m = plan.setup(&point)?.rate_multiplier;
+        if seen.contains(&m.to_bits()) {
+            continue;
+        }
+        seen.push(m.to_bits());
+        let stretched_us = longest as f64 / m;
+        if stretched_us > max_span.as_micros() as f64 {
+            let text = std::fs::read_to_string(&plan.file).unwrap_or_default();
+            let at = crate::toml_lines::line_of_path(&text, "axes.trace.rate_multiplier")
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            return Err(SweepError::Input(format!(
+                "{}{at}: axes.trace.rate_multiplier: {m} stretches the trace to {:.0} ms, beyond the trace span limit of {max_span} ([trace] max_span of the scenario)",
+                plan.file.display(),
+                stretched_us / 1000.0
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The trace, read once.
@@ -180,8 +212,24 @@ pub fn run_sweep(
 
     let in_shard: Vec<usize> =
         (0..plan.point_count()).filter(|i| options.shard.is_none_or(|s| i % s.count == s.index)).collect();
-    let todo: Vec<usize> =
-        in_shard.iter().copied().filter(|&i| !results::point_path(&options.out, i).exists()).collect();
+    // A killed run may have left temporary files; a point file that does not check out is
+    // recomputed (and said so), never trusted.
+    results::remove_temporary_files(&options.out)?;
+    let mut todo = Vec::new();
+    let mut recomputed = Vec::new();
+    for &i in &in_shard {
+        match results::PointRecord::read(&options.out, i, &manifest)? {
+            results::PointFile::Valid(_) => {}
+            results::PointFile::Missing => todo.push(i),
+            results::PointFile::Damaged(why) => {
+                recomputed.push(format!(
+                    "{}: {why}; recomputing it",
+                    results::point_path(&options.out, i).display()
+                ));
+                todo.push(i);
+            }
+        }
+    }
     let strategies_per_point = |i: usize| plan.setup(&plan.point(i)).map(|s| s.strategies.len());
     let mut total_runs = 0;
     for &i in &todo {
@@ -238,6 +286,7 @@ pub fn run_sweep(
         points_run: todo.len(),
         points_skipped: in_shard.len() - todo.len(),
         results,
+        recomputed,
     })
 }
 
@@ -342,6 +391,7 @@ fn run_point(
         index: point.index,
         coordinates: plan.coordinates(point),
         runs,
+        checksum: String::new(),
     })
 }
 

@@ -488,6 +488,35 @@ struct LineIndex<R> {
     after_cr: bool,
     /// (byte offset, 1-based line) of the first byte of each non-blank line not yet passed.
     starts: VecDeque<(u64, u64)>,
+    /// Bytes of the current line read so far (bounded by [`MAX_LINE_BYTES`]).
+    line_bytes: u64,
+}
+
+/// Longest line a trace or import reader accepts, in bytes (1 MiB): a longer line (a runaway
+/// quoted field, a file that is not line-oriented) is an input error naming its line, so no
+/// line can make a reader buffer without bound.
+pub const MAX_LINE_BYTES: u64 = 1 << 20;
+
+/// The I/O error a [`LineIndex`] returns for a line longer than [`MAX_LINE_BYTES`]; turned into
+/// a [`TraceError::Row`] naming the line by [`read_error`].
+#[derive(Debug, thiserror::Error)]
+#[error("line longer than the maximum of {MAX_LINE_BYTES} bytes (1 MiB)")]
+pub(crate) struct LineTooLong {
+    pub line: u64,
+}
+
+/// A read error of a trace or import reader as a [`TraceError`]: an over-long line names its
+/// line; other errors are I/O errors of `file`.
+pub(crate) fn read_error(file: &str, source: std::io::Error) -> TraceError {
+    if let Some(too_long) = source.get_ref().and_then(|e| e.downcast_ref::<LineTooLong>()) {
+        return TraceError::Row {
+            file: file.to_string(),
+            line: too_long.line,
+            field: None,
+            message: too_long.to_string(),
+        };
+    }
+    TraceError::Io { file: file.to_string(), action: "cannot read", source }
 }
 
 impl<R> LineIndex<R> {
@@ -499,6 +528,7 @@ impl<R> LineIndex<R> {
             at_line_start: true,
             after_cr: false,
             starts: VecDeque::new(),
+            line_bytes: 0,
         }
     }
 
@@ -526,6 +556,7 @@ impl<R: Read> Read for LineIndex<R> {
             }
             if byte == b'\n' || byte == b'\r' {
                 self.newlines += 1;
+                self.line_bytes = 0;
                 self.at_line_start = true;
                 self.after_cr = byte == b'\r';
                 i += 1;
@@ -535,22 +566,32 @@ impl<R: Read> Read for LineIndex<R> {
                 self.starts.push_back((self.offset + i as u64, self.newlines + 1));
                 self.at_line_start = false;
             }
-            match bytes[i..].iter().position(|&b| b == b'\n' || b == b'\r') {
-                Some(p) => i += p,
-                None => break,
+            let run = bytes[i..].iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(n - i);
+            self.line_bytes += run as u64;
+            if self.line_bytes > MAX_LINE_BYTES {
+                let line = self.newlines + 1;
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, LineTooLong { line }));
             }
+            i += run;
         }
         self.offset += n as u64;
         Ok(n)
     }
 }
 
-fn csv_error(file: &str, error: csv::Error, action: &'static str) -> TraceError {
+/// A csv reading error as a [`TraceError`] (see [`read_error`]).
+pub(crate) fn csv_error(file: &str, error: csv::Error, action: &'static str) -> TraceError {
+    if let csv::ErrorKind::Io(io) = error.kind() {
+        if let Some(too_long) = io.get_ref().and_then(|e| e.downcast_ref::<LineTooLong>()) {
+            return TraceError::Row {
+                file: file.to_string(),
+                line: too_long.line,
+                field: None,
+                message: too_long.to_string(),
+            };
+        }
+    }
     TraceError::Io { file: file.to_string(), action, source: error.into() }
-}
-
-fn read_error(file: &str, source: std::io::Error) -> TraceError {
-    TraceError::Io { file: file.to_string(), action: "cannot read", source }
 }
 
 fn parse_header<'a>(header: impl Iterator<Item = &'a [u8]>) -> Result<[Option<usize>; N_COLUMNS], String> {
@@ -560,10 +601,14 @@ fn parse_header<'a>(header: impl Iterator<Item = &'a [u8]>) -> Result<[Option<us
         empty = false;
         let name = String::from_utf8_lossy(raw.trim_ascii());
         let Some(column) = ALL_COLUMNS.iter().find(|c| c.name() == name) else {
-            return Err(format!("unknown column {name:?} (known columns: {})", COLUMN_NAMES.join(", ")));
+            return Err(format!(
+                "unknown column {} (known columns: {})",
+                elide(&name),
+                COLUMN_NAMES.join(", ")
+            ));
         };
         if index[*column as usize].replace(i).is_some() {
-            return Err(format!("column {name:?} appears twice"));
+            return Err(format!("column {} appears twice", elide(&name)));
         }
     }
     if empty {

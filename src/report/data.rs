@@ -162,8 +162,9 @@ impl Table {
             _ => Err(ReportError::Field {
                 path: display(&self.path),
                 line: row as u64 + 2,
-                field: self.header[column].clone(),
-                message: format!("expected a finite number, got \"{text}\""),
+                // Header names are echoed: control characters escaped, length elided.
+                field: crate::trace::elide(&self.header[column]).trim_matches('"').to_string(),
+                message: format!("expected a finite number, got {}", crate::trace::elide(text)),
             }),
         }
     }

@@ -93,6 +93,19 @@ pub struct Plan {
     point_count: usize,
 }
 
+/// A sweep-file error `file: key.path: what` given the line of its key path (`file:line: …`).
+fn with_line(file: &Path, text: &str, error: SweepError) -> SweepError {
+    if let SweepError::Input(message) = &error {
+        let prefix = format!("{}: ", file.display());
+        if let Some(rest) = message.strip_prefix(&prefix) {
+            if let Some(line) = crate::toml_lines::line_of_message(text, rest) {
+                return SweepError::Input(format!("{}:{line}: {rest}", file.display()));
+            }
+        }
+    }
+    error
+}
+
 fn input(file: &Path, message: impl Into<String>) -> SweepError {
     SweepError::Input(format!("{}: {}", file.display(), message.into()))
 }
@@ -103,10 +116,16 @@ impl Plan {
         let text =
             std::fs::read_to_string(path).map_err(|e| input(path, format!("cannot read sweep: {e}")))?;
         let raw: SweepFile = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let (line, message) = crate::toml_lines::syntax_error(&text, &e);
             let at = line.map(|l| format!(":{l}")).unwrap_or_default();
-            SweepError::Input(format!("{}{at}: {}", path.display(), e.message().trim()))
+            SweepError::Input(format!("{}{at}: {message}", path.display()))
         })?;
+        Plan::from_raw(path, &text, raw).map_err(|e| with_line(path, &text, e))
+    }
+
+    /// [`Plan::load`] once the sweep file is parsed; errors name its key paths.
+    fn from_raw(path: &Path, text: &str, raw: SweepFile) -> Result<Plan, SweepError> {
+        let text = text.to_string();
         if raw.replications == 0 {
             return Err(input(path, "replications: must be >= 1"));
         }
@@ -137,8 +156,11 @@ impl Plan {
         let scenario_path = base_dir.join(&raw.scenario);
         let scenario_text = std::fs::read_to_string(&scenario_path)
             .map_err(|e| input(path, format!("scenario: cannot read {}: {e}", scenario_path.display())))?;
-        let scenario_table: toml::Table =
-            scenario_text.parse().map_err(|e: toml::de::Error| input(&scenario_path, e.message().trim()))?;
+        let scenario_table: toml::Table = scenario_text.parse().map_err(|e: toml::de::Error| {
+            let (line, message) = crate::toml_lines::syntax_error(&scenario_text, &e);
+            let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+            SweepError::Input(format!("{}{at}: {message}", scenario_path.display()))
+        })?;
         // Validate the base first, so an error in the scenario itself carries its line.
         let base = Scenario::load(&scenario_path)?;
         let trace_bytes = std::fs::read(&base.trace.path).unwrap_or_default();

@@ -103,6 +103,19 @@ pub struct PointRecord {
     pub coordinates: Vec<(String, String)>,
     /// By strategy (scenario order), then replication.
     pub runs: Vec<RunRecord>,
+    /// Checksum of the content above ([`PointRecord::content_checksum`]): a point file edited
+    /// or damaged since it was written does not match it.
+    #[serde(default)]
+    pub checksum: String,
+}
+
+/// What is on disk for one point.
+#[derive(Debug)]
+pub enum PointFile {
+    Missing,
+    Valid(PointRecord),
+    /// Unreadable, of another sweep, or not matching its checksum: why.
+    Damaged(String),
 }
 
 pub fn point_path(dir: &Path, index: usize) -> PathBuf {
@@ -110,37 +123,84 @@ pub fn point_path(dir: &Path, index: usize) -> PathBuf {
 }
 
 impl PointRecord {
+    /// Writes `points/NNNNNN.json` (atomically) with its checksum.
     pub fn write(&self, dir: &Path) -> Result<(), SweepError> {
-        let text = serde_json::to_string(self).expect("point record serialises");
+        let record = PointRecord { checksum: self.content_checksum(), ..self.clone() };
+        let text = serde_json::to_string(&record).expect("point record serialises");
         write_atomically(&point_path(dir, self.index), (text + "\n").as_bytes())
     }
 
-    /// The point from the first directory that has it, checked against the manifest.
+    /// FNV-1a (64-bit) of the record's JSON with an empty checksum field: the same for the
+    /// record read back, different after any change of a value.
+    pub fn content_checksum(&self) -> String {
+        let body = serde_json::to_string(&PointRecord { checksum: String::new(), ..self.clone() })
+            .expect("point record serialises");
+        let hash = body
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        format!("fnv1a64:{hash:016x}")
+    }
+
+    /// Reads and checks one point file against the manifest and its checksum.
+    pub fn read(dir: &Path, index: usize, manifest: &Manifest) -> Result<PointFile, SweepError> {
+        let path = point_path(dir, index);
+        let bytes = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PointFile::Missing),
+            Err(e) => return Err(SweepError::io(&path, e)),
+            Ok(bytes) => bytes,
+        };
+        let damaged = |why: String| Ok(PointFile::Damaged(why));
+        let record: PointRecord = match serde_json::from_slice(&bytes) {
+            Ok(r) => r,
+            Err(e) => return damaged(format!("unreadable ({e})")),
+        };
+        if record.fingerprint != manifest.fingerprint || record.index != index {
+            return damaged("belongs to another sweep".into());
+        }
+        if record.runs.iter().any(|r| r.values.len() != manifest.metrics.len()) {
+            return damaged("wrong number of metrics".into());
+        }
+        if record.checksum != record.content_checksum() {
+            return damaged("content does not match its checksum (edited or damaged)".into());
+        }
+        Ok(PointFile::Valid(record))
+    }
+
+    /// The point from the first directory that has it, checked against the manifest and its
+    /// checksum (a damaged file is an error here: `sim sweep` on its directory recomputes it).
     pub fn find(
         dirs: &[PathBuf],
         index: usize,
         manifest: &Manifest,
     ) -> Result<Option<PointRecord>, SweepError> {
         for dir in dirs {
-            let path = point_path(dir, index);
-            let text = match std::fs::read_to_string(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(SweepError::io(&path, e)),
-                Ok(text) => text,
-            };
-            let bad = |why: String| SweepError::Input(format!("{}: {why}", path.display()));
-            let record: PointRecord =
-                serde_json::from_str(&text).map_err(|e| bad(format!("unreadable: {e}")))?;
-            if record.fingerprint != manifest.fingerprint || record.index != index {
-                return Err(bad("belongs to another sweep".into()));
+            match PointRecord::read(dir, index, manifest)? {
+                PointFile::Missing => continue,
+                PointFile::Valid(record) => return Ok(Some(record)),
+                PointFile::Damaged(why) => {
+                    return Err(SweepError::Input(format!("{}: {why}", point_path(dir, index).display())))
+                }
             }
-            if record.runs.iter().any(|r| r.values.len() != manifest.metrics.len()) {
-                return Err(bad("wrong number of metrics".into()));
-            }
-            return Ok(Some(record));
         }
         Ok(None)
     }
+}
+
+/// Removes the temporary files a killed run left in `dir` and `dir/points` (see
+/// [`write_atomically`]); returns how many.
+pub fn remove_temporary_files(dir: &Path) -> Result<usize, SweepError> {
+    let mut removed = 0;
+    for d in [dir.to_path_buf(), dir.join("points")] {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                std::fs::remove_file(entry.path()).map_err(|e| SweepError::io(&entry.path(), e))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes to a temporary file in the same directory, then renames: readers see the whole

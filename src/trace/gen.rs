@@ -261,6 +261,7 @@ impl AgentTraceConfig {
         }
         for (field, value, max) in [
             ("session_rate_per_min", self.session_rate_per_min, 10_000.0),
+            ("burst_multiplier", self.burst_multiplier, 1_000.0),
             ("bulk_rate_per_min", self.bulk_rate_per_min, 600_000.0),
             ("backfill_bursts_per_hour", self.backfill_bursts_per_hour, 3_600.0),
             ("backfill_size", self.backfill_size as f64, MAX_AGENT_ROWS as f64),
@@ -341,14 +342,20 @@ pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<GenRow>, u
     let mut gen =
         Generator { config, end_us: config.duration.as_micros(), rows: Vec::new(), overflow: false };
     let starts = gen.session_starts();
+    gen.overflow = starts.len() > MAX_AGENT_ROWS;
     let mut sessions = 0;
     for (index, start_us) in starts.into_iter().enumerate() {
+        if gen.overflow {
+            break;
+        }
         if gen.session(index as u64, start_us) {
             sessions += 1;
         }
     }
-    gen.bulk();
-    gen.async_jobs();
+    if !gen.overflow {
+        gen.bulk();
+        gen.async_jobs();
+    }
     if gen.overflow {
         return Err(TraceError::Config {
             field: "duration".into(),
@@ -526,6 +533,9 @@ impl Generator<'_> {
                     t += exponential(&mut rng, mean_gap);
                     if t >= state_end || t >= self.end_us as f64 {
                         break;
+                    }
+                    if starts.len() > MAX_AGENT_ROWS {
+                        return starts; // every session has a call: more is an overflow
                     }
                     starts.push(t as u64);
                 }
@@ -708,7 +718,7 @@ impl Generator<'_> {
         if c.bulk_rate_per_min > 0.0 {
             let mean_gap = MICROS_PER_MIN as f64 / c.bulk_rate_per_min;
             let mut t = exponential(&mut rng, mean_gap);
-            while t < self.end_us as f64 {
+            while t < self.end_us as f64 && !self.overflow {
                 self.background(&mut rng, format!("b{n}"), ClassId::BULK, t as u64);
                 n += 1;
                 t += exponential(&mut rng, mean_gap);
@@ -719,7 +729,7 @@ impl Generator<'_> {
             let mean_gap = MICROS_PER_HOUR as f64 / c.backfill_bursts_per_hour;
             let mut t = exponential(&mut bursts, mean_gap);
             let mut burst = 0;
-            while t < self.end_us as f64 {
+            while t < self.end_us as f64 && !self.overflow {
                 let mut rng = self.rng("backfill", burst + 1);
                 self.burst(
                     &mut rng,
@@ -745,7 +755,7 @@ impl Generator<'_> {
         let mut rng = self.rng("async", 0);
         let mut t = (rng.next_open01() * interval as f64) as u64;
         let mut burst = 0;
-        while t < self.end_us {
+        while t < self.end_us && !self.overflow {
             let mut rng = self.rng("async", burst + 1);
             self.burst(
                 &mut rng,
@@ -771,6 +781,9 @@ impl Generator<'_> {
         spread: Duration,
     ) {
         for j in 0..count {
+            if self.overflow {
+                return;
+            }
             let arrival_us = start_us + (rng.next_open01() * spread.as_micros() as f64) as u64;
             if arrival_us < self.end_us {
                 self.background(rng, format!("{prefix}-{j}"), class, arrival_us);

@@ -18,7 +18,7 @@ use crate::time::{Duration, Instant, MICROS_PER_MS, MICROS_PER_S};
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 /// The file formats a trace can come in.
@@ -842,6 +842,17 @@ impl CsvLayout {
     }
 }
 
+/// A list of names for an error message, cut after 200 characters (a 10 MB header must not
+/// become a 10 MB error line).
+fn elide_list(list: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    let list = &list.escape_debug().to_string();
+    match list.char_indices().nth(MAX_CHARS) {
+        None => list.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &list[..cut], list.len()),
+    }
+}
+
 struct CsvSource {
     csv: csv::Reader<LineIndex<File>>,
     name: String,
@@ -868,10 +879,7 @@ impl CsvSource {
         })?;
         let mut csv =
             csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(LineIndex::new(file));
-        let header = csv
-            .headers()
-            .map_err(|e| TraceError::Io { file: name.clone(), action: "cannot read", source: e.into() })?
-            .clone();
+        let header = csv.headers().map_err(|e| super::csv_error(&name, e, "cannot read"))?.clone();
         let find =
             |column: &str| header.iter().position(|h| h.trim().trim_start_matches('\u{feff}') == column);
         let required = |column: &String| {
@@ -880,7 +888,7 @@ impl CsvSource {
                 message: format!(
                     "missing column {column:?} of the {} format (found: {})",
                     layout.format_name,
-                    header.iter().collect::<Vec<_>>().join(", ")
+                    elide_list(&header.iter().collect::<Vec<_>>().join(", "))
                 ),
             })
         };
@@ -945,7 +953,7 @@ impl RawSource for CsvSource {
         match self.csv.read_record(&mut self.record) {
             Ok(false) => None,
             Err(e) => Some(Err(if e.is_io_error() {
-                TraceError::Io { file: self.name.clone(), action: "cannot read", source: e.into() }
+                super::csv_error(&self.name, e, "cannot read")
             } else {
                 let line = e.position().map_or(0, |p| p.line());
                 TraceError::Row { file: self.name.clone(), line, field: None, message: e.to_string() }
@@ -1133,16 +1141,38 @@ impl JsonlSource {
 
 impl RawSource for JsonlSource {
     fn next_raw(&mut self) -> Option<Result<RawRow, TraceError>> {
+        let mut bytes = Vec::new();
         loop {
-            self.buffer.clear();
-            match self.reader.read_line(&mut self.buffer) {
+            bytes.clear();
+            // At most one byte past the limit, so an over-long line is never held whole.
+            let limit = super::MAX_LINE_BYTES + 1;
+            match (&mut self.reader).take(limit).read_until(b'\n', &mut bytes) {
                 Ok(0) => return None,
-                Ok(_) => {
+                Ok(n) => {
                     self.line += 1;
+                    let line = self.line;
+                    let row_error = |message: String| TraceError::Row {
+                        file: self.name.clone(),
+                        line,
+                        field: None,
+                        message,
+                    };
+                    if n as u64 == limit && bytes.last() != Some(&b'\n') {
+                        return Some(Err(row_error(super::LineTooLong { line }.to_string())));
+                    }
+                    self.buffer = match String::from_utf8(std::mem::take(&mut bytes)) {
+                        Ok(text) => text,
+                        Err(e) => {
+                            let at = e.utf8_error().valid_up_to();
+                            return Some(Err(row_error(format!(
+                                "invalid UTF-8 at byte {} of the line",
+                                at + 1
+                            ))));
+                        }
+                    };
                     if self.buffer.trim().is_empty() {
                         continue;
                     }
-                    let line = self.line;
                     return Some(self.parse().map_err(|e| TraceError::Row {
                         file: self.name.clone(),
                         line,
@@ -1150,13 +1180,7 @@ impl RawSource for JsonlSource {
                         message: e.message,
                     }));
                 }
-                Err(source) => {
-                    return Some(Err(TraceError::Io {
-                        file: self.name.clone(),
-                        action: "cannot read",
-                        source,
-                    }))
-                }
+                Err(source) => return Some(Err(super::read_error(&self.name, source))),
             }
         }
     }

@@ -235,6 +235,9 @@ pub struct OpenLoopRows {
     seq: u64,
 }
 
+/// At most this many clients (the sum of every `count`) in one open-loop generator.
+pub const MAX_CLIENTS: u64 = 100_000;
+
 impl OpenLoopConfig {
     /// Validates and starts the generator; `base_dir` resolves files.
     pub fn rows(&self, base_dir: &Path) -> Result<OpenLoopRows, TraceError> {
@@ -244,6 +247,32 @@ impl OpenLoopConfig {
         }
         if self.clients.is_empty() {
             return Err(err("clients".into(), "at least one [[clients]] is required"));
+        }
+        // Memory is one pending arrival per client, and rows come at the clients' total rate:
+        // both are bounded before anything is built.
+        let mut total_clients: u64 = 0;
+        let mut total_rate_per_s = 0.0;
+        for (i, client) in self.clients.iter().enumerate() {
+            total_clients += u64::from(client.count);
+            if total_clients > MAX_CLIENTS {
+                return Err(TraceError::Config {
+                    field: format!("clients[{i}].count"),
+                    message: format!(
+                        "{} clients in all is above the maximum of {MAX_CLIENTS}",
+                        total_clients
+                    ),
+                });
+            }
+            total_rate_per_s += client.process.mean_rate_per_s().unwrap_or(0.0) * f64::from(client.count);
+            if total_rate_per_s > super::arrivals::MAX_RATE_PER_S {
+                return Err(TraceError::Config {
+                    field: format!("clients[{i}]"),
+                    message: format!(
+                        "the clients' total mean rate {total_rate_per_s} per second is above the maximum of {} per second",
+                        super::arrivals::MAX_RATE_PER_S
+                    ),
+                });
+            }
         }
         let mut instances = Vec::new();
         for (i, client) in self.clients.iter().enumerate() {

@@ -6,10 +6,12 @@
 //!
 //! A record without a quote is split in place in the read buffer (SIMD byte search, no copy);
 //! only a record with a quote is copied, unescaped, into a scratch buffer. Memory is the read
-//! buffer, which grows only to hold the longest record.
+//! buffer, which grows only to hold the longest record, and a record longer than
+//! [`MAX_LINE_BYTES`] is an error ([`LineTooLong`]) naming its line.
 //!
 //! It knows nothing of columns or of what the fields mean.
 
+use super::{LineTooLong, MAX_LINE_BYTES};
 use std::io::{self, Read};
 use std::ops::Range;
 
@@ -98,6 +100,14 @@ impl<R: Read> Records<R> {
             self.dropped += self.pos as u64;
             self.end -= self.pos;
             self.pos = 0;
+        }
+        // What is left is one record not yet complete: past the limit it is an input error,
+        // not a reason to grow the buffer without bound.
+        if self.end as u64 > MAX_LINE_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                LineTooLong { line: self.line.max(self.cursor_line) },
+            ));
         }
         if self.end == self.buf.len() {
             self.buf.resize(self.buf.len() * 2, 0);

@@ -120,9 +120,10 @@ impl GeneratorConfig {
             action: "cannot open",
             source,
         })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| TraceError::Config {
-            field: name.clone(),
-            message: e.message().replace('\n', " ").trim().to_string(),
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            let (line, message) = crate::toml_lines::syntax_error(&text, &e);
+            let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+            TraceError::Config { field: format!("{name}{at}"), message }
         })?;
         Self::from_table(table, &name)
     }
@@ -228,7 +229,14 @@ pub fn open_source_within(
     source: &TraceSource,
     max_span: crate::time::Duration,
 ) -> Result<Box<dyn RequestStream>, TraceError> {
-    Ok(Box::new(SpanChecked { inner: open_unchecked(source)?, max_span, name: source.name(), done: false }))
+    let imported = matches!(source, TraceSource::File { format, .. } if *format != TraceFormat::Routesim);
+    Ok(Box::new(SpanChecked {
+        inner: open_unchecked(source)?,
+        max_span,
+        name: source.name(),
+        imported,
+        done: false,
+    }))
 }
 
 /// A stream whose requests are checked against the trace span limit.
@@ -236,6 +244,8 @@ struct SpanChecked {
     inner: Box<dyn RequestStream>,
     max_span: crate::time::Duration,
     name: String,
+    /// An import: its times are the log's own (any unit), made relative to the first row.
+    imported: bool,
     done: bool,
 }
 
@@ -249,6 +259,17 @@ impl Iterator for SpanChecked {
         let item = match item {
             Some(Ok(request)) => match super::check_span(&request, self.max_span, &self.name) {
                 Ok(()) => Some(Ok(request)),
+                Err(_) if self.imported => Some(Err(TraceError::Row {
+                    file: self.name.clone(),
+                    line: request.line,
+                    field: None,
+                    message: format!(
+                        "this row's time is {} after the start of the trace, beyond the maximum trace span of {}; check the \
+                         unit of the timestamps (raise the limit with the scenario's [trace] max_span)",
+                        crate::time::Duration::from_micros(request.arrival.as_micros()),
+                        self.max_span
+                    ),
+                })),
                 Err(e) => Some(Err(e)),
             },
             other => other,

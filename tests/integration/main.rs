@@ -8,6 +8,7 @@ mod litellm_import;
 mod live;
 mod policies;
 mod report;
+mod resources;
 mod support;
 mod sweep;
 mod traces;

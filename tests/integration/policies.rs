@@ -221,11 +221,11 @@ fn openrouter_option_errors_name_the_scenario_path() {
     };
     assert_eq!(
         scenario("{ kind = \"openrouter\", models = [\"claude-sonnet-4.5\"], provider = { sort = { by = \"fast\" } } }"),
-        "s.toml: strategy[0].policy.provider.sort.by: unknown value \"fast\" (price, throughput, latency)"
+        "s.toml:7: strategy[0].policy.provider.sort.by: unknown value \"fast\" (price, throughput, latency)"
     );
     assert_eq!(
         scenario("{ kind = \"openrouter\", models = [\"claude-sonnet-4.5\"], provider = { preferred_min_throughput = { p50 = 50, p95 = 20 } } }"),
-        "s.toml: strategy[0].policy.provider.preferred_min_throughput.p95: unknown percentile (p50, p75, p90, p99)"
+        "s.toml:7: strategy[0].policy.provider.preferred_min_throughput.p95: unknown percentile (p50, p75, p90, p99)"
     );
 }
 

@@ -195,6 +195,50 @@ fn an_interrupted_sweep_resumes_to_the_same_results() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("holds results of another sweep"));
 }
 
+#[test]
+fn a_damaged_or_edited_point_file_is_recomputed_and_said_so() {
+    let dir = workdir(SWEEP);
+    ok(&sim(&["sweep", "sweep.toml", "--out", "full", "--quiet"], dir.path()));
+    let full = read(dir.path().join("full/results.csv"));
+    let point = |i: usize| dir.path().join(format!("full/points/{i:06}.json"));
+    // Damaged: cut in the middle. Edited: one value changed, still valid JSON.
+    let text = read(point(2));
+    std::fs::write(point(2), &text[..text.len() / 2]).unwrap();
+    let text = read(point(4));
+    let edited = text.replacen("\"values\":[0", "\"values\":[1", 1);
+    assert_ne!(edited, text, "the edit must change the file");
+    serde_json::from_str::<serde_json::Value>(&edited).expect("the edited file is still JSON");
+    std::fs::write(point(4), edited).unwrap();
+    std::fs::write(dir.path().join("full/points/.000001.json.4242.tmp"), "{ half").unwrap();
+
+    // Merging trusts nothing damaged: exit 2 naming the file.
+    let o = sim(&["sweep", "merge", "full", "-o", "merged.csv"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("000002.json: unreadable"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    std::fs::remove_file(dir.path().join("full/results.csv")).unwrap();
+    let o = sim(&["sweep", "sweep.toml", "--out", "full", "--quiet"], dir.path());
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("000002.json: unreadable") && err.contains("recomputing it"), "{err}");
+    assert!(err.contains("000004.json: content does not match its checksum"), "{err}");
+    assert_eq!(read(dir.path().join("full/results.csv")), full, "recomputed to the same bytes");
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("full/points"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files survived the resume: {leftovers:?}");
+    // A clean resume says nothing.
+    let o = sim(&["sweep", "sweep.toml", "--out", "full", "--quiet"], dir.path());
+    ok(&o);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("recomputing"));
+}
+
 /// A real kill at an arbitrary moment (as soon as the first point is on disk): every point
 /// file left is whole, and rerunning finishes with the bytes of an uninterrupted run.
 #[test]

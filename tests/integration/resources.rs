@@ -1,0 +1,305 @@
+//! Resources: every class of input that once made routesim allocate or run without bound
+//! (issue 14) runs the `sim` binary as a child under an address-space limit (`RLIMIT_AS`,
+//! 1 GiB) and a CPU-time limit (`RLIMIT_CPU`, 60 s), and must end with exit 2 and its one-line
+//! message, or succeed. A regression fails fast (allocation failure or SIGXCPU) instead of
+//! filling the machine.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Address space allowed to each child: far above what any case needs (tens of MB).
+const MAX_ADDRESS_SPACE: u64 = 1 << 30;
+const MAX_CPU_S: u64 = 60;
+
+fn limited(args: &[&str], dir: &Path) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sim"));
+    command.args(args).current_dir(dir).env("RAYON_NUM_THREADS", "2");
+    // SAFETY: only async-signal-safe calls (setrlimit) between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let set = |resource, value: u64| {
+                let limit = libc::rlimit { rlim_cur: value as libc::rlim_t, rlim_max: value as libc::rlim_t };
+                if libc::setrlimit(resource, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            };
+            set(libc::RLIMIT_AS, MAX_ADDRESS_SPACE)?;
+            set(libc::RLIMIT_CPU, MAX_CPU_S)
+        });
+    }
+    command.output().expect("sim runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit 2 with exactly one line on stderr that starts with `prefix` and contains `needle`.
+#[track_caller]
+fn refused(o: &Output, prefix: &str, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "expected exit 2, got {:?}: {err}", o.status);
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with(prefix), "expected {prefix:?} first: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(err.len() < 1_000, "a short line: {} bytes", err.len());
+}
+
+#[track_caller]
+fn succeeded(o: &Output) {
+    assert!(o.status.success(), "exit {:?}: {}", o.status, stderr(o));
+}
+
+const HEADER: &str = "id,arrival_ms,class,input_tokens,output_tokens,session,parent,think_ms\n";
+
+fn scenario(trace: &str, extra_deployment: &str, extra: &str) -> String {
+    format!(
+        "name = \"r\"\nseed = 1\n[trace]\nfile = \"{trace}\"\nreplay = \"closed\"\n\
+         [deployments.\"anthropic/sonnet\"]\npreset = \"anthropic-tier4-sonnet-4.x\"\n{extra_deployment}\n\
+         [[strategy]]\nname = \"single\"\npolicy = {{ kind = \"single\", deployment = \"anthropic/sonnet\" }}\n{extra}"
+    )
+}
+
+/// A directory with `t.csv` (`rows` ordinary requests) and `s.toml` over it.
+fn workdir(rows: usize, extra_deployment: &str, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trace = HEADER.to_string();
+    for i in 0..rows {
+        trace += &format!("r{i},{},interactive,{},20,,,0\n", i * 700, 300 + (i * 37) % 900);
+    }
+    std::fs::write(dir.path().join("t.csv"), trace).unwrap();
+    std::fs::write(dir.path().join("s.toml"), scenario("t.csv", extra_deployment, extra)).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: impl AsRef<[u8]>) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn far_future_times_are_refused_with_their_line_and_field() {
+    let dir = workdir(0, "", "");
+    for (row, field) in [
+        ("a,1733000000000,interactive,100,10,,,0", "arrival_ms"), // epoch milliseconds
+        ("a,10000000000000000,interactive,100,10,,,0", "arrival_ms"),
+        ("a,0,interactive,100,10,s,,99999999999999", "think_ms"),
+    ] {
+        write(dir.path(), "far.csv", format!("{HEADER}r0,0,interactive,100,10,,,0\n{row}\n"));
+        write(dir.path(), "far.toml", scenario("far.csv", "", ""));
+        let o = limited(&["run", "far.toml"], dir.path());
+        refused(&o, &format!("error: far.csv:3: field \"{field}\""), "beyond the maximum trace span");
+    }
+}
+
+#[test]
+fn a_stretching_rate_multiplier_is_refused() {
+    let dir = workdir(50, "", "");
+    // In an import's options.
+    write(
+        dir.path(),
+        "b.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,ChatGPT,100,10,110,Conversation log\n5,ChatGPT,100,10,110,Conversation log\n",
+    );
+    let imported = scenario("b.csv", "", "").replace(
+        "replay = \"closed\"",
+        "format = \"burstgpt\"\nreplay = \"open\"\n[trace.import]\nrate_multiplier = 1e-9",
+    );
+    write(dir.path(), "imp.toml", imported);
+    refused(&limited(&["run", "imp.toml"], dir.path()), "error: b.csv:2: ", "beyond the maximum trace span");
+    // As a sweep axis.
+    write(
+        dir.path(),
+        "sw.toml",
+        "scenario = \"s.toml\"\nreplications = 1\n[axes]\ntrace.rate_multiplier = [1e-9]\n",
+    );
+    let o = limited(&["sweep", "sw.toml", "--out", "out", "--quiet"], dir.path());
+    refused(&o, "error: sw.toml:4: axes.trace.rate_multiplier: 0.000000001 stretches the trace", "max_span");
+}
+
+#[test]
+fn unbounded_policy_and_provider_settings_are_refused_with_their_line() {
+    let dir = workdir(10, "", "");
+    let cases = [
+        (
+            scenario("t.csv", "", "[[strategy]]\nname = \"b\"\npolicy = { kind = \"fallback\", chain = [\"anthropic/sonnet\"], backoff = { initial = \"1s\", max = \"100000h\" } }\n"),
+            "error: x.toml:14: strategy[1].policy.backoff.max: 100000h is above the maximum of 24h",
+        ),
+        (
+            scenario("t.csv", "incident_process = { uptime = 0.5, mean_duration = \"1us\", effect = { overloaded_rate = 0.5 } }", ""),
+            "error: x.toml:8: deployments.\"anthropic/sonnet\".incident_process.mean_duration: must be at least 1s, got 1us",
+        ),
+    ];
+    for (text, expected) in cases {
+        write(dir.path(), "x.toml", text);
+        refused(&limited(&["run", "x.toml"], dir.path()), expected, "");
+    }
+    // Ten thousand strategies: refused at the limit of a thousand.
+    let mut many = scenario("t.csv", "", "");
+    for i in 0..10_000 {
+        many += &format!("[[strategy]]\nname = \"s{i}\"\npolicy = {{ kind = \"single\", deployment = \"anthropic/sonnet\" }}\n");
+    }
+    write(dir.path(), "many.toml", many);
+    refused(&limited(&["run", "many.toml"], dir.path()), "error: many.toml:", "at most 1000 in one scenario");
+}
+
+#[test]
+fn heavy_tails_and_endless_retries_finish_in_bounded_memory() {
+    // TTFT lognormal with sigma 7: draws up to years; the per-minute series stay sparse.
+    let dir = workdir(400, "latency.ttft_ms = { dist = \"lognormal\", median = 1800, sigma = 7 }", "");
+    succeeded(&limited(&["run", "s.toml", "--out", "out"], dir.path()));
+    assert!(dir.path().join("out/timeseries.csv").exists());
+    // Every attempt fails and max_attempts is u32::MAX: the engine's attempt cap ends each request.
+    let dir = workdir(
+        100,
+        "errors = { server_error_rate = 1.0 }",
+        "[[strategy]]\nname = \"forever\"\npolicy = { kind = \"fallback\", chain = [\"anthropic/sonnet\"], max_attempts = 4294967295 }\n",
+    );
+    let o = limited(&["run", "s.toml", "--json"], dir.path());
+    succeeded(&o);
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let forever = &summary["strategies"][1];
+    assert_eq!(forever["name"], "forever");
+    assert_eq!(forever["requests"], 100);
+    assert_eq!(forever["succeeded"], 0, "every attempt fails");
+}
+
+#[test]
+fn many_classes_cost_bytes_and_too_many_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = |n: usize| {
+        let mut t = HEADER.to_string();
+        for i in 0..n {
+            t += &format!("r{i},{},tenant-{i},100,10,,,0\n", i * 10);
+        }
+        t
+    };
+    write(dir.path(), "c5k.csv", rows(5_000));
+    write(dir.path(), "c5k.toml", scenario("c5k.csv", "", ""));
+    succeeded(&limited(&["run", "c5k.toml"], dir.path()));
+    write(dir.path(), "c20k.csv", rows(20_000));
+    write(dir.path(), "c20k.toml", scenario("c20k.csv", "", ""));
+    refused(
+        &limited(&["run", "c20k.toml"], dir.path()),
+        "error: c20k.csv:9998: field \"class\": too many distinct classes (at most 10000)",
+        "",
+    );
+}
+
+#[test]
+fn generators_refuse_what_they_cannot_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("seed = 1\nduration = \"1h\"\nbackfill_size = 50000000\n", "backfill_size: 50000000 is above the maximum"),
+        ("seed = 1\nduration = \"1h\"\nburst_multiplier = 1733000000000.0\n", "burst_multiplier"),
+        (
+            "generator = \"open_loop\"\nduration = \"1h\"\n[[clients]]\nname = \"c\"\nprocess = { kind = \"poisson\", rate_per_s = 1e20 }\ninput_tokens = { dist = \"constant\", value = 100 }\noutput_tokens = { dist = \"constant\", value = 10 }\n",
+            "100000000000000000000 per second is above the maximum of 10000 per second",
+        ),
+        (
+            "generator = \"open_loop\"\nduration = \"1h\"\n[[clients]]\nname = \"c\"\ncount = 4294967295\nprocess = { kind = \"poisson\", rate_per_s = 0.5 }\ninput_tokens = { dist = \"constant\", value = 100 }\noutput_tokens = { dist = \"constant\", value = 10 }\n",
+            "clients[0].count: 4294967295 clients in all is above the maximum of 100000",
+        ),
+    ];
+    for (config, needle) in cases {
+        write(dir.path(), "g.toml", config);
+        let o = limited(&["trace", "gen", "--config", "g.toml", "-o", "g.csv"], dir.path());
+        refused(&o, "error: trace generator: ", needle);
+    }
+}
+
+#[test]
+fn huge_lines_are_refused_at_the_line_length_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(3 << 20);
+    write(dir.path(), "id.csv", format!("{HEADER}{big},0,interactive,100,10,,,0\n"));
+    refused(
+        &limited(&["trace", "stats", "id.csv"], dir.path()),
+        "error: id.csv:2: line longer than the maximum",
+        "1 MiB",
+    );
+    write(dir.path(), "h.csv", format!("id{big},arrival_ms\na,0\n"));
+    refused(
+        &limited(&["trace", "stats", "h.csv"], dir.path()),
+        "error: h.csv:1: line longer than the maximum",
+        "",
+    );
+    write(dir.path(), "h.jsonl", format!("{{\"timestamp\": 0, \"x\": \"{big}\"}}\n"));
+    let o = limited(&["trace", "stats", "--format", "mooncake", "h.jsonl"], dir.path());
+    refused(&o, "error: h.jsonl:1: line longer than the maximum", "");
+    // A long header under the limit: the error elides it.
+    write(dir.path(), "wide.csv", format!("id,{}\na,b\n", "y".repeat(500_000)));
+    refused(
+        &limited(&["trace", "stats", "wide.csv"], dir.path()),
+        "error: wide.csv:1: unknown column \"yyy",
+        "(500000 bytes)",
+    );
+}
+
+#[test]
+fn far_out_minutes_and_bad_latencies_in_results_are_reported_in_bounded_memory() {
+    let dir = workdir(20, "", "");
+    succeeded(&limited(&["run", "s.toml", "--out", "out"], dir.path()));
+    let out = dir.path().join("out");
+    let mut series = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    series += "single,99999999999,anthropic/sonnet,1,0,1,100,10\n";
+    std::fs::write(out.join("timeseries.csv"), series).unwrap();
+    let latency = std::fs::read_to_string(out.join("latency.csv")).unwrap();
+    let zeroed: Vec<String> = latency
+        .lines()
+        .enumerate()
+        .map(|(i, l)| if i == 0 { l.to_string() } else { format!("{},0", l.rsplit_once(',').unwrap().0) })
+        .collect();
+    std::fs::write(out.join("latency.csv"), zeroed.join("\n") + "\n").unwrap();
+    succeeded(&limited(&["report", "out"], dir.path()));
+    assert!(out.join("report/report.md").exists());
+    // BurstGPT with a far-future Timestamp (seconds).
+    write(
+        dir.path(),
+        "b.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,ChatGPT,100,10,110,Conversation log\n99999999999,ChatGPT,100,10,110,Conversation log\n",
+    );
+    let o = limited(&["trace", "stats", "--format", "burstgpt", "b.csv"], dir.path());
+    refused(&o, "error: b.csv:3: ", "check the unit of the timestamps");
+}
+
+#[test]
+fn silent_losses_are_input_errors_with_the_right_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "self.csv",
+        format!("{HEADER}a,0,interactive,100,10,s,,0\nb,1,interactive,100,10,s,b,0\n"),
+    );
+    refused(
+        &limited(&["trace", "stats", "self.csv"], dir.path()),
+        "error: self.csv:3: field \"parent\"",
+        "its own parent",
+    );
+    // Old spreadsheet line endings (CR only): the bad row is line 4.
+    write(
+        dir.path(),
+        "cr.csv",
+        format!(
+            "{}a,0,interactive,1,1,,,0\rb,1,interactive,1,1,,,0\rc,2,interactive,x,1,,,0\r",
+            HEADER.replace('\n', "\r")
+        ),
+    );
+    refused(
+        &limited(&["trace", "stats", "cr.csv"], dir.path()),
+        "error: cr.csv:4: field \"input_tokens\"",
+        "",
+    );
+    // Invalid UTF-8 in JSONL: the line, once.
+    write(dir.path(), "u.jsonl", b"{\"timestamp\": 0, \"input_length\": 1, \"output_length\": 1}\n{\"timestamp\": 1, \"input_length\": 1\xff, \"output_length\": 1}\n");
+    let o = limited(&["trace", "stats", "--format", "mooncake", "u.jsonl"], dir.path());
+    refused(&o, "error: u.jsonl:2: invalid UTF-8", "");
+    // A missing file: the OS text once.
+    let o = limited(&["trace", "stats", "nope.csv"], dir.path());
+    refused(&o, "error: nope.csv: cannot open: ", "");
+    assert_eq!(stderr(&o).matches("os error").count(), 1, "{}", stderr(&o));
+    // A bare CR in a scenario.
+    write(dir.path(), "cr.toml", "name = \"x\"\r[trace]\nfile = \"t.csv\"\n");
+    refused(&limited(&["run", "cr.toml"], dir.path()), "error: cr.toml:1: bare carriage return (CR)", "");
+}
