@@ -76,13 +76,7 @@ impl Hedge {
         Ok(Hedge {
             inner: nested("inner", config.inner.build(catalog))?,
             hedge_to,
-            observed: Observed::new(
-                catalog.deployments.len(),
-                Duration::from_mins(5),
-                Duration::from_secs(30),
-                config.quantile,
-                0.5,
-            ),
+            observed: Observed::new(catalog.deployments.len(), None, vec![config.quantile], Vec::new()),
             min_delay: config.min_delay,
             max_hedge_fraction: config.max_hedge_fraction,
             first_target: HashMap::new(),
@@ -119,7 +113,7 @@ impl Policy for Hedge {
         match self.inner.route(now, request, history, rng) {
             Decision::Attempt { deployment, options, .. } if !options.batch => {
                 self.first_target.insert(request.id, deployment);
-                let observed = self.observed.ttft_ms(deployment, now).map(Duration::from_millis_f64);
+                let observed = self.observed.ttft_ms(deployment, now, 0).map(Duration::from_millis_f64);
                 let delay = observed.unwrap_or(self.min_delay).max(self.min_delay);
                 Decision::Attempt { deployment, options, hedge_after: Some(delay) }
             }

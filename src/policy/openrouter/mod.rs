@@ -33,7 +33,6 @@
 //!   one the request gives up.
 
 pub mod config;
-pub mod stats;
 pub mod traffic;
 
 pub use config::{
@@ -43,13 +42,13 @@ pub use config::{
 
 use super::config::Catalog;
 use super::{AttemptReport, Decision, History, Policy};
+use crate::policy::observed::Observed;
 use crate::provider::{AttemptOptions, DeploymentId, Prices, Usage};
 use crate::rng::SplitMix64;
 use crate::suggest::suggestion;
 use crate::time::Instant;
 use crate::trace::Request;
 use config::Resolved;
-use stats::Stats;
 use traffic::EndpointView;
 
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +77,7 @@ pub struct OpenRouter {
     prices: Vec<Prices>,
     prefs: ProviderPreferences,
     resolved: Resolved,
-    stats: Stats,
+    stats: Observed,
     options: AttemptOptions,
 }
 
@@ -154,9 +153,9 @@ impl OpenRouter {
             models,
             prices: catalog.deployments.iter().map(|d| d.prices.clone()).collect(),
             prefs: p.clone(),
-            stats: Stats::new(
+            stats: Observed::new(
                 catalog.deployments.len(),
-                resolved.traffic.window,
+                Some(resolved.traffic.window),
                 ttft_quantiles,
                 speed_quantiles,
             ),
@@ -166,17 +165,17 @@ impl OpenRouter {
     }
 
     /// Observed TTFT (ms) at the `i`-th tracked quantile (0 = median), else the prior.
-    fn ttft_ms(stats: &mut Stats, e: &Endpoint, now: Instant, i: usize) -> f64 {
+    fn ttft_ms(stats: &mut Observed, e: &Endpoint, now: Instant, i: usize) -> f64 {
         stats.ttft_ms(e.id, now, i).unwrap_or(e.prior_ttft_ms)
     }
 
     /// Observed output speed at the `i`-th tracked quantile (0 = median), else the prior.
-    fn tokens_per_s(stats: &mut Stats, e: &Endpoint, now: Instant, i: usize) -> f64 {
+    fn tokens_per_s(stats: &mut Observed, e: &Endpoint, now: Instant, i: usize) -> f64 {
         stats.output_tokens_per_s(e.id, now, i).unwrap_or(e.prior_tokens_per_s)
     }
 
     /// Sorts `list` by `by` (stable: ties keep their order).
-    fn sort(stats: &mut Stats, list: &mut Vec<Candidate>, by: SortBy, now: Instant) {
+    fn sort(stats: &mut Observed, list: &mut Vec<Candidate>, by: SortBy, now: Instant) {
         let keys: Vec<f64> = list
             .iter()
             .map(|c| match by {
@@ -194,7 +193,7 @@ impl OpenRouter {
     /// The documented default: stable endpoints first (first one drawn 1/price², the others
     /// cheapest first), then those with a significant failure in the last 30 s.
     fn price_load_balancing(
-        stats: &mut Stats,
+        stats: &mut Observed,
         group: Vec<Candidate>,
         now: Instant,
         rng: &mut SplitMix64,
@@ -218,7 +217,7 @@ impl OpenRouter {
     /// The traffic shares: every attempt drawn by share from the endpoints left, paused
     /// endpoints last.
     fn traffic_shares(
-        stats: &mut Stats,
+        stats: &mut Observed,
         config: &TrafficSharesConfig,
         group: Vec<Candidate>,
         request: &Request,

@@ -5,7 +5,7 @@
 //! know observations, requests or configuration files.
 
 use super::config::TrafficSharesConfig;
-use super::stats::Rates;
+use crate::policy::observed::Rates;
 use crate::rng::SplitMix64;
 
 /// Index drawn with probability `weights[i] / Σ weights` (weights ≥ 0, at least one > 0).
