@@ -411,15 +411,21 @@ def run_case(case: dict, trace_cache: bool = False) -> dict:
             "total_tokens": input_tokens + output_tokens,
         }
 
+    async def begin(model, kwargs):  # noqa: ANN001
+        """Starts an attempt at `model`: its deployment and log entry, or, after the
+        deployment's error latency, the error its pattern draws."""
+        dep = deployments[model]
+        note_sdk_retries(kwargs)
+        entry, outcome = start_attempt(model)
+        if outcome != "ok":
+            await asyncio.sleep(float(dep.get("error_ms", 50)) / 1000.0)
+            entry["end_ms"] = rec.ms()
+            raise _error_for(outcome, dep, model)
+        return dep, entry
+
     class Mock(CustomLLM):
         async def acompletion(self, model, messages, *args, **kwargs):  # noqa: ANN001
-            dep = deployments[model]
-            note_sdk_retries(kwargs)
-            entry, outcome = start_attempt(model)
-            if outcome != "ok":
-                await asyncio.sleep(float(dep.get("error_ms", 50)) / 1000.0)
-                entry["end_ms"] = rec.ms()
-                raise _error_for(outcome, dep, model)
+            dep, entry = await begin(model, kwargs)
             await asyncio.sleep(float(dep.get("duration_ms", 200)) / 1000.0)
             entry["end_ms"] = rec.ms()
             return ModelResponse(
@@ -429,13 +435,7 @@ def run_case(case: dict, trace_cache: bool = False) -> dict:
             )
 
         async def astreaming(self, model, messages, *args, **kwargs):  # noqa: ANN001
-            dep = deployments[model]
-            note_sdk_retries(kwargs)
-            entry, outcome = start_attempt(model)
-            if outcome != "ok":
-                await asyncio.sleep(float(dep.get("error_ms", 50)) / 1000.0)
-                entry["end_ms"] = rec.ms()
-                raise _error_for(outcome, dep, model)
+            dep, entry = await begin(model, kwargs)
             ttft = float(dep.get("ttft_ms", 100))
             duration = max(ttft, float(dep.get("duration_ms", 200)))
             await asyncio.sleep(ttft / 1000.0)
