@@ -14,15 +14,15 @@
 //!   `lookahead` ahead of the clock; a child whose row is read after its start instant starts
 //!   late and is counted in `late_child_starts`.
 //!
-//! The engine knows the [`Policy`] trait, not policy internals: it keeps each request's
-//! [`History`], asks the policy what to do, runs attempts against [`DeploymentState`]s, and
-//! reports outcomes to [`StrategyMetrics`].
+//! The engine knows the [`Policy`] protocol only through its [`Driver`] (shared with the live
+//! adapter): it keeps each request's [`History`] for the driver, schedules what the driver's
+//! [`Step`]s ask for, runs attempts against [`DeploymentState`]s, and reports outcomes to
+//! [`StrategyMetrics`].
 
 use crate::metrics::{AttemptRecord, FailureCause, RequestOutcome, StrategyMetrics};
-use crate::policy::{AttemptOutcome, AttemptReport, Decision, History, Policy};
-use crate::provider::AttemptOptions;
+use crate::policy::driver::{Driver, Ending, StartAttempt, Step};
+use crate::policy::{AttemptOutcome, AttemptReport, History, Policy};
 use crate::provider::{AttemptPlan, Deployment, DeploymentId, DeploymentState, FailureKind, PlannedOutcome};
-use crate::rng::{DrawKey, Purpose};
 use crate::time::{Duration, Instant};
 use crate::trace::{Request, TraceError};
 use smallvec::SmallVec;
@@ -61,7 +61,7 @@ impl Default for EngineConfig {
             replay: Replay::Closed,
             lookahead: Duration::from_mins(10),
             horizon: None,
-            max_attempts_per_request: 1_000,
+            max_attempts_per_request: crate::policy::driver::DEFAULT_MAX_ATTEMPTS_PER_REQUEST,
         }
     }
 }
@@ -209,7 +209,7 @@ pub struct Engine<'a> {
     config: &'a EngineConfig,
     deployments: &'a [Deployment],
     states: Vec<DeploymentState>,
-    policy: &'a mut dyn Policy,
+    driver: Driver<&'a mut dyn Policy>,
     metrics: StrategyMetrics,
     heap: BinaryHeap<Scheduled>,
     seq: u64,
@@ -245,7 +245,7 @@ where
         config,
         deployments,
         states: deployments.iter().map(|d| DeploymentState::new(d, config.seed)).collect(),
-        policy,
+        driver: Driver::new(policy, config.seed, config.max_attempts_per_request),
         metrics: StrategyMetrics::new(name, 4, deployments.len()),
         heap: BinaryHeap::new(),
         seq: 0,
@@ -260,7 +260,7 @@ where
         woken: Vec::new(),
         headers: false,
     };
-    engine.headers = engine.policy.wants_rate_limit_headers();
+    engine.headers = engine.driver.wants_rate_limit_headers();
     engine.run(trace)?;
     Ok(engine.metrics)
 }
@@ -444,7 +444,8 @@ impl Engine<'_> {
                     let id = active.request.id;
                     self.parked.remove(&id);
                 }
-                self.active(slot).history.waited();
+                let active = self.slots[slot as usize].as_mut().expect("live slot");
+                self.driver.waited(&mut active.history);
                 self.route(slot);
             }
             EventKind::AttemptEnd { attempt } => self.end_attempt(slot, attempt),
@@ -457,35 +458,21 @@ impl Engine<'_> {
 
     fn route(&mut self, slot: u32) {
         let now = self.now;
-        let seed = self.config.seed;
         let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
-        let mut rng = DrawKey {
-            seed,
-            request: active.request.id,
-            attempt: active.history.attempts | (active.history.waits << 16),
-            deployment: u64::from(active.history.hedging),
-            purpose: Purpose::Policy,
-        }
-        .rng();
-        let decision = self.policy.route(now, &active.request, &mut active.history, &mut rng);
-        match decision {
-            Decision::Attempt { deployment, options, hedge_after } => {
-                if active.history.attempts >= self.config.max_attempts_per_request {
-                    if active.live.is_empty() {
-                        self.finish(slot, RequestOutcome::Failed(FailureCause::AttemptCap));
-                    }
-                    return;
+        match self.driver.route(now, &active.request, &mut active.history) {
+            Step::Attempt(attempt) => {
+                if let Some(kind) = attempt.fallback_from {
+                    self.metrics.record_fallback(kind);
                 }
-                self.start_attempt(slot, deployment, options, hedge_after);
+                self.start_attempt(slot, attempt);
             }
-            _ if active.history.hedging => {} // anything but an attempt means "no hedge"
-            Decision::Wait { until } => {
+            Step::Wait { until } => {
                 active.wake_token += 1;
                 let token = active.wake_token;
                 let until = until.max(now + Duration::from_micros(1));
                 self.schedule(until, slot, EventKind::Wake { token });
             }
-            Decision::Park { until } => {
+            Step::Park { until } => {
                 active.wake_token += 1;
                 active.parked = true;
                 let token = active.wake_token;
@@ -495,42 +482,28 @@ impl Engine<'_> {
                     self.schedule(until.max(now + Duration::from_micros(1)), slot, EventKind::Wake { token });
                 }
             }
-            Decision::GiveUp => {
-                let outcome = match active.history.last.as_ref().and_then(AttemptReport::failure) {
-                    Some(FailureKind::RateLimited) => RequestOutcome::RateLimited { never_fit: false },
-                    // A 429 that no retry can pass is still a rate-limit failure for the user.
-                    Some(FailureKind::ExceedsLimit) => RequestOutcome::RateLimited { never_fit: true },
-                    Some(kind) => RequestOutcome::Failed(FailureCause::Attempt(kind)),
-                    None => RequestOutcome::Failed(FailureCause::NoRoute),
+            Step::Done(ending) => {
+                let outcome = match ending {
+                    Ending::GaveUp { last_failure } => match last_failure {
+                        Some(FailureKind::RateLimited) => RequestOutcome::RateLimited { never_fit: false },
+                        // A 429 that no retry can pass is still a rate-limit failure for the user.
+                        Some(FailureKind::ExceedsLimit) => RequestOutcome::RateLimited { never_fit: true },
+                        Some(kind) => RequestOutcome::Failed(FailureCause::Attempt(kind)),
+                        None => RequestOutcome::Failed(FailureCause::NoRoute),
+                    },
+                    Ending::Rejected { reason } => RequestOutcome::Failed(FailureCause::Policy(reason)),
+                    Ending::AttemptCap => RequestOutcome::Failed(FailureCause::AttemptCap),
                 };
                 self.finish(slot, outcome);
-            }
-            Decision::Reject { reason } => {
-                self.finish(slot, RequestOutcome::Failed(FailureCause::Policy(reason)))
             }
         }
     }
 
-    fn start_attempt(
-        &mut self,
-        slot: u32,
-        deployment: DeploymentId,
-        options: AttemptOptions,
-        hedge_after: Option<Duration>,
-    ) {
+    fn start_attempt(&mut self, slot: u32, attempt: StartAttempt) {
+        let StartAttempt { number, deployment, options, hedge_after, .. } = attempt;
         let now = self.now;
         let seed = self.config.seed;
         let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
-        // A fallback fired: the previous attempt failed and this one goes elsewhere.
-        if let Some(last) = &active.history.last {
-            if let (Some(kind), false) =
-                (last.failure(), last.deployment == deployment || active.history.hedging)
-            {
-                self.metrics.record_fallback(kind);
-            }
-        }
-        active.history.attempts += 1;
-        let number = active.history.attempts;
         let d = deployment.index();
         let plan =
             self.states[d].start_attempt(&self.deployments[d], seed, &active.request, number, now, options);
@@ -566,17 +539,15 @@ impl Engine<'_> {
     /// policy for a second attempt.
     fn hedge(&mut self, slot: u32, attempt: u32) {
         let now = self.now;
-        let active = self.active(slot);
+        let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
         let waiting = active.live.iter().any(|a| {
             a.number == attempt && a.plan.first_token_at.is_none_or(|t| t > now) && a.plan.ends_at > now
         });
         if !waiting || active.live.len() > 1 {
             return;
         }
-        active.history.hedging = true;
-        self.route(slot);
-        if let Some(active) = self.slots[slot as usize].as_mut() {
-            active.history.hedging = false;
+        if let Some(hedge) = self.driver.hedge(now, &active.request, &mut active.history) {
+            self.start_attempt(slot, hedge);
         }
     }
 
@@ -645,7 +616,7 @@ impl Engine<'_> {
                 output_tokens,
                 remaining: self.headers.then(|| Box::new(self.states[d].headers(now))),
             };
-            self.policy.observe(now, &report);
+            self.driver.cancelled(now, &report);
         }
     }
 
@@ -695,7 +666,8 @@ impl Engine<'_> {
             output_tokens,
             remaining: (self.headers && !batch).then(|| Box::new(self.states[d].headers(now))),
         };
-        self.policy.observe(now, &report);
+        let active = self.slots[slot as usize].as_mut().expect("live slot");
+        self.driver.ended(now, &mut active.history, report);
         match outcome {
             PlannedOutcome::Success => {
                 self.cancel_others(slot, number);
@@ -707,9 +679,7 @@ impl Engine<'_> {
                 self.finish(slot, RequestOutcome::Batched { done_at: now });
             }
             PlannedOutcome::Failed { .. } => {
-                let active = self.active(slot);
-                active.history.record(report);
-                if active.live.is_empty() {
+                if self.active(slot).live.is_empty() {
                     self.route(slot);
                 }
             }
@@ -724,8 +694,8 @@ impl Engine<'_> {
         if active.parked {
             self.parked.remove(&active.request.id);
         }
-        self.metrics.record_outcome(active.request.class, active.history.started_at, outcome);
-        self.policy.forget(self.now, active.request.id);
+        self.metrics.record_outcome(active.request.class, active.history.started_at(), outcome);
+        self.driver.forget(self.now, active.request.id);
         if self.config.replay == Replay::Closed {
             let id = active.request.id;
             self.family.finished_at.insert(id, Some(self.now));
@@ -745,7 +715,7 @@ impl Engine<'_> {
             return;
         }
         let mut woken = std::mem::take(&mut self.woken);
-        self.policy.unpark(self.now, &mut woken);
+        self.driver.unpark(self.now, &mut woken);
         for id in woken.drain(..) {
             if let Some(slot) = self.parked.remove(&id) {
                 let active = self.active(slot);

@@ -1,5 +1,5 @@
-//! The live adapter: the same policy (and limiter) code the simulator runs, driven by the
-//! wall clock. Proof that the routing code is real: a gateway wraps a [`LiveRouter`] and calls
+//! The live adapter: the same policy (and limiter) code the simulator runs, driven through the
+//! same [`Driver`] by the wall clock. Proof that the routing code is real: a gateway wraps a [`LiveRouter`] and calls
 //! [`LiveRouter::call`] with a function that performs one attempt against a real provider.
 //!
 //! Thread-safe: one mutex guards the policy and the set of request ids in flight (a second
@@ -9,10 +9,10 @@
 //! poll every `park_poll` (a live gateway would use a condition variable; polling keeps the
 //! adapter small and the policy code unchanged).
 
-use crate::policy::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use crate::policy::driver::{Driver, Ending, StartAttempt, Step, DEFAULT_MAX_ATTEMPTS_PER_REQUEST};
+use crate::policy::{AttemptOutcome, AttemptReport, History, Policy};
 use crate::provider::{AttemptOptions, DeploymentId};
 use crate::provider::{Deployment, DeploymentState, PlannedOutcome};
-use crate::rng::{DrawKey, Purpose};
 use crate::time::Instant;
 use crate::trace::Request;
 use std::collections::HashSet;
@@ -27,6 +27,9 @@ pub enum LiveOutcome {
     GaveUp(Option<AttemptReport>),
     /// The policy refused with a reason.
     Rejected(&'static str),
+    /// The policy asked for more attempts than the safety cap allows
+    /// ([`DEFAULT_MAX_ATTEMPTS_PER_REQUEST`], as in the simulator); the last attempt's report.
+    AttemptCap(Option<AttemptReport>),
 }
 
 /// Why a live call was not routed.
@@ -40,7 +43,7 @@ pub enum LiveError {
 }
 
 struct State {
-    policy: Box<dyn Policy>,
+    driver: Driver<Box<dyn Policy>>,
     /// Request ids of the calls in flight.
     in_flight: HashSet<u64>,
     /// Parked requests the policy has released, until their thread notices.
@@ -51,7 +54,6 @@ struct State {
 pub struct LiveRouter {
     state: Mutex<State>,
     epoch: std::time::Instant,
-    seed: u64,
     /// How often a parked request asks again.
     pub park_poll: std::time::Duration,
 }
@@ -59,9 +61,12 @@ pub struct LiveRouter {
 impl LiveRouter {
     pub fn new(policy: Box<dyn Policy>, seed: u64) -> LiveRouter {
         LiveRouter {
-            state: Mutex::new(State { policy, in_flight: HashSet::new(), woken: HashSet::new() }),
+            state: Mutex::new(State {
+                driver: Driver::new(policy, seed, DEFAULT_MAX_ATTEMPTS_PER_REQUEST),
+                in_flight: HashSet::new(),
+                woken: HashSet::new(),
+            }),
             epoch: std::time::Instant::now(),
-            seed,
             park_poll: std::time::Duration::from_millis(2),
         }
     }
@@ -99,45 +104,29 @@ impl LiveRouter {
         // The history is this call's own: no other call can reach it.
         let mut history = History::new(started_at);
         let outcome = loop {
-            let decision = {
-                let mut state = self.lock();
-                let policy = &mut state.policy;
-                let mut rng = DrawKey {
-                    seed: self.seed,
-                    request: request.id,
-                    attempt: history.attempts | (history.waits << 16),
-                    deployment: 0,
-                    purpose: Purpose::Policy,
-                }
-                .rng();
-                let decision = policy.route(self.now(), request, &mut history, &mut rng);
-                if let Decision::Attempt { .. } = decision {
-                    history.attempts += 1;
-                }
-                (decision, history.attempts)
-            };
-            match decision {
-                (Decision::Attempt { deployment, options, .. }, number) => {
+            let step = self.lock().driver.route(self.now(), request, &mut history);
+            match step {
+                Step::Attempt(StartAttempt { number, deployment, options, .. }) => {
                     // Hedging needs concurrent attempts: the live adapter runs the first only.
                     let report = attempt(deployment, options, number);
-                    self.lock().policy.observe(self.now(), &report);
-                    if report.failure().is_none() {
+                    let served = report.failure().is_none().then(|| report.clone());
+                    self.lock().driver.ended(self.now(), &mut history, report);
+                    if let Some(report) = served {
                         break LiveOutcome::Served(report);
                     }
-                    history.record(report);
                 }
-                (Decision::Wait { until }, _) => {
+                Step::Wait { until } => {
                     sleep_until(self.wall(until));
-                    history.waited();
+                    self.lock().driver.waited(&mut history);
                 }
-                (Decision::Park { until }, _) => {
+                Step::Park { until } => {
                     // Poll until the policy would let us go, or until the deadline.
                     let deadline = until.map(|u| self.wall(u));
                     loop {
                         std::thread::sleep(self.park_poll);
                         let mut state = self.lock();
                         let mut released = Vec::new();
-                        state.policy.unpark(self.now(), &mut released);
+                        state.driver.unpark(self.now(), &mut released);
                         state.woken.extend(released);
                         if state.woken.remove(&request.id)
                             || deadline.is_some_and(|d| std::time::Instant::now() >= d)
@@ -145,17 +134,16 @@ impl LiveRouter {
                             break;
                         }
                     }
-                    history.waited();
+                    self.lock().driver.waited(&mut history);
                 }
-                (Decision::GiveUp, _) => {
-                    break LiveOutcome::GaveUp(history.last.clone());
-                }
-                (Decision::Reject { reason }, _) => break LiveOutcome::Rejected(reason),
+                Step::Done(Ending::GaveUp { .. }) => break LiveOutcome::GaveUp(history.last().cloned()),
+                Step::Done(Ending::Rejected { reason }) => break LiveOutcome::Rejected(reason),
+                Step::Done(Ending::AttemptCap) => break LiveOutcome::AttemptCap(history.last().cloned()),
             }
         };
         let mut state = self.lock();
         let now = self.now();
-        state.policy.forget(now, request.id);
+        state.driver.forget(now, request.id);
         state.woken.remove(&request.id);
         state.in_flight.remove(&request.id);
         Ok(outcome)

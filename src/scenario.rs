@@ -284,7 +284,10 @@ impl Scenario {
         }
         .resolve(base_dir)
         .map_err(fail)?;
-        let max_attempts_per_request = raw.simulation.max_attempts_per_request.unwrap_or(1_000);
+        let max_attempts_per_request = raw
+            .simulation
+            .max_attempts_per_request
+            .unwrap_or(crate::policy::driver::DEFAULT_MAX_ATTEMPTS_PER_REQUEST);
         if max_attempts_per_request == 0 {
             return Err(fail("simulation.max_attempts_per_request: must be > 0".into()));
         }

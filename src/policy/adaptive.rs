@@ -9,7 +9,7 @@
 use super::classes::{class_ranks, default_priority, rank_of};
 use super::config::{nested, Catalog, PolicyConfig};
 use super::queueing::{held_or_new_attempt, Pending, SlotGate};
-use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::policy::config::PolicyError;
 use crate::provider::{DeploymentId, FailureKind};
 use crate::rng::SplitMix64;
@@ -167,17 +167,14 @@ impl Policy for Adaptive {
         };
         let d = pending.deployment;
         let w = &mut self.windows[d.index()];
-        if w.gate.try_enter(id, w.limit.floor() as u32, history.hedging) {
+        if w.gate.try_enter(id, w.limit.floor() as u32, false) {
             self.pending.remove(&id);
-            self.admitted.insert((id, history.attempts + 1), d);
+            self.admitted.insert((id, history.next_attempt()), d);
             return Decision::Attempt {
                 deployment: d,
                 options: pending.options,
                 hedge_after: pending.hedge_after,
             };
-        }
-        if history.hedging {
-            return Decision::Wait { until: now };
         }
         let deadline = pending.queued_at + self.config.max_wait;
         if now >= deadline {
@@ -189,6 +186,29 @@ impl Policy for Adaptive {
         w.gate.queue.push(id, rank_of(&self.ranks, request.class));
         self.pending.insert(id, pending);
         Decision::Park { until: Some(deadline) }
+    }
+
+    fn hedge(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &History,
+        rng: &mut SplitMix64,
+    ) -> Option<HedgeAttempt> {
+        let hedge = self.inner.hedge(now, request, history, rng)?;
+        if hedge.options.batch {
+            return Some(hedge); // batch submissions hold no connection
+        }
+        let id = request.id;
+        let d = hedge.deployment;
+        let w = &mut self.windows[d.index()];
+        // A hedge must not wait: it takes a free slot now, ahead of the queue, or does not go.
+        if !w.gate.try_enter(id, w.limit.floor() as u32, true) {
+            return None;
+        }
+        self.pending.remove(&id);
+        self.admitted.insert((id, history.next_attempt()), d);
+        Some(hedge)
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {

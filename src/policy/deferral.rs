@@ -6,7 +6,7 @@
 
 use super::classes::class_id;
 use super::config::{nested, Catalog, PolicyConfig};
-use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::policy::config::PolicyError;
 use crate::provider::FailureKind;
 use crate::rng::SplitMix64;
@@ -90,9 +90,9 @@ impl Policy for Deferral {
         history: &mut History,
         rng: &mut SplitMix64,
     ) -> Decision {
-        if history.attempts == 0 && !history.hedging && self.classes.contains(&request.class) {
+        if history.attempts() == 0 && self.classes.contains(&request.class) {
             if let Some(deadline) = request.deadline {
-                let release_by = history.started_at + (deadline - self.config.slack);
+                let release_by = history.started_at() + (deadline - self.config.slack);
                 if self.busy(now) && now < release_by {
                     return Decision::Wait { until: (now + self.config.recheck).min(release_by) };
                 }
@@ -100,9 +100,21 @@ impl Policy for Deferral {
         }
         let decision = self.inner.route(now, request, history, rng);
         if matches!(decision, Decision::Attempt { .. }) {
-            self.in_flight.insert((request.id, history.attempts + 1));
+            self.in_flight.insert((request.id, history.next_attempt()));
         }
         decision
+    }
+
+    fn hedge(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &History,
+        rng: &mut SplitMix64,
+    ) -> Option<HedgeAttempt> {
+        let hedge = self.inner.hedge(now, request, history, rng)?;
+        self.in_flight.insert((request.id, history.next_attempt()));
+        Some(hedge)
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {

@@ -37,7 +37,7 @@ impl Policy for Fallback {
         history: &mut History,
         rng: &mut SplitMix64,
     ) -> Decision {
-        if history.attempts >= self.max_attempts {
+        if history.attempts() >= self.max_attempts {
             return Decision::GiveUp;
         }
         let usable = |d: &DeploymentId| !history.memo(*d).never;
@@ -46,8 +46,8 @@ impl Policy for Fallback {
         else {
             return Decision::GiveUp;
         };
-        let start_of_round = history.attempts == 0 || history.resumed_after_wait;
-        let next_position = match (&history.last, start_of_round) {
+        let start_of_round = history.attempts() == 0 || history.resumed_after_wait();
+        let next_position = match (history.last(), start_of_round) {
             (Some(last), false) => self.chain.iter().position(|d| *d == last.deployment).map_or(0, |p| p + 1),
             _ => 0,
         };
@@ -60,7 +60,7 @@ impl Policy for Fallback {
             // Woke up but everything is still behind its retry-after: wait for the first one.
             earliest_usable
         } else {
-            (now + self.backoff.delay(history.waits, rng)).max(earliest_usable)
+            (now + self.backoff.delay(history.waits(), rng)).max(earliest_usable)
         };
         Decision::Wait { until: until.max(now + Duration::from_micros(1)) }
     }
@@ -83,16 +83,16 @@ impl Policy for BatchOnly {
         history: &mut History,
         rng: &mut SplitMix64,
     ) -> Decision {
-        if history.attempts >= self.max_attempts || history.memo(self.deployment).never {
+        if history.attempts() >= self.max_attempts || history.memo(self.deployment).never {
             return Decision::GiveUp;
         }
-        if history.attempts == 0 || history.resumed_after_wait {
+        if history.attempts() == 0 || history.resumed_after_wait() {
             return Decision::attempt(
                 self.deployment,
                 AttemptOptions { batch: true, ..AttemptOptions::default() },
             );
         }
-        Decision::Wait { until: now + self.backoff.delay(history.waits, rng).max(Duration::from_micros(1)) }
+        Decision::Wait { until: now + self.backoff.delay(history.waits(), rng).max(Duration::from_micros(1)) }
     }
 }
 
@@ -152,6 +152,13 @@ mod tests {
         }
     }
 
+    /// Plays the caller's part: attempts started so far become `n`.
+    fn started_until(h: &mut History, n: u32) {
+        while h.attempts() < n {
+            h.started_attempt();
+        }
+    }
+
     fn target(d: Decision) -> Option<u16> {
         match d {
             Decision::Attempt { deployment, .. } => Some(deployment.0),
@@ -180,11 +187,11 @@ mod tests {
         let mut rng = SplitMix64::new(3);
         let now = Instant::ZERO;
         assert_eq!(target(p.route(now, &r, &mut h, &mut rng)), Some(0));
-        h.attempts = 1;
+        started_until(&mut h, 1);
         h.record(failed(0, 1, 0, FailureKind::RateLimited, Some(Duration::from_secs(3))));
         // Deployment 1 has not refused: move on at once.
         assert_eq!(target(p.route(now, &r, &mut h, &mut rng)), Some(1));
-        h.attempts = 2;
+        started_until(&mut h, 2);
         h.record(failed(1, 2, 0, FailureKind::Overloaded, None));
         // Chain exhausted: back off 500 ms; deployment 1 is free by then, so no need to wait 3 s.
         assert_eq!(p.route(now, &r, &mut h, &mut rng), Decision::Wait { until: Instant::from_millis(500) });
@@ -199,7 +206,7 @@ mod tests {
         let mut h = History::default();
         let r = request();
         let mut rng = SplitMix64::new(3);
-        h.attempts = 1;
+        started_until(&mut h, 1);
         h.record(failed(0, 1, 0, FailureKind::RateLimited, Some(Duration::from_secs(2))));
         assert_eq!(
             p.route(Instant::ZERO, &r, &mut h, &mut rng),
@@ -207,7 +214,7 @@ mod tests {
         );
         h.waited();
         assert_eq!(target(p.route(Instant::from_millis(2000), &r, &mut h, &mut rng)), Some(0));
-        h.attempts = 3;
+        started_until(&mut h, 3);
         assert_eq!(p.route(Instant::from_millis(2000), &r, &mut h, &mut rng), Decision::GiveUp);
     }
 
@@ -217,17 +224,17 @@ mod tests {
         let mut h = History::default();
         let r = request();
         let mut rng = SplitMix64::new(3);
-        h.attempts = 1;
+        started_until(&mut h, 1);
         h.record(failed(0, 1, 0, FailureKind::ExceedsLimit, None));
         assert_eq!(target(p.route(Instant::ZERO, &r, &mut h, &mut rng)), Some(1));
-        h.attempts = 2;
+        started_until(&mut h, 2);
         h.record(failed(1, 2, 0, FailureKind::ServerError, None));
         let wait = p.route(Instant::ZERO, &r, &mut h, &mut rng);
         h.waited();
         let Decision::Wait { until } = wait else { panic!("expected a wait, got {wait:?}") };
         // After the wait the next round skips deployment 0 for good.
         assert_eq!(target(p.route(until, &r, &mut h, &mut rng)), Some(1));
-        h.attempts = 3;
+        started_until(&mut h, 3);
         h.record(failed(1, 3, 600, FailureKind::ExceedsLimit, None));
         assert_eq!(p.route(until, &r, &mut h, &mut rng), Decision::GiveUp);
     }

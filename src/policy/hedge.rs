@@ -7,7 +7,7 @@
 
 use super::config::{nested, Catalog, PolicyConfig};
 use super::observed::Observed;
-use super::{AttemptReport, Decision, History, Policy};
+use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::policy::config::PolicyError;
 use crate::provider::{AttemptOptions, DeploymentId};
 use crate::rng::SplitMix64;
@@ -94,20 +94,7 @@ impl Policy for Hedge {
         history: &mut History,
         rng: &mut SplitMix64,
     ) -> Decision {
-        if history.hedging {
-            let budget_left = (self.hedges as f64) < self.max_hedge_fraction * self.requests_seen as f64;
-            let first = self.first_target.get(&request.id).copied();
-            let target =
-                self.hedge_to.iter().copied().find(|d| Some(*d) != first && history.available(*d, now));
-            return match (budget_left, target) {
-                (true, Some(d)) => {
-                    self.hedges += 1;
-                    Decision::attempt(d, AttemptOptions::default())
-                }
-                _ => Decision::Wait { until: now },
-            };
-        }
-        if history.attempts == 0 {
+        if history.attempts() == 0 {
             self.requests_seen += 1;
         }
         match self.inner.route(now, request, history, rng) {
@@ -118,6 +105,25 @@ impl Policy for Hedge {
                 Decision::Attempt { deployment, options, hedge_after: Some(delay) }
             }
             other => other,
+        }
+    }
+
+    fn hedge(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &History,
+        _rng: &mut SplitMix64,
+    ) -> Option<HedgeAttempt> {
+        let budget_left = (self.hedges as f64) < self.max_hedge_fraction * self.requests_seen as f64;
+        let first = self.first_target.get(&request.id).copied();
+        let target = self.hedge_to.iter().copied().find(|d| Some(*d) != first && history.available(*d, now));
+        match (budget_left, target) {
+            (true, Some(deployment)) => {
+                self.hedges += 1;
+                Some(HedgeAttempt { deployment, options: AttemptOptions::default() })
+            }
+            _ => None,
         }
     }
 

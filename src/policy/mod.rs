@@ -7,12 +7,14 @@
 //! passes wall time and sleeps until a [`Decision::Wait`] instant itself.
 //!
 //! It must not know the engine: it sees a request, the request's [`History`] (kept by the
-//! caller) and reports of finished attempts ([`Policy::observe`]).
+//! [`driver`], the one implementation of the caller's side of the protocol, shared by the
+//! simulator and the live adapter) and reports of finished attempts ([`Policy::observe`]).
 
 pub mod adaptive;
 pub mod classes;
 pub mod config;
 pub mod deferral;
+pub mod driver;
 pub mod fallback;
 pub mod hedge;
 pub mod litellm;
@@ -35,9 +37,9 @@ use serde::{Deserialize, Serialize};
 /// What a policy wants done with a request now.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Decision {
-    /// Send an attempt to `deployment` now. With `hedge_after`, the caller asks the policy
-    /// again (with [`History::hedging`] set) if no first token arrived by then, and runs both
-    /// attempts: the first answer wins, the other is cancelled.
+    /// Send an attempt to `deployment` now; it is numbered [`History::next_attempt`]. With
+    /// `hedge_after`, the caller asks [`Policy::hedge`] if no first token arrived by then, and
+    /// runs both attempts: the first answer wins, the other is cancelled.
     Attempt { deployment: DeploymentId, options: AttemptOptions, hedge_after: Option<Duration> },
     /// Ask again at this instant (backoff, waiting out a `retry-after`, queueing for a token).
     Wait { until: Instant },
@@ -105,26 +107,17 @@ pub struct DeploymentMemo {
     pub never: bool,
 }
 
-/// The per-request record a caller keeps for its policy; the engine maintains it, except
-/// `plan` and `cursor`, which belong to the policy.
+/// The per-request record the [`driver`] keeps for its policy: policies read it, only the
+/// driver writes it, so attempt numbers, wait counts and recorded failures mean the same in
+/// the simulator and in a live gateway.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
     /// When the request entered the system (its latency clock starts here).
-    pub started_at: Instant,
-    /// Attempts started so far.
-    pub attempts: u32,
-    /// True when this call to `route` asks for a hedge (a second attempt while the first
-    /// has not answered). Any decision other than `Attempt` means "no hedge".
-    pub hedging: bool,
-    /// The policy's own per-request ordering of deployments (computed on the first call).
-    pub plan: Vec<DeploymentId>,
-    /// The policy's own position in `plan`.
-    pub cursor: usize,
-    /// `Wait` decisions taken so far (the backoff exponent).
-    pub waits: u32,
-    /// True when this call to `route` is the wake-up of a `Wait`.
-    pub resumed_after_wait: bool,
-    pub last: Option<AttemptReport>,
+    started_at: Instant,
+    attempts: u32,
+    waits: u32,
+    resumed_after_wait: bool,
+    last: Option<AttemptReport>,
     memos: Vec<DeploymentMemo>,
 }
 
@@ -134,11 +127,55 @@ impl History {
         History { started_at, ..History::default() }
     }
 
+    /// When the request entered the system (its latency clock starts here).
+    pub fn started_at(&self) -> Instant {
+        self.started_at
+    }
+
+    /// Attempts started so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The number the next attempt this request starts will carry (in its
+    /// [`AttemptReport::attempt`]): a policy that keys state by attempt uses this.
+    pub fn next_attempt(&self) -> u32 {
+        self.attempts + 1
+    }
+
+    /// `Wait` (and `Park`) decisions taken so far (the backoff exponent).
+    pub fn waits(&self) -> u32 {
+        self.waits
+    }
+
+    /// True when this call to `route` is the wake-up of a `Wait` or `Park`.
+    pub fn resumed_after_wait(&self) -> bool {
+        self.resumed_after_wait
+    }
+
+    /// The last failed attempt recorded (successes end the request, so are never recorded).
+    pub fn last(&self) -> Option<&AttemptReport> {
+        self.last.as_ref()
+    }
+
     pub fn memo(&self, deployment: DeploymentId) -> DeploymentMemo {
         self.memos.get(deployment.index()).copied().unwrap_or_default()
     }
 
-    /// Records a finished attempt: the caller calls this before asking the policy again.
+    /// Whether `deployment` may be tried at `now` as far as this request knows.
+    pub fn available(&self, deployment: DeploymentId, now: Instant) -> bool {
+        let memo = self.memo(deployment);
+        !memo.never && memo.not_before <= now
+    }
+
+    /// An attempt was started (the driver's bookkeeping; public for policy tests that play
+    /// the caller's part by hand).
+    pub fn started_attempt(&mut self) -> u32 {
+        self.attempts += 1;
+        self.attempts
+    }
+
+    /// Records a failed attempt before the policy is asked again (the driver's bookkeeping).
     pub fn record(&mut self, report: AttemptReport) {
         let index = report.deployment.index();
         if self.memos.len() <= index {
@@ -156,17 +193,19 @@ impl History {
         self.resumed_after_wait = false;
     }
 
-    /// The caller took a `Wait`: count it; the next `route` is a wake-up.
+    /// A `Wait` or `Park` ended: count it; the next `route` is a wake-up (the driver's
+    /// bookkeeping).
     pub fn waited(&mut self) {
         self.waits += 1;
         self.resumed_after_wait = true;
     }
+}
 
-    /// Whether `deployment` may be tried at `now` as far as this request knows.
-    pub fn available(&self, deployment: DeploymentId, now: Instant) -> bool {
-        let memo = self.memo(deployment);
-        !memo.never && memo.not_before <= now
-    }
+/// Where a hedge goes: a second attempt started while the first has no first token yet.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HedgeAttempt {
+    pub deployment: DeploymentId,
+    pub options: AttemptOptions,
 }
 
 /// A routing policy. One instance routes every request of one strategy; it may keep shared
@@ -174,7 +213,8 @@ impl History {
 pub trait Policy: Send {
     /// Decide what to do with `request` now. `rng` is dedicated to this decision (common
     /// random numbers), so the same request at the same point draws the same numbers in every
-    /// strategy. The policy may keep its own per-request ordering in `history.plan`.
+    /// strategy. Per-request state of its own (an ordering, a held attempt) the policy keeps
+    /// keyed by request id and releases in [`Policy::forget`].
     fn route(
         &mut self,
         now: Instant,
@@ -182,6 +222,20 @@ pub trait Policy: Send {
         history: &mut History,
         rng: &mut SplitMix64,
     ) -> Decision;
+
+    /// A hedge: the attempt `history.attempts()` (started with `hedge_after`) has no first
+    /// token yet; start a second one now, or `None` for no hedge. The hedge is numbered
+    /// [`History::next_attempt`]. Policies that never set `hedge_after` keep the default;
+    /// wrappers pass the question to their inner policy and may refuse its answer.
+    fn hedge(
+        &mut self,
+        _now: Instant,
+        _request: &Request,
+        _history: &History,
+        _rng: &mut SplitMix64,
+    ) -> Option<HedgeAttempt> {
+        None
+    }
 
     /// Learn from a finished attempt (cooldowns, latency statistics, limiter settlement).
     fn observe(&mut self, _now: Instant, _report: &AttemptReport) {}
@@ -202,29 +256,45 @@ pub trait Policy: Send {
     }
 }
 
-impl<P: Policy + ?Sized> Policy for Box<P> {
-    fn route(
-        &mut self,
-        now: Instant,
-        request: &Request,
-        history: &mut History,
-        rng: &mut SplitMix64,
-    ) -> Decision {
-        (**self).route(now, request, history, rng)
-    }
-    fn observe(&mut self, now: Instant, report: &AttemptReport) {
-        (**self).observe(now, report)
-    }
-    fn forget(&mut self, now: Instant, request_id: u64) {
-        (**self).forget(now, request_id)
-    }
-    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
-        (**self).unpark(now, woken)
-    }
-    fn wants_rate_limit_headers(&self) -> bool {
-        (**self).wants_rate_limit_headers()
-    }
+/// A policy behind a pointer is the policy: `Box<dyn Policy>` (what a build returns) and
+/// `&mut dyn Policy` (what the engine borrows) both drive it.
+macro_rules! forward_policy {
+    ($($pointer:ty),*) => {$(
+        impl<P: Policy + ?Sized> Policy for $pointer {
+            fn route(
+                &mut self,
+                now: Instant,
+                request: &Request,
+                history: &mut History,
+                rng: &mut SplitMix64,
+            ) -> Decision {
+                (**self).route(now, request, history, rng)
+            }
+            fn hedge(
+                &mut self,
+                now: Instant,
+                request: &Request,
+                history: &History,
+                rng: &mut SplitMix64,
+            ) -> Option<HedgeAttempt> {
+                (**self).hedge(now, request, history, rng)
+            }
+            fn observe(&mut self, now: Instant, report: &AttemptReport) {
+                (**self).observe(now, report)
+            }
+            fn forget(&mut self, now: Instant, request_id: u64) {
+                (**self).forget(now, request_id)
+            }
+            fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
+                (**self).unpark(now, woken)
+            }
+            fn wants_rate_limit_headers(&self) -> bool {
+                (**self).wants_rate_limit_headers()
+            }
+        }
+    )*};
 }
+forward_policy!(Box<P>, &mut P);
 
 /// Exponential backoff with jitter, as the Anthropic/OpenAI SDKs do it:
 /// `min(initial × multiplier^n, max) × (1 − jitter × u)`, u uniform in (0, 1).

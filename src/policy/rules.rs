@@ -9,7 +9,7 @@
 
 use super::classes::class_id;
 use super::config::{nested, Catalog, PolicyConfig};
-use super::{AttemptReport, Decision, History, Policy};
+use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::policy::config::PolicyError;
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
@@ -121,6 +121,17 @@ impl Policy for Rules {
             }
         };
         self.policies[rule].route(now, request, history, rng)
+    }
+
+    fn hedge(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &History,
+        rng: &mut SplitMix64,
+    ) -> Option<HedgeAttempt> {
+        let rule = *self.owner.get(&request.id)?;
+        self.policies[rule].hedge(now, request, history, rng)
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {

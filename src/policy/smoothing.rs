@@ -13,7 +13,7 @@
 use super::classes::{class_ranks, default_priority, rank_of};
 use super::config::{nested, Catalog, PolicyConfig};
 use super::queueing::{held_or_new_attempt, Pending, SlotGate, WaitQueue};
-use super::{AttemptReport, Decision, History, Policy};
+use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::limiter::{Demand, Limits, MultiLimiter, Permit, Retry};
 use crate::policy::config::PolicyError;
 use crate::provider::DeploymentId;
@@ -188,10 +188,10 @@ impl Policy for Smoothing {
         let deadline = pending.queued_at + self.max_wait;
         let queue = &mut self.queues[d.index()];
         let my_turn = queue.head().is_none_or(|head| head == id);
-        if my_turn || history.hedging {
+        if my_turn {
             match limiter.try_admit(now, demand) {
                 Ok(permit) => {
-                    self.permits.insert((id, history.attempts + 1), (d, permit));
+                    self.permits.insert((id, history.next_attempt()), (d, permit));
                     self.leave_queue(id);
                     return attempt;
                 }
@@ -200,7 +200,6 @@ impl Policy for Smoothing {
                     self.leave_queue(id);
                     return attempt;
                 }
-                Err(_) if history.hedging => return Decision::Wait { until: now }, // no hedge now
                 Err(refusal) => {
                     if now >= deadline {
                         self.leave_queue(id);
@@ -225,6 +224,41 @@ impl Policy for Smoothing {
         queue.push(id, rank_of(&self.ranks, request.class));
         self.parked.insert(id, d);
         Decision::Park { until: Some(deadline) }
+    }
+
+    fn hedge(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &History,
+        rng: &mut SplitMix64,
+    ) -> Option<HedgeAttempt> {
+        let hedge = self.inner.hedge(now, request, history, rng)?;
+        let d = hedge.deployment;
+        let Some(limiter) = self.limiters[d.index()].as_mut() else {
+            return Some(hedge);
+        };
+        let demand = Demand {
+            input_tokens: if self.counted_input[d.index()] {
+                request.input_tokens
+            } else {
+                request.uncached_input_tokens()
+            },
+            output_reserve_tokens: request.max_tokens,
+        };
+        // A hedge must not wait: it takes a local token now, ahead of the queue, or does not go.
+        match limiter.try_admit(now, demand) {
+            Ok(permit) => {
+                self.permits.insert((request.id, history.next_attempt()), (d, permit));
+                self.leave_queue(request.id);
+                Some(hedge)
+            }
+            Err(refusal) if refusal.retry == Retry::Never => {
+                self.leave_queue(request.id);
+                Some(hedge)
+            }
+            Err(_) => None,
+        }
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {
@@ -316,13 +350,10 @@ impl Policy for ConcurrencyCap {
                 Ok(p) => p,
                 Err(decision) => return decision,
             };
-        if self.gate.try_enter(id, self.max_in_flight, history.hedging) {
-            self.admitted.insert((id, history.attempts + 1), ());
+        if self.gate.try_enter(id, self.max_in_flight, false) {
+            self.admitted.insert((id, history.next_attempt()), ());
             self.pending.remove(&id);
             return pending.attempt();
-        }
-        if history.hedging {
-            return Decision::Wait { until: now };
         }
         let deadline = pending.queued_at + self.max_wait;
         if now >= deadline {
@@ -334,6 +365,23 @@ impl Policy for ConcurrencyCap {
         self.pending.insert(id, pending);
         self.gate.queue.push(id, rank_of(&self.ranks, request.class));
         Decision::Park { until: Some(deadline) }
+    }
+
+    fn hedge(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &History,
+        rng: &mut SplitMix64,
+    ) -> Option<HedgeAttempt> {
+        let hedge = self.inner.hedge(now, request, history, rng)?;
+        // A hedge must not wait: it takes a free slot now, ahead of the queue, or does not go.
+        if !self.gate.try_enter(request.id, self.max_in_flight, true) {
+            return None;
+        }
+        self.admitted.insert((request.id, history.next_attempt()), ());
+        self.pending.remove(&request.id);
+        Some(hedge)
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {

@@ -169,8 +169,7 @@ impl Policy for Recorder<'_> {
             }
             Decision::GiveUp => {
                 let outcome = history
-                    .last
-                    .as_ref()
+                    .last()
                     .and_then(AttemptReport::failure)
                     .map_or("no_attempt", failure_name)
                     .to_string();

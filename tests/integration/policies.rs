@@ -524,6 +524,44 @@ max_hedge_fraction = 1.0"#,
     assert_eq!(m.last_event_at, routesim::time::Instant::from_millis(3_000));
 }
 
+/// Hedges are their own question (`Policy::hedge`): every wrapper must pass it to its inner
+/// policy and gate the answer like an attempt, without queueing it. Two requests 1 ms apart,
+/// slow first tokens at 5 s, hedges at 1 s to a deployment answering in 1 s: a hedged
+/// request's first token comes at 2 s, an unhedged one's at 5 s.
+#[test]
+fn every_wrapper_passes_hedges_through_and_gates_them_without_queueing() {
+    let slow = deployment("slow", "[latency]\nttft_ms = { dist = \"constant\", value = 5000 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n");
+    let fast = deployment("fast", "");
+    let ds = [slow, fast];
+    let hedge = r#"{ kind = "hedge", inner = { kind = "single", deployment = "slow" }, hedge_to = ["fast"], min_delay = "1s", max_hedge_fraction = 1.0 }"#;
+    let cases = [
+        // Two slots held by the first attempts: no hedge; one more slot: the first hedge only.
+        (format!("kind = \"concurrency_cap\"\nmax_in_flight = 2\ninner = {hedge}"), 0),
+        (format!("kind = \"concurrency_cap\"\nmax_in_flight = 3\ninner = {hedge}"), 1),
+        (format!("kind = \"concurrency_cap\"\nmax_in_flight = 4\ninner = {hedge}"), 2),
+        // Adaptive limits are per deployment: the hedges' target has slots of its own.
+        (format!("kind = \"adaptive\"\ninitial_limit = 2.0\ninner = {hedge}"), 2),
+        (format!("kind = \"deferral\"\nclasses = [\"async\"]\nbusy_in_flight = 10\ninner = {hedge}"), 2),
+        // One local token at `fast`: the first hedge takes it, the second is refused.
+        (format!("kind = \"smoothing\"\nlimits = {{ fast = {{ rpm = 1 }} }}\ninner = {hedge}"), 1),
+        (format!("kind = \"smoothing\"\nlimits = {{ fast = {{ rpm = 100 }} }}\ninner = {hedge}"), 2),
+        (format!("kind = \"rules\"\nrules = [{{ match = {{ class = [\"interactive\"] }}, policy = {hedge} }}]\ndefault = {{ kind = \"single\", deployment = \"slow\" }}"), 2),
+    ];
+    for (text, hedges) in cases {
+        let m = simulate(
+            &mut policy(&text, &ds),
+            &ds,
+            vec![request(1, 0.0, 1_000, 100), request(2, 1.0, 1_000, 100)],
+        );
+        assert_eq!(m.total.succeeded, 2, "{text}");
+        assert_eq!(m.by_deployment[1].attempts, hedges, "{text}");
+        assert_eq!(m.total.attempts, 2 + hedges, "{text}");
+        let ttft = m.total.ttft.summary();
+        let mean_ms = (hedges as f64 * 2_000.0 + (2 - hedges) as f64 * 5_000.0) / 2.0;
+        assert!((ttft.mean - mean_ms).abs() < 3.0, "{text}: {ttft:?}");
+    }
+}
+
 #[test]
 fn hedging_cuts_the_tail_within_its_budget() {
     let tail = deployment("tail", "[latency]\nttft_ms = { dist = \"lognormal\", median = 800, sigma = 1.0 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n");

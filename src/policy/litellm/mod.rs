@@ -633,7 +633,7 @@ impl LiteLlm {
         loop {
             match state.step {
                 Step::InFlight => {
-                    let Some(last) = history.last.as_ref() else { return Decision::GiveUp };
+                    let Some(last) = history.last() else { return Decision::GiveUp };
                     let Some(kind) = last.failure() else { return Decision::GiveUp };
                     let group = state.sequence[state.group_pos];
                     state.router_attempts += 1;

@@ -49,6 +49,7 @@ use crate::suggest::suggestion;
 use crate::time::Instant;
 use crate::trace::Request;
 use config::Resolved;
+use std::collections::HashMap;
 use traffic::EndpointView;
 
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +80,15 @@ pub struct OpenRouter {
     resolved: Resolved,
     stats: Observed,
     options: AttemptOptions,
+    /// Each request's ordering of endpoints, fixed on its first call, until it is forgotten.
+    plans: HashMap<u64, RequestPlan>,
+}
+
+/// One request's endpoints in the order they are tried, and how far it has got.
+#[derive(Clone, Debug, Default)]
+struct RequestPlan {
+    order: Vec<DeploymentId>,
+    cursor: usize,
 }
 
 /// The request priced at `prices`: uncached input, cache reads, cache writes and output at
@@ -161,6 +171,7 @@ impl OpenRouter {
             ),
             resolved,
             options: AttemptOptions { timeout: config.timeout, ..AttemptOptions::default() },
+            plans: HashMap::new(),
         })
     }
 
@@ -333,21 +344,26 @@ impl Policy for OpenRouter {
         history: &mut History,
         rng: &mut SplitMix64,
     ) -> Decision {
-        if history.attempts == 0 && history.plan.is_empty() {
-            history.plan = self.plan(now, request, rng);
-            if history.plan.is_empty() {
+        let id = request.id;
+        if let Some(plan) = self.plans.get_mut(&id) {
+            if history.last().is_some() && !history.resumed_after_wait() {
+                plan.cursor += 1;
+            }
+        } else {
+            let order = self.plan(now, request, rng);
+            if order.is_empty() {
                 return Decision::Reject {
                     reason: if self.prefs.max_price.is_some() { "max_price" } else { "no_endpoint" },
                 };
             }
-        } else if history.last.is_some() && !history.resumed_after_wait {
-            history.cursor += 1;
+            self.plans.insert(id, RequestPlan { order, cursor: 0 });
         }
+        let plan = self.plans.get_mut(&id).expect("inserted just above");
         // Skip endpoints the request learned can never serve it.
-        while history.cursor < history.plan.len() && history.memo(history.plan[history.cursor]).never {
-            history.cursor += 1;
+        while plan.cursor < plan.order.len() && history.memo(plan.order[plan.cursor]).never {
+            plan.cursor += 1;
         }
-        match history.plan.get(history.cursor) {
+        match plan.order.get(plan.cursor) {
             Some(d) => Decision::attempt(*d, self.options),
             None => Decision::GiveUp,
         }
@@ -355,6 +371,10 @@ impl Policy for OpenRouter {
 
     fn observe(&mut self, _now: Instant, report: &AttemptReport) {
         self.stats.record(report);
+    }
+
+    fn forget(&mut self, _now: Instant, request_id: u64) {
+        self.plans.remove(&request_id);
     }
 }
 

@@ -335,8 +335,9 @@ fn a_retry_is_drawn_by_share_from_the_endpoints_left() {
     else {
         panic!("expected an attempt");
     };
-    assert_eq!(first, history.plan[0]);
-    history.attempts = 1;
+    let order = p.plans[&r.id].order.clone();
+    assert_eq!(first, order[0]);
+    history.started_attempt();
     history.record(AttemptReport {
         request_id: 1,
         class: ClassId::INTERACTIVE,
@@ -351,7 +352,9 @@ fn a_retry_is_drawn_by_share_from_the_endpoints_left() {
         remaining: None,
     });
     let next = p.route(Instant::from_millis(100), &r, &mut history, &mut rng);
-    assert_eq!(next, Decision::attempt(history.plan[1], p.options));
+    assert_eq!(next, Decision::attempt(order[1], p.options));
+    p.forget(Instant::from_millis(100), r.id);
+    assert!(p.plans.is_empty(), "a forgotten request's plan is released");
 }
 
 /// "429s: rate-limited requests which have to fall back" count against an endpoint's adjusted
