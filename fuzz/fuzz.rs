@@ -501,7 +501,7 @@ fn simulate(data: &[u8], ctx: &Ctx) -> Verdict {
     for row in reader {
         if row.is_err() {
             // Invalid traces must be refused by the run too.
-            return match routesim::engine::run_scenario(&scenario, None, None) {
+            return match routesim::run::run_scenario(&scenario, None, None) {
                 Ok(_) => Err("the run accepted a trace its reader refuses".into()),
                 Err(e) => one_line(&e.to_string()),
             };
@@ -511,7 +511,7 @@ fn simulate(data: &[u8], ctx: &Ctx) -> Verdict {
             return Ok(()); // keep executions short
         }
     }
-    let result = match routesim::engine::run_scenario(&scenario, None, None) {
+    let result = match routesim::run::run_scenario(&scenario, None, None) {
         Ok(r) => r,
         Err(e) => return one_line(&e.to_string()),
     };

@@ -18,6 +18,7 @@ pub mod progress;
 pub mod provider;
 pub mod report;
 pub mod rng;
+pub mod run;
 pub mod scenario;
 pub mod suggest;
 pub mod sweep;

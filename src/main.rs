@@ -3,10 +3,11 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use routesim::engine::{run_scenario_source, EngineError};
+use routesim::engine::EngineError;
 use routesim::progress::{millions, Progress, ProgressMode, Unit};
 use routesim::report::data::ReportError;
 use routesim::report::{format_table, write_incidents, write_outputs, RunSummary};
+use routesim::run::run_scenario_source;
 use routesim::scenario::{Scenario, ScenarioError};
 use routesim::sweep::results::{choose, describe_row, resolve_metric, Choice, Constraint};
 use routesim::sweep::{merge, prepare, run_sweep, Shard, SweepError, SweepOptions};
@@ -311,7 +312,7 @@ fn run_with_progress(
     source: Option<&TraceSource>,
     seed: Option<u64>,
     mode: ProgressMode,
-) -> Result<routesim::engine::RunResult, EngineError> {
+) -> Result<routesim::run::RunResult, EngineError> {
     let mut progress: Option<Progress> = None;
     let strategies = scenario.strategies.len();
     let result = run_scenario_source(scenario, source, seed, &mut |read| {

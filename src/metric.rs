@@ -9,7 +9,7 @@
 //! or a count by cause (`failed_by_cause.max_price`, `fallbacks_by_cause.rate_limited`).
 //! It must not know how runs are simulated, tabulated, drawn or judged.
 
-use crate::metrics::{DeploymentSummary, LatencySummary, OutcomeSummary, StrategySummary};
+use crate::metrics::{failed_rate, DeploymentSummary, LatencySummary, OutcomeSummary, StrategySummary};
 use std::fmt;
 
 /// A name that is not a metric.
@@ -202,12 +202,6 @@ impl Figure {
             _ => Unit::Count,
         }
     }
-}
-
-/// The share of requests lost for any reason, rounded like every rate of a summary; `None`
-/// for no requests. The one definition, used by `summary.json` and by every reader.
-pub fn failed_rate(requests: u64, rate_limited: u64, failed: u64) -> Option<f64> {
-    (requests > 0).then(|| ((rate_limited + failed) as f64 / requests as f64 * 1e6).round() / 1e6)
 }
 
 /// What a metric is measured in.

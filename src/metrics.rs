@@ -189,6 +189,13 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// The share of requests lost for any reason, rounded like every rate of a summary; `None`
+/// for no requests. The one definition, used by `summary.json` and by every reader (through
+/// [`crate::metric`], for summaries written before it was a field).
+pub fn failed_rate(requests: u64, rate_limited: u64, failed: u64) -> Option<f64> {
+    (requests > 0).then(|| round6((rate_limited + failed) as f64 / requests as f64))
+}
+
 fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
@@ -271,8 +278,7 @@ impl RequestMetrics {
             attempts_429: self.attempts_429,
             attempt_429_rate: rate(self.attempts_429, self.attempts),
             request_429_rate: rate(self.rate_limited, self.requests),
-            failed_rate: crate::metric::failed_rate(self.requests, self.rate_limited, self.failed)
-                .unwrap_or(0.0),
+            failed_rate: failed_rate(self.requests, self.rate_limited, self.failed).unwrap_or(0.0),
             attempts_per_request: rate(self.attempts, self.requests),
             failed_by_cause: self.failed_by_cause.iter().map(|(c, n)| (c.as_str().to_string(), *n)).collect(),
             ttft_ms: self.ttft.summary(),
@@ -575,7 +581,7 @@ pub struct OutcomeSummary {
     pub attempt_429_rate: f64,
     /// Share of requests that finally failed because of rate limits.
     pub request_429_rate: f64,
-    /// Share of requests lost for any reason (`rate_limited + failed`; [`crate::metric::failed_rate`]).
+    /// Share of requests lost for any reason (`rate_limited + failed`; [`failed_rate`]).
     /// Absent from summaries written before it existed: readers use the counts.
     #[serde(default)]
     pub failed_rate: f64,

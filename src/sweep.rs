@@ -16,7 +16,7 @@ pub mod plan;
 pub mod results;
 pub mod stats;
 
-use crate::engine::{simulate, EngineError};
+use crate::engine::EngineError;
 use crate::metric::Metric;
 use crate::progress::{Progress, ProgressMode, Unit};
 use crate::scenario::ScenarioError;
@@ -363,16 +363,8 @@ fn run_point(
             let seed = plan.seed_for(point, replication);
             let mut config = scenario.engine_config();
             config.seed = seed;
-            let mut policy = strategy.policy.build();
             let requests = trace.requests.iter().map(|r| Ok(scale_request(r.clone(), setup.rate_multiplier)));
-            let run = simulate(
-                &strategy.name,
-                &config,
-                &scenario.deployments,
-                policy.as_mut(),
-                requests,
-                &trace.name,
-            )?;
+            let run = crate::run::run_strategy(scenario, strategy, &config, requests, &trace.name)?;
             let summary = run.summary(&trace.classes, &deployment_names);
             progress.add(1);
             Ok(RunRecord {

@@ -13,8 +13,8 @@ mod glyphs;
 pub mod markdown;
 pub mod plots;
 
-use crate::engine::RunResult;
 use crate::metrics::StrategySummary;
+use crate::run::RunResult;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::Write;

@@ -1,8 +1,8 @@
 //! Same scenario and seed → byte-identical outputs, whatever the thread count.
 
 use crate::cli::{repo_root, workdir, SCENARIO, TRACE};
-use routesim::engine::run_scenario;
 use routesim::report::RunSummary;
+use routesim::run::run_scenario;
 use routesim::scenario::Scenario;
 
 fn summary_json(scenario: &Scenario, threads: usize) -> String {

@@ -1,10 +1,12 @@
 //! The discrete-event engine: moves requests between the trace, a policy and the modelled
 //! deployments on a virtual clock.
 //!
-//! One binary heap of events keyed by (time, sequence number), so ties resolve in insertion
-//! order and every run is the same. The trace is read incrementally: memory grows with the
-//! requests in flight, not with the trace's length (closed-loop replay additionally keeps a
-//! 16-byte record per request id so children can find their parents).
+//! Events wait in one [`queue::EventQueue`] (earliest first, a fixed tie rule), so every run
+//! is the same; requests in the system live in [`slots::Slots`], whose serials make events of
+//! finished requests stale. The trace is read incrementally: memory grows with the requests
+//! in flight, not with the trace's length (closed-loop replay additionally keeps a 16-byte
+//! record per request id so children can find their parents). Running a scenario's strategies
+//! over the engine is [`crate::run`]'s job.
 //!
 //! Replay modes:
 //! - **open loop**: every request starts at its `arrival_ms`;
@@ -19,15 +21,19 @@
 //! [`Step`]s ask for, runs attempts against [`DeploymentState`]s, and reports outcomes to
 //! [`StrategyMetrics`].
 
+pub mod queue;
+pub mod slots;
+
 use crate::metrics::{AttemptRecord, FailureCause, RequestOutcome, StrategyMetrics};
 use crate::policy::driver::{Driver, Ending, StartAttempt, Step};
 use crate::policy::{AttemptOutcome, AttemptReport, History, Policy};
 use crate::provider::{AttemptPlan, Deployment, DeploymentId, DeploymentState, FailureKind, PlannedOutcome};
 use crate::time::{Duration, Instant};
 use crate::trace::{Request, TraceError};
+use queue::{EventQueue, Tie};
+use slots::{SlotRef, Slots};
 use smallvec::SmallVec;
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// How arrivals are driven.
@@ -113,49 +119,12 @@ enum EventKind {
     FirstToken { attempt: u32 },
 }
 
-/// An event for the request in `slot`; `serial` tells a request from a later occupant of the
-/// same slot, so events of finished requests are recognised as stale.
+/// An event for the request at `at`; events of a request that finished are stale (see
+/// [`slots`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Event {
-    slot: u32,
-    serial: u32,
+    at: SlotRef,
     kind: EventKind,
-}
-
-/// Set in a key's sequence half for requests entering the system: they sort after every
-/// other event of the same microsecond (sequences stay far below 2^63).
-const START_AFTER_TIES: u64 = 1 << 63;
-
-/// An event with its key: time in the high 64 bits, insertion sequence in the low 64, so
-/// ordering is one integer comparison (the heap is the engine's hottest structure).
-#[derive(Debug)]
-struct Scheduled {
-    key: u128,
-    event: Event,
-}
-
-impl Scheduled {
-    fn time(&self) -> Instant {
-        Instant::from_micros((self.key >> 64) as u64)
-    }
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    /// Reversed, so the max-heap pops the earliest (time, seq) first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.key.cmp(&self.key)
-    }
 }
 
 struct LiveAttempt {
@@ -168,7 +137,6 @@ struct LiveAttempt {
 
 struct Active {
     request: Request,
-    serial: u32,
     history: History,
     /// Attempts in flight (more than one only while hedging; inline, so no allocation).
     live: SmallVec<[LiveAttempt; 1]>,
@@ -211,12 +179,9 @@ pub struct Engine<'a> {
     states: Vec<DeploymentState>,
     driver: Driver<&'a mut dyn Policy>,
     metrics: StrategyMetrics,
-    heap: BinaryHeap<Scheduled>,
-    seq: u64,
+    queue: EventQueue<Event>,
     now: Instant,
-    slots: Vec<Option<Active>>,
-    free_slots: Vec<u32>,
-    next_serial: u32,
+    slots: Slots<Active>,
     family: Family,
     trace_name: String,
     /// Requests started and not yet finished.
@@ -247,12 +212,9 @@ where
         states: deployments.iter().map(|d| DeploymentState::new(d, config.seed)).collect(),
         driver: Driver::new(policy, config.seed, config.max_attempts_per_request),
         metrics: StrategyMetrics::new(name, 4, deployments.len()),
-        heap: BinaryHeap::new(),
-        seq: 0,
+        queue: EventQueue::default(),
         now: Instant::ZERO,
-        slots: Vec::new(),
-        free_slots: Vec::new(),
-        next_serial: 0,
+        slots: Slots::default(),
         family: Family::default(),
         trace_name: trace_name.to_string(),
         in_system: 0,
@@ -273,7 +235,7 @@ impl Engine<'_> {
         let horizon = self.config.horizon.unwrap_or(Instant::FAR_FUTURE);
         let mut next_row = trace.next().transpose()?;
         loop {
-            let next_event = self.heap.peek().map(Scheduled::time);
+            let next_event = self.queue.next_time();
             if let Some(row) = &next_row {
                 let read_now = match (self.config.replay, next_event) {
                     (_, None) => true,
@@ -291,12 +253,12 @@ impl Engine<'_> {
             }
             match next_event {
                 Some(t) if t <= horizon => {
-                    let scheduled = self.heap.pop().expect("peeked");
+                    let (at, event) = self.queue.pop().expect("peeked");
                     // Leftovers (a cancelled hedge's end, a wake-up that was overtaken) do not
                     // move the clock: the run ends at its last real event.
-                    if !self.is_stale(scheduled.event) {
-                        self.advance_clock(scheduled.time());
-                        self.handle(scheduled.event);
+                    if !self.is_stale(event) {
+                        self.advance_clock(at);
+                        self.handle(event);
                     }
                 }
                 _ => break,
@@ -309,7 +271,7 @@ impl Engine<'_> {
             self.metrics.record_unfinished(row.class);
             next_row = trace.next().transpose()?;
         }
-        for slot in self.slots.iter().flatten() {
+        for slot in self.slots.values() {
             self.metrics.record_unfinished(slot.request.class);
         }
         for children in self.family.waiting_children.values() {
@@ -328,14 +290,12 @@ impl Engine<'_> {
     }
 
     fn schedule(&mut self, time: Instant, slot: u32, kind: EventKind) {
-        let serial = self.slots[slot as usize].as_ref().expect("scheduling for a live slot").serial;
-        self.seq += 1;
+        let at = self.slots.occupant(slot);
         // The tie rule: at one microsecond, a request entering the system (a trace row's or a
         // child's start) comes after every other event (completions first), whatever was
-        // scheduled first; otherwise insertion order.
-        let entering = if matches!(kind, EventKind::Start) { START_AFTER_TIES } else { 0 };
-        let key = (u128::from(time.as_micros()) << 64) | u128::from(entering | self.seq);
-        self.heap.push(Scheduled { key, event: Event { slot, serial, kind } });
+        // scheduled first; otherwise scheduling order.
+        let tie = if matches!(kind, EventKind::Start) { Tie::AfterOthers } else { Tie::InOrder };
+        self.queue.push(time, tie, Event { at, kind });
     }
 
     fn admit_row(&mut self, request: Request) -> Result<(), EngineError> {
@@ -347,7 +307,7 @@ impl Engine<'_> {
             let start = request.arrival;
             let slot = self.allocate(request, start);
             self.advance_clock(start.max(self.now));
-            self.handle(Event { slot, serial: self.next_serial, kind: EventKind::Start });
+            self.handle(Event { at: self.slots.occupant(slot), kind: EventKind::Start });
             return Ok(());
         }
         if self.family.finished_at.insert(request.id, None).is_some() {
@@ -388,36 +348,24 @@ impl Engine<'_> {
     }
 
     fn allocate(&mut self, request: Request, arrival: Instant) -> u32 {
-        self.next_serial = self.next_serial.wrapping_add(1);
         let active = Active {
             request,
-            serial: self.next_serial,
             history: History::new(arrival),
             live: SmallVec::new(),
             wake_token: 0,
             parked: false,
         };
-        match self.free_slots.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(active);
-                slot
-            }
-            None => {
-                self.slots.push(Some(active));
-                u32::try_from(self.slots.len() - 1).expect("fewer than 4 billion requests in flight")
-            }
-        }
+        self.slots.insert(active).slot
     }
 
     fn active(&mut self, slot: u32) -> &mut Active {
-        self.slots[slot as usize].as_mut().expect("events only refer to live slots")
+        self.slots.live(slot)
     }
 
     /// An event for a request that already finished, an attempt that was cancelled, or a
     /// wake-up that a newer wait replaced.
     fn is_stale(&self, event: Event) -> bool {
-        let Some(active) = self.slots[event.slot as usize].as_ref().filter(|a| a.serial == event.serial)
-        else {
+        let Some(active) = self.slots.get(event.at) else {
             return true;
         };
         match event.kind {
@@ -430,7 +378,7 @@ impl Engine<'_> {
     }
 
     fn handle(&mut self, event: Event) {
-        let slot = event.slot;
+        let slot = event.at.slot;
         match event.kind {
             EventKind::Start => {
                 self.in_system += 1;
@@ -444,7 +392,7 @@ impl Engine<'_> {
                     let id = active.request.id;
                     self.parked.remove(&id);
                 }
-                let active = self.slots[slot as usize].as_mut().expect("live slot");
+                let active = self.slots.live(slot);
                 self.driver.waited(&mut active.history);
                 self.route(slot);
             }
@@ -458,7 +406,7 @@ impl Engine<'_> {
 
     fn route(&mut self, slot: u32) {
         let now = self.now;
-        let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
+        let active = self.slots.live(slot);
         match self.driver.route(now, &active.request, &mut active.history) {
             Step::Attempt(attempt) => {
                 if let Some(kind) = attempt.fallback_from {
@@ -503,7 +451,7 @@ impl Engine<'_> {
         let StartAttempt { number, deployment, options, hedge_after, .. } = attempt;
         let now = self.now;
         let seed = self.config.seed;
-        let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
+        let active = self.slots.live(slot);
         let d = deployment.index();
         let plan =
             self.states[d].start_attempt(&self.deployments[d], seed, &active.request, number, now, options);
@@ -520,9 +468,9 @@ impl Engine<'_> {
         }
         if hedging {
             // Two attempts race: whoever streams a first token first wins.
-            let firsts: Vec<(u32, Instant)> = self.slots[slot as usize]
-                .as_ref()
-                .expect("live slot")
+            let firsts: Vec<(u32, Instant)> = self
+                .slots
+                .live(slot)
                 .live
                 .iter()
                 .filter_map(|a| a.plan.first_token_at.map(|t| (a.number, t)))
@@ -539,7 +487,7 @@ impl Engine<'_> {
     /// policy for a second attempt.
     fn hedge(&mut self, slot: u32, attempt: u32) {
         let now = self.now;
-        let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
+        let active = self.slots.live(slot);
         let waiting = active.live.iter().any(|a| {
             a.number == attempt && a.plan.first_token_at.is_none_or(|t| t > now) && a.plan.ends_at > now
         });
@@ -571,7 +519,7 @@ impl Engine<'_> {
 
     fn cancel_others(&mut self, slot: u32, keep: u32) {
         let now = self.now;
-        let active = self.slots[slot as usize].as_mut().expect("live slot");
+        let active = self.slots.live(slot);
         if active.live.iter().all(|a| a.number == keep) {
             return; // the usual case: no other attempt in flight
         }
@@ -585,7 +533,7 @@ impl Engine<'_> {
             }
         }
         for loser in losers {
-            let active = self.slots[slot as usize].as_mut().expect("live slot");
+            let active = self.slots.live(slot);
             let d = loser.deployment.index();
             let (output_tokens, cost_usd) =
                 self.states[d].cancel(&self.deployments[d], &active.request, loser.plan, now);
@@ -622,7 +570,7 @@ impl Engine<'_> {
 
     fn end_attempt(&mut self, slot: u32, attempt: u32) {
         let now = self.now;
-        let active = self.slots[slot as usize].as_mut().expect("events only refer to live slots");
+        let active = self.slots.live(slot);
         let Some(position) = active.live.iter().position(|a| a.number == attempt) else {
             return; // cancelled earlier by a hedge winner
         };
@@ -666,7 +614,7 @@ impl Engine<'_> {
             output_tokens,
             remaining: (self.headers && !batch).then(|| Box::new(self.states[d].headers(now))),
         };
-        let active = self.slots[slot as usize].as_mut().expect("live slot");
+        let active = self.slots.live(slot);
         self.driver.ended(now, &mut active.history, report);
         match outcome {
             PlannedOutcome::Success => {
@@ -687,9 +635,8 @@ impl Engine<'_> {
     }
 
     fn finish(&mut self, slot: u32, outcome: RequestOutcome) {
-        let active = self.slots[slot as usize].take().expect("finishing a live slot");
+        let active = self.slots.remove(slot);
         debug_assert!(active.live.is_empty(), "a request finishes with no attempt in flight");
-        self.free_slots.push(slot);
         self.in_system -= 1;
         if active.parked {
             self.parked.remove(&active.request.id);
@@ -727,114 +674,4 @@ impl Engine<'_> {
         }
         self.woken = woken;
     }
-}
-
-/// The result of running every strategy of a scenario on one trace.
-#[derive(Debug)]
-pub struct RunResult {
-    pub scenario: String,
-    pub seed: u64,
-    pub trace_path: std::path::PathBuf,
-    pub classes: crate::trace::ClassTable,
-    pub deployment_names: Vec<String>,
-    pub strategies: Vec<StrategyMetrics>,
-    /// What the import read and skipped, when the trace was imported.
-    pub import_report: Option<crate::trace::import::ImportReport>,
-}
-
-/// Runs every strategy of `scenario` on its trace (or `trace_override`), in parallel: the trace
-/// is read once (closed loop: once per group of as many strategies as worker threads, to bound
-/// the closed-loop state held at once) and each strategy's engine, on a thread of its own,
-/// replays every row of it and draws its own numbers, so the result does not depend on the
-/// thread count.
-pub fn run_scenario(
-    scenario: &crate::scenario::Scenario,
-    trace_override: Option<&std::path::Path>,
-    seed_override: Option<u64>,
-) -> Result<RunResult, EngineError> {
-    let source = trace_override.map(crate::trace::source::TraceSource::routesim);
-    run_scenario_source(scenario, source.as_ref(), seed_override, &mut |_| {})
-}
-
-/// [`run_scenario`] with the trace replaced by any [`crate::trace::source::TraceSource`]
-/// (an imported public trace, a generator); `progress` is told how far the shared read of the
-/// trace has got, chunk by chunk (the strategies follow a few chunks behind at most).
-pub fn run_scenario_source(
-    scenario: &crate::scenario::Scenario,
-    source_override: Option<&crate::trace::source::TraceSource>,
-    seed_override: Option<u64>,
-    progress: &mut dyn FnMut(crate::trace::shared::PassProgress),
-) -> Result<RunResult, EngineError> {
-    let source = source_override.unwrap_or(&scenario.trace.source);
-    let trace_path = std::path::PathBuf::from(source.name());
-    let mut config = scenario.engine_config();
-    if let Some(seed) = seed_override {
-        config.seed = seed;
-    }
-    let trace_name = source.name();
-    // Open loop: every strategy on one shared read. Closed loop keeps state per request for
-    // the whole replay in every engine, so as many strategies run at once as there are worker
-    // threads (as when each strategy read on its own), each group on one shared read.
-    let group_size = match config.replay {
-        Replay::Closed => rayon::current_num_threads().max(1),
-        Replay::Open => scenario.strategies.len().max(1),
-    };
-    let passes = scenario.strategies.len().div_ceil(group_size) as u64;
-    let mut strategies = Vec::with_capacity(scenario.strategies.len());
-    let mut end = None;
-    let mut rows_before = 0;
-    for (pass, group) in scenario.strategies.chunks(group_size).enumerate() {
-        let stream = crate::trace::source::open_source_within(source, scenario.trace.max_span)?;
-        let (feeder, streams) = crate::trace::shared::split(stream, group.len());
-        let mut pass_rows = 0;
-        let mut report = |read: crate::trace::shared::PassProgress| {
-            pass_rows = read.rows;
-            progress(crate::trace::shared::PassProgress {
-                rows: rows_before + read.rows,
-                bytes: read.bytes.map(|(bytes, size)| (pass as u64 * size + bytes, passes * size)),
-            });
-        };
-        let (results, pass_end) = std::thread::scope(|scope| {
-            let handles: Vec<_> = group
-                .iter()
-                .zip(streams)
-                .map(|(strategy, stream)| {
-                    let (config, trace_name) = (&config, &trace_name);
-                    scope.spawn(move || {
-                        let mut policy = strategy.policy.build();
-                        simulate(
-                            &strategy.name,
-                            config,
-                            &scenario.deployments,
-                            policy.as_mut(),
-                            stream,
-                            trace_name,
-                        )
-                    })
-                })
-                .collect();
-            let pass_end = feeder.run(&mut report);
-            let results: Vec<Result<StrategyMetrics, EngineError>> = handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                .collect();
-            (results, pass_end)
-        });
-        rows_before += pass_rows;
-        for result in results {
-            strategies.push(result?);
-        }
-        end = Some(pass_end);
-    }
-    let end =
-        end.unwrap_or_else(|| crate::trace::shared::PassEnd { classes: Default::default(), report: None });
-    Ok(RunResult {
-        scenario: scenario.name.clone(),
-        seed: config.seed,
-        trace_path,
-        classes: end.classes,
-        deployment_names: scenario.deployment_names(),
-        strategies,
-        import_report: end.report,
-    })
 }
