@@ -1,15 +1,8 @@
 //! The `sim` binary: exit codes and one-line errors naming file, line and field.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn sim(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sim")).args(args).current_dir(dir).output().expect("sim runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::support::{sim, stderr};
+use std::path::PathBuf;
+use std::process::Output;
 
 pub const TRACE: &str = "id,arrival_ms,class,input_tokens,output_tokens,cached_input_tokens,parent,think_ms
 a,0,interactive,20000,200,15000,,

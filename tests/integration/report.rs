@@ -2,14 +2,11 @@
 //! and sweeps, and every plot file produced and non-trivial.
 
 use super::cli::{workdir, TRACE};
+use crate::support::sim;
 use routesim::metrics::{LatencySummary, OutcomeSummary, StrategySummary};
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn sim(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sim")).args(args).current_dir(dir).output().expect("sim runs")
-}
+use std::process::Output;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -4,6 +4,7 @@
 //! message, or succeed. A regression fails fast (allocation failure or SIGXCPU) instead of
 //! filling the machine.
 
+use crate::support::stderr;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -30,10 +31,6 @@ fn limited(args: &[&str], dir: &Path) -> Output {
         });
     }
     command.output().expect("sim runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Exit 2 with exactly one line on stderr that starts with `prefix` and contains `needle`.

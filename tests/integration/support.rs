@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: deployments from TOML snippets, in-memory traces.
+//! Helpers shared by the integration tests: the `sim` binary, deployments from TOML snippets,
+//! in-memory traces.
 
 use routesim::engine::{simulate, EngineConfig, Replay};
 use routesim::metrics::StrategyMetrics;
@@ -7,6 +8,19 @@ use routesim::provider::{AttemptOptions, Deployment, DeploymentConfig, Deploymen
 use routesim::rng::SplitMix64;
 use routesim::time::{Duration, Instant};
 use routesim::trace::{ClassId, Request, TraceError};
+
+/// Runs the `sim` binary built for these tests in `dir`.
+pub fn sim(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("sim runs")
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
 
 /// A deployment with zero error rates and the given extra TOML (limits, latency overrides).
 pub fn deployment(name: &str, extra: &str) -> Deployment {

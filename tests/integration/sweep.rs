@@ -2,12 +2,9 @@
 //! shards + merge equal one run, override validation, confidence intervals recomputed from the
 //! point files, Pareto flags checked against an independent dominance test.
 
+use crate::support::sim;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn sim(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sim")).args(args).current_dir(dir).output().expect("sim runs")
-}
 
 fn sim_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sim"));

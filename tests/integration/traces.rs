@@ -4,26 +4,20 @@
 //! generator reproduces the seed story's totals.
 
 use super::cli::{repo_root, workdir, SCENARIO, TRACE};
+use crate::support::{sim, stderr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn sim(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sim")).args(args).current_dir(dir).output().expect("sim runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The shared public traces (`../shared/traces` from the repo root), if present.
-fn shared(relative: &str) -> Option<PathBuf> {
+/// A shared public trace (`../shared/traces` from the repo root). The tests reading them are
+/// ignored by default (the files are outside the repo); `.ci/run` runs them (`--ignored`)
+/// when `../shared/traces` is there and says so when it is not.
+///
+/// # Panics
+/// If it is absent: the test was asked for explicitly, so a silent skip would lie.
+fn shared(relative: &str) -> PathBuf {
     let path = repo_root().join("../shared/traces").join(relative);
-    if path.exists() {
-        Some(path)
-    } else {
-        println!("note: {} is absent; skipping", path.display());
-        None
-    }
+    assert!(path.exists(), "{} is absent (the shared public traces)", path.display());
+    path
 }
 
 /// The run summary with the trace name removed (it names the file or the generator).
@@ -39,14 +33,15 @@ fn open_loop_scenario(trace_section: &str) -> String {
 }
 
 #[test]
-fn shared_azure_and_mooncake_samples_convert_and_run_and_direct_import_matches() {
+#[ignore = "needs ../shared/traces (public Azure 2023 and Mooncake samples); .ci/run runs it"]
+fn shared_traces_azure_and_mooncake_samples_convert_and_run_and_direct_import_matches() {
     let samples = [
         ("azure-2023/AzureLLMInferenceTrace_code.csv", "azure"),
         ("azure-2023/AzureLLMInferenceTrace_conv.csv", "azure"),
         ("mooncake/conversation_trace.jsonl", "mooncake"),
     ];
     for (relative, format) in samples {
-        let Some(path) = shared(relative) else { return };
+        let path = shared(relative);
         let dir = workdir(SCENARIO, TRACE);
         let input = path.to_str().unwrap();
         // Ten minutes of each, to keep the test fast.
@@ -75,13 +70,12 @@ fn shared_azure_and_mooncake_samples_convert_and_run_and_direct_import_matches()
 }
 
 #[test]
-fn stats_report_the_azure_code_trace_as_on_off_and_conv_as_near_poisson() {
-    let (Some(code), Some(conv)) = (
+#[ignore = "needs ../shared/traces (public Azure 2023 samples); .ci/run runs it"]
+fn shared_traces_stats_report_the_azure_code_trace_as_on_off_and_conv_as_near_poisson() {
+    let (code, conv) = (
         shared("azure-2023/AzureLLMInferenceTrace_code.csv"),
         shared("azure-2023/AzureLLMInferenceTrace_conv.csv"),
-    ) else {
-        return;
-    };
+    );
     let stats = |path: &Path| -> serde_json::Value {
         let o =
             sim(&["trace", "stats", "--format", "azure", "--json", path.to_str().unwrap()], Path::new("."));
@@ -104,7 +98,7 @@ fn stats_report_the_azure_code_trace_as_on_off_and_conv_as_near_poisson() {
             "stats",
             "--format",
             "azure",
-            shared("azure-2023/AzureLLMInferenceTrace_code.csv").unwrap().to_str().unwrap(),
+            shared("azure-2023/AzureLLMInferenceTrace_code.csv").to_str().unwrap(),
         ],
         Path::new("."),
     );
@@ -193,11 +187,11 @@ output_tokens = { dist = "constant", value = 300 }
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "7.6 M rows: run in release builds (cargo test --release, as .ci/run does)"
+)]
 fn month_generator_reproduces_the_seed_story_totals() {
-    if cfg!(debug_assertions) {
-        println!("note: the 7.6 M-row month runs in release builds only (cargo test --release)");
-        return;
-    }
     use routesim::trace::source::GeneratorConfig;
     let config = GeneratorConfig::load(&repo_root().join("traces/seed-month.gen.toml")).unwrap();
     let (mut requests, mut tokens, mut cached, mut input, mut max_arrival) = (0u64, 0u64, 0u64, 0u64, 0u64);
