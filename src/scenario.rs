@@ -8,7 +8,7 @@
 //! produces an [`EngineConfig`] and builds fresh [`Policy`] values for each run.
 
 use crate::engine::{EngineConfig, Replay};
-use crate::policy::config::{Catalog, FileCache, PolicyConfig, PolicyError};
+use crate::policy::config::{Catalog, PolicyConfig, PolicyError, PolicyFiles};
 use crate::policy::Policy;
 use crate::provider::{Deployment, DeploymentConfig};
 use crate::suggest::suggestion;
@@ -110,8 +110,8 @@ pub struct PolicySpec {
     pub config: PolicyConfig,
     deployments: Arc<[Deployment]>,
     base_dir: PathBuf,
-    /// Files the policy read when it was validated (see [`FileCache`]).
-    files: Arc<BTreeMap<PathBuf, String>>,
+    /// The files the policy reads, read when it was validated (see [`PolicyFiles`]).
+    files: Arc<PolicyFiles>,
     /// Notes its validation left for the user (e.g. LiteLLM keys an import ignored).
     pub notes: Vec<String>,
 }
@@ -123,24 +123,22 @@ impl PolicySpec {
         deployments: Arc<[Deployment]>,
         base_dir: &Path,
     ) -> Result<PolicySpec, PolicyError> {
-        let files = FileCache::default();
+        let files = PolicyFiles::read(&config, base_dir, &deployments);
         config.build(&Catalog { deployments: &deployments, base_dir, files: &files })?;
-        let (texts, notes) = files.into_parts();
         Ok(PolicySpec {
             config,
             deployments,
             base_dir: base_dir.to_path_buf(),
-            files: Arc::new(texts),
-            notes,
+            notes: files.notes().to_vec(),
+            files: Arc::new(files),
         })
     }
 
     /// A fresh policy. The same configuration over the same deployments and the same file
     /// texts as at validation, so it builds as it did then.
     pub fn build(&self) -> Box<dyn Policy> {
-        let files = FileCache::with_texts((*self.files).clone());
         self.config
-            .build(&Catalog { deployments: &self.deployments, base_dir: &self.base_dir, files: &files })
+            .build(&Catalog { deployments: &self.deployments, base_dir: &self.base_dir, files: &self.files })
             .expect("validated when the scenario was loaded, from the same inputs")
     }
 }

@@ -8,6 +8,7 @@
 use super::adaptive::{Adaptive, AdaptiveConfig};
 use super::deferral::{Deferral, DeferralConfig};
 use super::hedge::{Hedge, HedgeConfig};
+use super::litellm::config::{ignored_note, import_text};
 use super::litellm::{LiteLlm, LiteLlmConfig};
 use super::openrouter::{OpenRouter, OpenRouterConfig};
 use super::rules::{Rules, RulesConfig};
@@ -17,7 +18,6 @@ use crate::provider::{AttemptOptions, Deployment, DeploymentId};
 use crate::suggest::suggestion;
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -42,55 +42,89 @@ impl PolicyError {
     }
 }
 
-/// Files a policy reads (a LiteLLM `config.yaml`), by resolved path. Filled when a scenario is
-/// validated and handed to every later build, so files are read once: a policy built for a run
-/// is exactly the one that was validated, even if the file changes meanwhile. Also the notes
-/// a build leaves for the user (keys an import ignored), printed once at scenario load.
-#[derive(Debug, Default)]
-pub struct FileCache {
-    texts: RefCell<BTreeMap<PathBuf, String>>,
-    notes: RefCell<Vec<String>>,
+/// The files a policy reads (a LiteLLM `config.yaml`), read once when a scenario is loaded,
+/// so building a policy does no IO: a policy built for a run is exactly the one that was
+/// validated, even if a file changes meanwhile. Also the notes the files leave for the user
+/// (keys an import ignored), printed once at scenario load.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicyFiles {
+    /// By resolved path.
+    texts: BTreeMap<PathBuf, FileText>,
+    notes: Vec<String>,
 }
 
-impl FileCache {
-    /// A cache holding texts already read.
-    pub fn with_texts(texts: BTreeMap<PathBuf, String>) -> FileCache {
-        FileCache { texts: RefCell::new(texts), notes: RefCell::default() }
+#[derive(Clone, Debug, PartialEq)]
+enum FileText {
+    Read(String),
+    /// Kept to be reported where the build meets the file, with its field path.
+    Unreadable {
+        reason: String,
+    },
+}
+
+impl PolicyFiles {
+    /// Reads every file `config` (and every policy nested in it) names, relative to `base_dir`.
+    /// A file that cannot be read is remembered as such: the build reports it, naming the field.
+    pub fn read(config: &PolicyConfig, base_dir: &Path, deployments: &[Deployment]) -> PolicyFiles {
+        let mut files = PolicyFiles::default();
+        let mut pending = vec![config];
+        while let Some(config) = pending.pop() {
+            // Depth first in build order, so notes come in the order the policies are built.
+            pending.extend(config.nested().into_iter().rev());
+            let PolicyConfig::Litellm(litellm) = config else { continue };
+            let Some(path) = &litellm.config_file else { continue };
+            let resolved = base_dir.join(path);
+            let text = files.texts.entry(resolved.clone()).or_insert_with(|| {
+                match std::fs::read_to_string(&resolved) {
+                    Ok(text) => FileText::Read(text),
+                    Err(e) => FileText::Unreadable { reason: e.to_string() },
+                }
+            });
+            let FileText::Read(text) = text else { continue };
+            let nothing_read = PolicyFiles::default();
+            let catalog = Catalog { deployments, base_dir, files: &nothing_read };
+            let file = resolved.display().to_string();
+            // An import error is the build's to report; only a clean import leaves notes.
+            let Ok(imported) = import_text(text, &file, &litellm.deployment_map, &catalog) else { continue };
+            if !imported.ignored.is_empty() {
+                let note = ignored_note(&file, &imported.ignored);
+                if !files.notes.contains(&note) {
+                    files.notes.push(note);
+                }
+            }
+        }
+        files
     }
 
-    /// The texts read and the notes left, in the order they were left.
-    pub fn into_parts(self) -> (BTreeMap<PathBuf, String>, Vec<String>) {
-        (self.texts.into_inner(), self.notes.into_inner())
+    /// What the files left for the user, in build order, each once.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 }
 
-/// The deployments a policy may route to, and where relative config files are found.
+/// The deployments a policy may route to, and the files it may read.
 #[derive(Clone, Copy, Debug)]
 pub struct Catalog<'a> {
     pub deployments: &'a [Deployment],
     /// Directory of the scenario file (for `config_file = "litellm.yaml"`).
     pub base_dir: &'a Path,
-    pub files: &'a FileCache,
+    /// The files read when the scenario was loaded.
+    pub files: &'a PolicyFiles,
 }
 
-impl Catalog<'_> {
-    /// The text of a file relative to the scenario, read from disk only the first time.
-    pub fn read_file(&self, path: &Path) -> Result<String, PolicyError> {
+impl<'a> Catalog<'a> {
+    /// The text of a file relative to the scenario, as read when the scenario was loaded.
+    pub fn read_file(&self, path: &Path) -> Result<&'a str, PolicyError> {
         let resolved = self.resolve_path(path);
-        if let Some(text) = self.files.texts.borrow().get(&resolved) {
-            return Ok(text.clone());
-        }
-        let text = std::fs::read_to_string(&resolved)
-            .map_err(|e| PolicyError::new(resolved.display().to_string(), format!("cannot read: {e}")))?;
-        self.files.texts.borrow_mut().insert(resolved, text.clone());
-        Ok(text)
-    }
-
-    /// Leaves a note for the user (once per distinct text), e.g. keys an import ignored.
-    pub fn note(&self, note: String) {
-        let mut notes = self.files.notes.borrow_mut();
-        if !notes.contains(&note) {
-            notes.push(note);
+        match self.files.texts.get(&resolved) {
+            Some(FileText::Read(text)) => Ok(text),
+            Some(FileText::Unreadable { reason }) => {
+                Err(PolicyError::new(resolved.display().to_string(), format!("cannot read: {reason}")))
+            }
+            None => Err(PolicyError::new(
+                resolved.display().to_string(),
+                "was not read with the scenario (policy files are read by PolicyFiles::read)",
+            )),
         }
     }
 
@@ -242,6 +276,25 @@ pub fn nested(
 }
 
 impl PolicyConfig {
+    /// The policies nested in this one, in the order `build` builds them.
+    pub fn nested(&self) -> Vec<&PolicyConfig> {
+        match self {
+            PolicyConfig::Single { .. }
+            | PolicyConfig::Fallback { .. }
+            | PolicyConfig::Batch { .. }
+            | PolicyConfig::Litellm(_)
+            | PolicyConfig::Openrouter(_) => Vec::new(),
+            PolicyConfig::Rules(c) => {
+                c.rules.iter().map(|r| r.policy.as_ref()).chain([c.default.as_ref()]).collect()
+            }
+            PolicyConfig::Smoothing(c) => vec![&c.inner],
+            PolicyConfig::ConcurrencyCap(c) => vec![&c.inner],
+            PolicyConfig::Hedge(c) => vec![&c.inner],
+            PolicyConfig::Adaptive(c) => vec![&c.inner],
+            PolicyConfig::Deferral(c) => vec![&c.inner],
+        }
+    }
+
     /// Builds a fresh policy. Every run gets its own (policies keep state).
     pub fn build(&self, catalog: &Catalog) -> Result<Box<dyn Policy>, PolicyError> {
         Ok(match self {

@@ -278,8 +278,9 @@ fn the_policy_error_is_one_line_without_debug_formatting() {
     let ds = [deployment("a", "")];
     let config: routesim::policy::config::PolicyConfig =
         toml::from_str("kind = \"litellm\"\nconfig_file = \"c.yaml\"").unwrap();
+    let files = routesim::policy::config::PolicyFiles::read(&config, dir.path(), &ds);
     let e = config
-        .build(&Catalog { deployments: &ds, base_dir: dir.path(), files: &Default::default() })
+        .build(&Catalog { deployments: &ds, base_dir: dir.path(), files: &files })
         .err()
         .unwrap()
         .to_string();
@@ -487,4 +488,48 @@ fn the_configs_inside_the_litellm_package_load_or_are_refused_as_expected() {
             (Err(start), Ok(_)) => panic!("{path} should be refused with …{start}"),
         }
     }
+}
+
+/// Policy files are read when the scenario is loaded, never by a build: a file changed or
+/// removed after loading changes nothing; a file named twice is read and noted once, notes
+/// come in the order the policies are built; an unreadable file is a load error naming the
+/// field.
+#[test]
+fn policy_files_are_read_once_with_the_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |extra: &str| {
+        format!("model_list:\n  - model_name: g\n    litellm_params:\n      model: anthropic/claude-sonnet-4-5\n      {extra}: x\n")
+    };
+    std::fs::write(dir.path().join("a.yaml"), yaml("api_key")).unwrap();
+    std::fs::write(dir.path().join("b.yaml"), yaml("api_base")).unwrap();
+    let litellm = |file: &str| {
+        format!("{{ kind = \"litellm\", config_file = \"{file}\", deployment_map = {{ \"anthropic/claude-sonnet-4-5\" = \"a\" }} }}")
+    };
+    let scenario = |rules: &str| {
+        format!(
+            "name = \"files\"\n[trace]\nfile = \"trace.csv\"\n[deployments.a]\npreset = \"anthropic-tier1-sonnet-4.x\"\n[[strategy]]\nname = \"s\"\npolicy = {{ kind = \"rules\", default = {}, rules = [{rules}] }}\n",
+            litellm("a.yaml")
+        )
+    };
+    let rules = format!(
+        "{{ match = {{ class = [\"hard\"] }}, policy = {} }}, {{ match = {{ class = [\"bulk\"] }}, policy = {} }}",
+        litellm("b.yaml"),
+        litellm("a.yaml")
+    );
+    std::fs::write(dir.path().join("s.toml"), scenario(&rules)).unwrap();
+    std::fs::write(dir.path().join("trace.csv"), "id,arrival_ms,class,input_tokens,output_tokens\n").unwrap();
+    let loaded = routesim::scenario::Scenario::load(&dir.path().join("s.toml")).unwrap();
+    let notes = &loaded.strategies[0].policy.notes;
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes[0].contains("b.yaml") && notes[0].contains("api_base"), "rules first: {notes:?}");
+    assert!(notes[1].contains("a.yaml") && notes[1].contains("api_key"), "then the default: {notes:?}");
+    std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    std::fs::write(dir.path().join("b.yaml"), "not: [a litellm config").unwrap();
+    let _fresh = loaded.strategies[0].policy.build(); // would panic if it read the files again
+
+    std::fs::write(dir.path().join("b.yaml"), yaml("api_base")).unwrap();
+    let e = routesim::scenario::Scenario::load(&dir.path().join("s.toml")).err().unwrap().to_string();
+    let missing = dir.path().join("a.yaml").display().to_string();
+    assert!(e.contains("strategy[0].policy.rules[1].policy.config_file: ") && e.contains(&missing), "{e}");
+    assert!(e.contains("cannot read"), "{e}");
 }

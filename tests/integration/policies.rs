@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use routesim::metrics::{FailureCause, StrategyMetrics};
-use routesim::policy::config::{Catalog, PolicyConfig};
+use routesim::policy::config::{Catalog, PolicyConfig, PolicyFiles};
 use routesim::policy::Policy;
 use routesim::provider::{Deployment, FailureKind};
 use routesim::time::Duration;
@@ -16,9 +16,8 @@ fn policy(text: &str, deployments: &[Deployment]) -> Box<dyn Policy> {
 
 fn policy_in(text: &str, deployments: &[Deployment], dir: &Path) -> Box<dyn Policy> {
     let config: PolicyConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    config
-        .build(&Catalog { deployments, base_dir: dir, files: &Default::default() })
-        .unwrap_or_else(|e| panic!("{e}"))
+    let files = PolicyFiles::read(&config, dir, deployments);
+    config.build(&Catalog { deployments, base_dir: dir, files: &files }).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn build_error(text: &str, deployments: &[Deployment]) -> String {
@@ -386,10 +385,8 @@ model = "claude""#,
     )
     .unwrap();
     let config: PolicyConfig = toml::from_str("kind = \"litellm\"\nconfig_file = \"bad.yaml\"").unwrap();
-    let err = config
-        .build(&Catalog { deployments: &ds, base_dir: dir.path(), files: &Default::default() })
-        .err()
-        .unwrap();
+    let files = PolicyFiles::read(&config, dir.path(), &ds);
+    let err = config.build(&Catalog { deployments: &ds, base_dir: dir.path(), files: &files }).err().unwrap();
     assert_eq!(
         err.to_string(),
         format!(

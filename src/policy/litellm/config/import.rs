@@ -436,7 +436,7 @@ struct ProcessDefaults {
     max_fallbacks: Option<u32>,
 }
 
-/// Reads a LiteLLM proxy `config.yaml` (relative to the scenario) into the inline form,
+/// Imports a LiteLLM proxy `config.yaml` (relative to the scenario, read with it) into the inline form,
 /// mapping each `litellm_params.model` (or `model_info.id`) to a scenario deployment: through
 /// `map`, else a deployment of that name, else the one deployment serving that model.
 pub fn load_yaml(
@@ -451,11 +451,8 @@ pub fn load_yaml(
         path: String::new(),
         problem: Problem::Read(e.message),
     })?;
-    let imported = import_text(&text, &file, map, catalog)?;
-    if !imported.ignored.is_empty() {
-        catalog.note(ignored_note(&file, &imported.ignored));
-    }
-    Ok(imported)
+    // The keys it ignored were noted when the file was read (`PolicyFiles::read`).
+    import_text(text, &file, map, catalog)
 }
 
 /// The one-line note listing ignored keys (the first ten, then a count).
