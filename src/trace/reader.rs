@@ -1,273 +1,21 @@
-//! Traces: the requests that go into a simulation.
-//!
-//! Owns the trace record ([`Request`], one LLM call), class interning ([`ClassTable`]), the
-//! streaming reader and writer of the routesim CSV format ([`TraceReader`], [`TraceWriter`],
-//! documented in `traces/README.md`) and, in [`gen`], the built-in bursty agent-trace
-//! generator. It must not know about providers, policies or the engine: a trace says what was
-//! asked and when, never where it went.
+//! The streaming reader of the routesim CSV format (documented in `traces/README.md`): the
+//! column set, header parsing, record parsing and the field parsers (token counts,
+//! milliseconds, UTF-8 text).
 //!
 //! The reader is streaming: it parses one byte record at a time into a reused buffer, so its
 //! memory does not grow with the file, and it allocates per row only when it meets a new class.
-//! Every input problem is a [`TraceError`] whose message names the file, the line, the field
-//! and the bad value.
+//! It must not know about the writer's formatting, the generators or the importers.
 
-pub mod arrivals;
-pub mod gen;
-pub mod import;
-pub mod month;
-pub mod openloop;
-pub mod records;
-pub mod shared;
-pub mod source;
-pub mod stats;
-
+use super::records;
+use super::{elide, fmt_ms, read_error, ClassTable, Request, TraceError, MAX_CLASSES};
 use crate::rng::hash_str;
 use crate::time::{Duration, Instant, MICROS_PER_MS};
-use std::collections::{HashMap, VecDeque};
-use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
-
-/// Index of a request class in a [`ClassTable`]. Built-ins are pre-registered in this order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClassId(pub u16);
-
-impl ClassId {
-    /// A human waits: optimise time to first token.
-    pub const INTERACTIVE: ClassId = ClassId(0);
-    /// Coding, planning, recovery: premium model.
-    pub const HARD: ClassId = ClassId(1);
-    /// Summaries, classification, backfills: cheapest good-enough model.
-    pub const BULK: ClassId = ClassId(2);
-    /// Nobody waits: batch API.
-    pub const ASYNC: ClassId = ClassId(3);
-}
-
-/// The built-in class names, in [`ClassId`] order.
-pub const BUILTIN_CLASSES: [&str; 4] = ["interactive", "hard", "bulk", "async"];
-
-/// At most this many distinct classes in one trace (the four built-ins included). A class
-/// column holding a tenant or user id is realistic; beyond this, group them with import class
-/// rules. A row bringing one more is an input error naming its line.
-pub const MAX_CLASSES: usize = 10_000;
-
-/// The longest trace span accepted by default: one year of virtual time from time zero, for
-/// `arrival_ms`, `think_ms` and `deadline_ms` alike. Epoch timestamps (a common mistake when
-/// converting logs) are far beyond it and are refused with the row's line instead of running
-/// a simulation over decades. A scenario raises it with `[trace] max_span`.
-pub const DEFAULT_MAX_SPAN: Duration = Duration::from_micros(365 * 24 * crate::time::MICROS_PER_HOUR);
-
-/// Checks one request against the trace span limit: its arrival, think time and deadline must
-/// each be at most `max_span`. Errors name the file, the request's line and the field.
-pub fn check_span(request: &Request, max_span: Duration, file: &str) -> Result<(), TraceError> {
-    let checks = [
-        ("arrival_ms", Some(request.arrival.as_micros())),
-        ("think_ms", Some(request.think.as_micros())),
-        ("deadline_ms", request.deadline.map(Duration::as_micros)),
-    ];
-    for (field, value) in checks {
-        if let Some(micros) = value.filter(|v| *v > max_span.as_micros()) {
-            return Err(TraceError::Row {
-                file: file.to_string(),
-                line: request.line,
-                field: Some(field.to_string()),
-                message: format!(
-                    "{} ms is beyond the maximum trace span of {} ({} ms); times are milliseconds from the \
-                     trace start, not epoch timestamps (raise the limit with the scenario's [trace] max_span)",
-                    fmt_ms(micros),
-                    max_span,
-                    fmt_ms(max_span.as_micros())
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Tables with at most this many classes are searched linearly (faster than hashing).
-const LINEAR_LOOKUP_MAX: usize = 8;
-
-/// Interns class names. [`ClassTable::new`] registers `interactive`, `hard`, `bulk`, `async`
-/// as ids 0..3; other names get the next free id when first met.
-#[derive(Clone, Debug)]
-pub struct ClassTable {
-    names: Vec<String>,
-    index: HashMap<String, ClassId>,
-}
-
-impl ClassTable {
-    /// A table holding the four built-in classes.
-    pub fn new() -> Self {
-        let mut table = ClassTable { names: Vec::new(), index: HashMap::new() };
-        for name in BUILTIN_CLASSES {
-            table.intern(name);
-        }
-        table
-    }
-
-    /// The id of `name`, registering it if it is new.
-    ///
-    /// # Panics
-    /// If the table already holds 65,536 classes (ids are `u16`).
-    pub fn intern(&mut self, name: &str) -> ClassId {
-        if let Some(id) = self.get(name) {
-            return id;
-        }
-        let id =
-            u16::try_from(self.names.len()).map(ClassId).expect("more than 65536 distinct request classes");
-        self.names.push(name.to_string());
-        self.index.insert(name.to_string(), id);
-        id
-    }
-
-    /// The id of `name`, if registered.
-    pub fn get(&self, name: &str) -> Option<ClassId> {
-        if self.names.len() <= LINEAR_LOOKUP_MAX {
-            self.names.iter().position(|known| known == name).map(|i| ClassId(i as u16))
-        } else {
-            self.index.get(name).copied()
-        }
-    }
-
-    /// The name of a registered class.
-    ///
-    /// # Panics
-    /// If `id` was not issued by this table.
-    pub fn name(&self, id: ClassId) -> &str {
-        &self.names[usize::from(id.0)]
-    }
-
-    /// Number of registered classes (at least the four built-ins).
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    /// Always false for a table made by [`ClassTable::new`]; present for API completeness.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
-    /// All classes in id order.
-    pub fn iter(&self) -> impl Iterator<Item = (ClassId, &str)> {
-        self.names.iter().enumerate().map(|(i, name)| (ClassId(i as u16), name.as_str()))
-    }
-
-    /// Whether another class can still be registered (fewer than [`MAX_CLASSES`]).
-    pub fn has_room(&self) -> bool {
-        self.names.len() < MAX_CLASSES
-    }
-}
-
-impl Default for ClassTable {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// One LLM call of a trace. Token counts are `u64`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Request {
-    /// Stable hash of the trace's `id` string ([`crate::rng::hash_str`]); used as key for
-    /// random draws and parent links.
-    pub id: u64,
-    /// Arrival time from the file (`arrival_ms`, may be fractional; converted to µs). In
-    /// closed-loop replay a child's start is decided by its parent instead.
-    pub arrival: Instant,
-    pub class: ClassId,
-    /// Total prompt tokens, including cached ones.
-    pub input_tokens: u64,
-    /// Prompt tokens read from the provider's prompt cache (<= `input_tokens`).
-    pub cached_input_tokens: u64,
-    /// Prompt tokens written to the cache (<= `input_tokens - cached_input_tokens`).
-    pub cache_write_tokens: u64,
-    pub output_tokens: u64,
-    /// Output reservation (`max_tokens`); >= `output_tokens`. Default = `output_tokens`.
-    pub max_tokens: u64,
-    /// Hash of the session string, if any.
-    pub session: Option<u64>,
-    /// Hash of the parent's id string, if any.
-    pub parent: Option<u64>,
-    /// Tool/think time between the parent's completion and this call's start (closed loop).
-    pub think: Duration,
-    /// Deadline relative to arrival, if any.
-    pub deadline: Option<Duration>,
-    /// 1-based line in the source file (the header is line 1), for error messages.
-    pub line: u64,
-}
-
-impl Request {
-    /// Prompt tokens not read from the cache.
-    pub fn uncached_input_tokens(&self) -> u64 {
-        self.input_tokens.saturating_sub(self.cached_input_tokens)
-    }
-}
-
-/// A trace input or output problem. `Display` is one line naming the file, the line and the
-/// field, e.g. `traces/x.csv:12: field "input_tokens": expected a non-negative integer, got "-5"`
-/// or `traces/x.csv: cannot open: No such file or directory (os error 2)`.
-#[derive(Debug, thiserror::Error)]
-pub enum TraceError {
-    /// The file could not be opened, read or written.
-    #[error("{file}: {action}: {source}")]
-    Io {
-        file: String,
-        /// What failed: `cannot open`, `cannot read`, `cannot write`.
-        action: &'static str,
-        source: std::io::Error,
-    },
-    /// The header row is missing or names unknown, duplicate or too few columns.
-    #[error("{file}:1: {message}")]
-    Header { file: String, message: String },
-    /// A data row is invalid.
-    #[error("{file}:{line}: {}{message}", field_prefix(.field))]
-    Row { file: String, line: u64, field: Option<String>, message: String },
-    /// A generator configuration value is invalid.
-    #[error("trace generator: {field}: {message}")]
-    Config { field: String, message: String },
-    /// An import option (format, window, rate, class rules, mapping) is invalid.
-    #[error("trace import: {field}: {message}")]
-    Import { field: String, message: String },
-}
-
-/// An equal error (same variant, fields and message), for handing one read error to every
-/// consumer of a shared pass; an I/O source error is copied as its kind and message.
-impl Clone for TraceError {
-    fn clone(&self) -> Self {
-        match self {
-            TraceError::Io { file, action, source } => TraceError::Io {
-                file: file.clone(),
-                action,
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
-            TraceError::Header { file, message } => {
-                TraceError::Header { file: file.clone(), message: message.clone() }
-            }
-            TraceError::Row { file, line, field, message } => TraceError::Row {
-                file: file.clone(),
-                line: *line,
-                field: field.clone(),
-                message: message.clone(),
-            },
-            TraceError::Config { field, message } => {
-                TraceError::Config { field: field.clone(), message: message.clone() }
-            }
-            TraceError::Import { field, message } => {
-                TraceError::Import { field: field.clone(), message: message.clone() }
-            }
-        }
-    }
-}
-
-fn field_prefix(field: &Option<String>) -> String {
-    match field {
-        Some(field) => format!("field \"{field}\": "),
-        None => String::new(),
-    }
-}
 
 /// The columns of the format, in the order the writer emits them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Column {
+pub(crate) enum Column {
     Id,
     ArrivalMs,
     Class,
@@ -282,7 +30,7 @@ enum Column {
     DeadlineMs,
 }
 
-const N_COLUMNS: usize = 12;
+pub(crate) const N_COLUMNS: usize = 12;
 
 const ALL_COLUMNS: [Column; N_COLUMNS] = [
     Column::Id,
@@ -328,13 +76,13 @@ impl Column {
 }
 
 /// A row problem before the file name is attached.
-struct RowError {
-    field: Option<&'static str>,
-    message: String,
+pub(crate) struct RowError {
+    pub(crate) field: Option<&'static str>,
+    pub(crate) message: String,
 }
 
 impl RowError {
-    fn field(column: Column, message: String) -> Self {
+    pub(crate) fn field(column: Column, message: String) -> Self {
         RowError { field: Some(column.name()), message }
     }
 }
@@ -472,126 +220,6 @@ impl<R: Read> Iterator for TraceReader<R> {
             }
         }
     }
-}
-
-/// A pass-through reader that remembers where each non-blank line starts, so that a record
-/// gets the line of its first byte even after blank lines or multi-line quoted fields. It keeps
-/// only the lines csv has buffered but not yet returned, so memory stays bounded.
-struct LineIndex<R> {
-    inner: R,
-    /// Bytes read so far.
-    offset: u64,
-    /// Newlines read so far.
-    newlines: u64,
-    at_line_start: bool,
-    /// The last byte read was a CR (an LF right after it ends no further line).
-    after_cr: bool,
-    /// (byte offset, 1-based line) of the first byte of each non-blank line not yet passed.
-    starts: VecDeque<(u64, u64)>,
-    /// Bytes of the current line read so far (bounded by [`MAX_LINE_BYTES`]).
-    line_bytes: u64,
-}
-
-/// Longest line a trace or import reader accepts, in bytes (1 MiB): a longer line (a runaway
-/// quoted field, a file that is not line-oriented) is an input error naming its line, so no
-/// line can make a reader buffer without bound.
-pub const MAX_LINE_BYTES: u64 = 1 << 20;
-
-/// The I/O error a [`LineIndex`] returns for a line longer than [`MAX_LINE_BYTES`]; turned into
-/// a [`TraceError::Row`] naming the line by [`read_error`].
-#[derive(Debug, thiserror::Error)]
-#[error("line longer than the maximum of {MAX_LINE_BYTES} bytes (1 MiB)")]
-pub(crate) struct LineTooLong {
-    pub line: u64,
-}
-
-/// A read error of a trace or import reader as a [`TraceError`]: an over-long line names its
-/// line; other errors are I/O errors of `file`.
-pub(crate) fn read_error(file: &str, source: std::io::Error) -> TraceError {
-    if let Some(too_long) = source.get_ref().and_then(|e| e.downcast_ref::<LineTooLong>()) {
-        return TraceError::Row {
-            file: file.to_string(),
-            line: too_long.line,
-            field: None,
-            message: too_long.to_string(),
-        };
-    }
-    TraceError::Io { file: file.to_string(), action: "cannot read", source }
-}
-
-impl<R> LineIndex<R> {
-    fn new(inner: R) -> Self {
-        LineIndex {
-            inner,
-            offset: 0,
-            newlines: 0,
-            at_line_start: true,
-            after_cr: false,
-            starts: VecDeque::new(),
-            line_bytes: 0,
-        }
-    }
-
-    /// The line of the first non-blank line starting at or after `byte`; forgets earlier lines.
-    fn line_at(&mut self, byte: u64) -> Option<u64> {
-        while self.starts.front().is_some_and(|&(start, _)| start < byte) {
-            self.starts.pop_front();
-        }
-        self.starts.front().map(|&(_, line)| line)
-    }
-}
-
-impl<R: Read> Read for LineIndex<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let bytes = &buf[..n];
-        // A line ends at LF, CR or CRLF (as csv reads it): CR-only files (old spreadsheets)
-        // get the same line numbers as LF and CRLF ones.
-        let mut i = 0;
-        while i < n {
-            let byte = bytes[i];
-            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
-                i += 1; // the LF of a CRLF: the line was already counted at its CR
-                continue;
-            }
-            if byte == b'\n' || byte == b'\r' {
-                self.newlines += 1;
-                self.line_bytes = 0;
-                self.at_line_start = true;
-                self.after_cr = byte == b'\r';
-                i += 1;
-                continue;
-            }
-            if self.at_line_start {
-                self.starts.push_back((self.offset + i as u64, self.newlines + 1));
-                self.at_line_start = false;
-            }
-            let run = bytes[i..].iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(n - i);
-            self.line_bytes += run as u64;
-            if self.line_bytes > MAX_LINE_BYTES {
-                let line = self.newlines + 1;
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, LineTooLong { line }));
-            }
-            i += run;
-        }
-        self.offset += n as u64;
-        Ok(n)
-    }
-}
-
-/// A csv reading error as a [`TraceError`] (see [`read_error`]).
-pub(crate) fn csv_error(file: &str, error: csv::Error, action: &'static str) -> TraceError {
-    if let csv::ErrorKind::Io(io) = error.kind() {
-        if let Some(too_long) = io.get_ref().and_then(|e| e.downcast_ref::<LineTooLong>()) {
-            return TraceError::Row {
-                file: file.to_string(),
-                line: too_long.line,
-                field: None,
-                message: too_long.to_string(),
-            };
-        }
-    }
-    TraceError::Io { file: file.to_string(), action, source: error.into() }
 }
 
 fn parse_header<'a>(header: impl Iterator<Item = &'a [u8]>) -> Result<[Option<usize>; N_COLUMNS], String> {
@@ -771,20 +399,6 @@ fn shown(value: &[u8]) -> String {
     elide(&String::from_utf8_lossy(value))
 }
 
-/// At most this many characters of an input value are echoed in an error.
-const SHOWN_MAX_CHARS: usize = 60;
-
-/// A value quoted for an error message, elided past [`SHOWN_MAX_CHARS`] characters so a huge
-/// field never becomes a huge error line.
-pub fn elide(value: &str) -> String {
-    match value.char_indices().nth(SHOWN_MAX_CHARS) {
-        None => format!("{value:?}"),
-        Some((cut, _)) => {
-            format!("{:?}… ({} bytes)", &value[..cut], value.len())
-        }
-    }
-}
-
 /// A token count: ASCII digits only.
 fn parse_tokens(column: Column, value: &[u8]) -> Result<u64, RowError> {
     let bad = || RowError::field(column, format!("expected a non-negative integer, got {}", shown(value)));
@@ -863,167 +477,10 @@ fn parse_ms_exact(value: &[u8]) -> Option<Option<u64>> {
     Some(ms.checked_mul(MICROS_PER_MS).and_then(|v| v.checked_add(frac)))
 }
 
-/// µs shown as milliseconds, without trailing zeros: `1200000` → `1200`, `1234500` → `1234.5`.
-fn fmt_ms(micros: u64) -> String {
-    let whole = micros / MICROS_PER_MS;
-    let frac = micros % MICROS_PER_MS;
-    if frac == 0 {
-        whole.to_string()
-    } else {
-        let digits = format!("{frac:03}");
-        format!("{whole}.{}", digits.trim_end_matches('0'))
-    }
-}
-
-/// One row for [`TraceWriter`]; string fields are borrowed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TraceRow<'a> {
-    pub id: &'a str,
-    pub arrival_ms: u64,
-    pub class: &'a str,
-    pub input_tokens: u64,
-    pub cached_input_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub output_tokens: u64,
-    pub max_tokens: u64,
-    pub session: Option<&'a str>,
-    pub parent: Option<&'a str>,
-    pub think_ms: u64,
-    pub deadline_ms: Option<u64>,
-}
-
-/// Writer of the routesim CSV: the full column set, header first. It checks each row against
-/// the reader's rules, so whatever it writes reads back.
-pub struct TraceWriter<W: Write> {
-    csv: csv::Writer<W>,
-    name: String,
-    /// Line of the next row (the header is line 1).
-    line: u64,
-    prev_arrival_ms: Option<u64>,
-}
-
-impl<W: Write> TraceWriter<W> {
-    /// Writes the header to `w`.
-    pub fn new(w: W) -> Result<Self, TraceError> {
-        let mut csv = csv::WriterBuilder::new().from_writer(w);
-        let name = "trace output".to_string();
-        csv.write_record(COLUMN_NAMES).map_err(|e| csv_error(&name, e, "cannot write"))?;
-        Ok(TraceWriter { csv, name, line: 2, prev_arrival_ms: None })
-    }
-
-    /// Names the output (a path) in error messages.
-    pub fn with_name(mut self, name: &str) -> Self {
-        self.name = name.to_string();
-        self
-    }
-
-    /// Writes one row, after checking it as the reader would.
-    pub fn write(&mut self, row: &TraceRow) -> Result<(), TraceError> {
-        self.check(row).map_err(|e| TraceError::Row {
-            file: self.name.clone(),
-            line: self.line,
-            field: e.field.map(str::to_string),
-            message: e.message,
-        })?;
-        let mut bufs = [[0u8; 20]; 8];
-        let [b0, b1, b2, b3, b4, b5, b6, b7] = &mut bufs;
-        let fields: [&[u8]; N_COLUMNS] = [
-            row.id.as_bytes(),
-            fmt_u64(row.arrival_ms, b0),
-            row.class.as_bytes(),
-            fmt_u64(row.input_tokens, b1),
-            fmt_u64(row.cached_input_tokens, b2),
-            fmt_u64(row.cache_write_tokens, b3),
-            fmt_u64(row.output_tokens, b4),
-            fmt_u64(row.max_tokens, b5),
-            row.session.unwrap_or("").as_bytes(),
-            row.parent.unwrap_or("").as_bytes(),
-            fmt_u64(row.think_ms, b6),
-            match row.deadline_ms {
-                Some(ms) => fmt_u64(ms, b7),
-                None => b"",
-            },
-        ];
-        self.csv.write_record(fields).map_err(|e| csv_error(&self.name, e, "cannot write"))?;
-        self.line += 1;
-        self.prev_arrival_ms = Some(row.arrival_ms);
-        Ok(())
-    }
-
-    /// Flushes and returns the inner writer.
-    pub fn finish(self) -> Result<W, TraceError> {
-        let name = self.name;
-        self.csv.into_inner().map_err(|e| TraceError::Io {
-            file: name,
-            action: "cannot write",
-            source: e.into_error(),
-        })
-    }
-
-    fn check(&self, row: &TraceRow) -> Result<(), RowError> {
-        let empty = |column: Column| RowError::field(column, "required value is empty".into());
-        if row.id.trim().is_empty() {
-            return Err(empty(Column::Id));
-        }
-        if row.class.trim().is_empty() {
-            return Err(empty(Column::Class));
-        }
-        if let Some(prev) = self.prev_arrival_ms {
-            if row.arrival_ms < prev {
-                return Err(RowError::field(
-                    Column::ArrivalMs,
-                    format!(
-                        "{} is earlier than the previous row's {prev}; the trace must be sorted by arrival",
-                        row.arrival_ms
-                    ),
-                ));
-            }
-        }
-        if row.cached_input_tokens > row.input_tokens {
-            return Err(RowError::field(
-                Column::CachedInputTokens,
-                format!("{} exceeds input_tokens {}", row.cached_input_tokens, row.input_tokens),
-            ));
-        }
-        if row.cache_write_tokens > row.input_tokens - row.cached_input_tokens {
-            return Err(RowError::field(
-                Column::CacheWriteTokens,
-                format!("{} exceeds the uncached input", row.cache_write_tokens),
-            ));
-        }
-        if row.max_tokens < row.output_tokens {
-            return Err(RowError::field(
-                Column::MaxTokens,
-                format!("{} is less than output_tokens {}", row.max_tokens, row.output_tokens),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Decimal digits of `value` in `buf`, without allocating.
-fn fmt_u64(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    &buf[start..]
-}
-
-impl fmt::Display for ClassId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "class#{}", self.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::{ClassId, BUILTIN_CLASSES};
 
     const NAME: &str = "traces/x.csv";
 
@@ -1094,43 +551,6 @@ mod tests {
             )),
             "{e}"
         );
-    }
-
-    #[test]
-    fn times_beyond_the_span_limit_are_refused_with_line_and_field() {
-        let request = |arrival_ms: u64, think_ms: u64, deadline_ms: Option<u64>| Request {
-            id: 1,
-            arrival: Instant::from_millis(arrival_ms),
-            class: ClassId::HARD,
-            input_tokens: 1,
-            cached_input_tokens: 0,
-            cache_write_tokens: 0,
-            output_tokens: 1,
-            max_tokens: 1,
-            session: None,
-            parent: None,
-            think: Duration::from_millis(think_ms),
-            deadline: deadline_ms.map(Duration::from_millis),
-            line: 7,
-        };
-        let hour = Duration::from_mins(60);
-        assert!(check_span(&request(3_600_000, 3_600_000, Some(3_600_000)), hour, "t.csv").is_ok());
-        for (r, field) in [
-            (request(3_600_001, 0, None), "arrival_ms"),
-            (request(0, 3_600_001, None), "think_ms"),
-            (request(0, 0, Some(3_600_001)), "deadline_ms"),
-        ] {
-            let e = check_span(&r, hour, "t.csv").unwrap_err().to_string();
-            assert!(
-                e.starts_with(&format!(
-                    "t.csv:7: field \"{field}\": 3600001 ms is beyond the maximum trace span of 1h"
-                )),
-                "{e}"
-            );
-        }
-        // Epoch milliseconds are far beyond the default year.
-        assert!(check_span(&request(1_733_000_000_000, 0, None), DEFAULT_MAX_SPAN, "t.csv").is_err());
-        assert!(check_span(&request(364 * 86_400_000, 0, None), DEFAULT_MAX_SPAN, "t.csv").is_ok());
     }
 
     #[test]
@@ -1359,136 +779,8 @@ b, 2500.25 ,hard,9500,8600,,200,,s1,a,3000.5,86400000
     }
 
     #[test]
-    fn writer_output_reads_back_equal() {
-        let rows = [
-            TraceRow {
-                id: "s1-t0-c0",
-                arrival_ms: 10,
-                class: "interactive",
-                input_tokens: 8_000,
-                cached_input_tokens: 6_000,
-                cache_write_tokens: 2_000,
-                output_tokens: 90,
-                max_tokens: 8_192,
-                session: Some("s1"),
-                parent: None,
-                think_ms: 0,
-                deadline_ms: None,
-            },
-            TraceRow {
-                id: "odd,\"id\"",
-                arrival_ms: 4_000,
-                class: "tenant-x",
-                input_tokens: 9_000,
-                cached_input_tokens: 0,
-                cache_write_tokens: 0,
-                output_tokens: 0,
-                max_tokens: 0,
-                session: None,
-                parent: Some("s1-t0-c0"),
-                think_ms: 1_500,
-                deadline_ms: Some(86_400_000),
-            },
-        ];
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.csv");
-        let mut writer = TraceWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
-        for row in &rows {
-            writer.write(row).unwrap();
-        }
-        writer.finish().unwrap();
-
-        let reader = TraceReader::open(&path).unwrap();
-        let read: Vec<Request> = reader.collect::<Result<_, _>>().unwrap();
-        let mut classes = ClassTable::new();
-        let expected: Vec<Request> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Request {
-                id: hash_str(r.id),
-                arrival: Instant::from_millis(r.arrival_ms),
-                class: classes.intern(r.class),
-                input_tokens: r.input_tokens,
-                cached_input_tokens: r.cached_input_tokens,
-                cache_write_tokens: r.cache_write_tokens,
-                output_tokens: r.output_tokens,
-                max_tokens: r.max_tokens,
-                session: r.session.map(hash_str),
-                parent: r.parent.map(hash_str),
-                think: Duration::from_millis(r.think_ms),
-                deadline: r.deadline_ms.map(Duration::from_millis),
-                line: i as u64 + 2,
-            })
-            .collect();
-        assert_eq!(read, expected);
-    }
-
-    #[test]
-    fn writer_refuses_rows_the_reader_would_refuse() {
-        let mut writer = TraceWriter::new(Vec::new()).unwrap().with_name("out.csv");
-        let row = TraceRow {
-            id: "a",
-            arrival_ms: 5,
-            class: "hard",
-            input_tokens: 10,
-            cached_input_tokens: 11,
-            cache_write_tokens: 0,
-            output_tokens: 1,
-            max_tokens: 1,
-            session: None,
-            parent: None,
-            think_ms: 0,
-            deadline_ms: None,
-        };
-        assert_eq!(
-            writer.write(&row).unwrap_err().to_string(),
-            r#"out.csv:2: field "cached_input_tokens": 11 exceeds input_tokens 10"#
-        );
-        writer.write(&TraceRow { cached_input_tokens: 0, ..row.clone() }).unwrap();
-        let err = writer.write(&TraceRow { arrival_ms: 4, cached_input_tokens: 0, ..row }).unwrap_err();
-        assert!(err.to_string().starts_with(r#"out.csv:3: field "arrival_ms": 4 is earlier"#), "{err}");
-    }
-
-    #[test]
-    fn class_interning_is_stable_across_readers() {
-        let mut table = ClassTable::new();
-        assert_eq!(table.len(), 4);
-        assert!(!table.is_empty());
-        for (i, name) in BUILTIN_CLASSES.iter().enumerate() {
-            assert_eq!(table.get(name), Some(ClassId(i as u16)));
-        }
-        assert_eq!(table.name(ClassId::ASYNC), "async");
-        let first = format!("{MINIMAL}a,0,tenant-a,1,1\nb,0,tenant-b,1,1\n");
-        let mut reader = TraceReader::from_reader(first.as_bytes(), "one.csv").unwrap();
-        let ids: Vec<ClassId> = reader.by_ref().map(|r| r.unwrap().class).collect();
-        assert_eq!(ids, vec![ClassId(4), ClassId(5)]);
-        table = reader.into_classes();
-
-        // The second file meets the classes in the other order, and a new one.
-        let second = format!("{MINIMAL}a,0,tenant-b,1,1\nb,0,tenant-c,1,1\nc,0,tenant-a,1,1\nd,0,bulk,1,1\n");
-        let reader = TraceReader::from_reader(second.as_bytes(), "two.csv").unwrap().with_classes(table);
-        let mut reader = reader;
-        let ids: Vec<ClassId> = reader.by_ref().map(|r| r.unwrap().class).collect();
-        assert_eq!(ids, vec![ClassId(5), ClassId(6), ClassId(4), ClassId::BULK]);
-        let names: Vec<&str> = reader.classes().iter().map(|(_, n)| n).collect();
-        assert_eq!(names, ["interactive", "hard", "bulk", "async", "tenant-a", "tenant-b", "tenant-c"]);
-    }
-
-    #[test]
-    fn class_lookup_switches_to_hashing_without_changing_ids() {
-        let mut table = ClassTable::new();
-        let ids: Vec<ClassId> = (0..20).map(|i| table.intern(&format!("c{i}"))).collect();
-        for (i, id) in ids.iter().enumerate() {
-            assert_eq!(table.get(&format!("c{i}")), Some(*id));
-            assert_eq!(table.intern(&format!("c{i}")), *id);
-        }
-        assert_eq!(table.get("hard"), Some(ClassId::HARD));
-        assert_eq!(table.get("nope"), None);
-    }
-
-    #[test]
     fn the_readme_examples_parse() {
-        let readme = include_str!("../traces/README.md");
+        let readme = include_str!("../../traces/README.md");
         let blocks: Vec<&str> =
             readme.split("```csv\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
         assert_eq!(blocks.len(), 2);
@@ -1499,16 +791,5 @@ b, 2500.25 ,hard,9500,8600,,200,,s1,a,3000.5,86400000
         assert_eq!(rows[2].arrival, Instant::from_micros(9_120_500));
         assert_eq!(rows[3].deadline, Some(Duration::from_secs(86_400)));
         assert_eq!(read_all(blocks[1]).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn u64_formatting_matches_display() {
-        let mut buf = [0u8; 20];
-        for v in [0, 7, 10, 12_345, u64::MAX] {
-            assert_eq!(fmt_u64(v, &mut buf), v.to_string().as_bytes());
-        }
-        assert_eq!(fmt_ms(1_234_500), "1234.5");
-        assert_eq!(fmt_ms(1_200_000), "1200");
-        assert_eq!(fmt_ms(7), "0.007");
     }
 }
