@@ -4,7 +4,7 @@
 //! trace span limit ([`check_span`]) and the one error type of trace input and output
 //! ([`TraceError`]). The routesim CSV format (documented in `traces/README.md`) is read by
 //! [`reader`] ([`TraceReader`]) and written by [`writer`] ([`TraceWriter`]); [`lines`] bounds
-//! the lines every reader accepts; [`gen`] is the built-in bursty agent-trace generator
+//! the lines every reader accepts; [`generate`] is the built-in bursty agent-trace generator
 //! and [`import`] reads public traces. It must not know about providers, policies or the
 //! engine: a trace says what was asked and when, never where it went.
 //!
@@ -12,7 +12,7 @@
 //! and the bad value.
 
 pub mod arrivals;
-pub mod gen;
+pub mod generate;
 pub mod import;
 pub mod lines;
 pub mod month;

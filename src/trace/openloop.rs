@@ -8,7 +8,7 @@
 //! Memory is one pending arrival per client, whatever the duration.
 
 use super::arrivals::{Process, ProcessConfig};
-use super::gen::GenRow;
+use super::generate::GenRow;
 use super::{ClassId, TraceError, TraceReader, BUILTIN_CLASSES};
 use crate::dist::{Dist, DistConfig};
 use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};

@@ -7,7 +7,7 @@
 //! at the end, the class table it used and what an import skipped. It must not know about the
 //! engine: it hands out requests, in arrival order, one at a time.
 
-use super::gen::{AgentTraceConfig, GenRow, GenSummary};
+use super::generate::{AgentTraceConfig, GenRow, GenSummary};
 use super::import::{ImportOptions, ImportReport, ImportedRow, Importer, TraceFormat};
 use super::month::MonthConfig;
 use super::openloop::OpenLoopConfig;
@@ -158,7 +158,7 @@ impl GeneratorConfig {
     /// The generated rows in arrival order, streamed (the agent generator holds its window).
     pub fn rows(&self, base_dir: &Path) -> Result<Box<dyn Iterator<Item = GenRow> + Send>, TraceError> {
         Ok(match self {
-            GeneratorConfig::Agent(c) => Box::new(super::gen::generate_rows(c)?.0.into_iter()),
+            GeneratorConfig::Agent(c) => Box::new(super::generate::generate_rows(c)?.0.into_iter()),
             GeneratorConfig::Month(c) => Box::new(c.rows()?),
             GeneratorConfig::OpenLoop(c) => Box::new(c.rows(base_dir)?),
         })

@@ -339,24 +339,24 @@ pub fn generate_agent_trace<W: Write>(
 /// sessions with a call in the window. Held in memory: one window's worth.
 pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<GenRow>, u64), TraceError> {
     config.validate()?;
-    let mut gen =
+    let mut generator =
         Generator { config, end_us: config.duration.as_micros(), rows: Vec::new(), overflow: false };
-    let starts = gen.session_starts();
-    gen.overflow = starts.len() > MAX_AGENT_ROWS;
+    let starts = generator.session_starts();
+    generator.overflow = starts.len() > MAX_AGENT_ROWS;
     let mut sessions = 0;
     for (index, start_us) in starts.into_iter().enumerate() {
-        if gen.overflow {
+        if generator.overflow {
             break;
         }
-        if gen.session(index as u64, start_us) {
+        if generator.session(index as u64, start_us) {
             sessions += 1;
         }
     }
-    if !gen.overflow {
-        gen.bulk();
-        gen.async_jobs();
+    if !generator.overflow {
+        generator.bulk();
+        generator.async_jobs();
     }
-    if gen.overflow {
+    if generator.overflow {
         return Err(TraceError::Config {
             field: "duration".into(),
             message: format!(
@@ -366,7 +366,7 @@ pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<GenRow>, u
         });
     }
 
-    let mut rows = gen.rows;
+    let mut rows = generator.rows;
     // Generation order is causal within a session, so it breaks ties after rounding to ms.
     rows.sort_by_key(|row| (row.arrival_us / MICROS_PER_MS, row.seq));
     Ok((rows, sessions))
@@ -1012,13 +1012,13 @@ mod tests {
     fn session_starts_are_bursty() {
         // Per-minute session starts: the variance exceeds the mean (a Poisson process has 1).
         let config = AgentTraceConfig { duration: Duration::from_mins(600), ..Default::default() };
-        let gen = Generator {
+        let generator = Generator {
             config: &config,
             end_us: config.duration.as_micros(),
             rows: Vec::new(),
             overflow: false,
         };
-        let starts = gen.session_starts();
+        let starts = generator.session_starts();
         let mut per_min = vec![0.0; 600];
         for s in &starts {
             per_min[(*s / MICROS_PER_MIN) as usize] += 1.0;
