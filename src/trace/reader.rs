@@ -133,7 +133,7 @@ impl<R: Read> TraceReader<R> {
         let mut records = records::Records::new(reader);
         records.next_record().map_err(|source| read_error(name, source))?;
         let index = parse_header(records.iter())
-            .map_err(|message| TraceError::Header { file: name.to_string(), message })?;
+            .map_err(|e| TraceError::Header { file: name.to_string(), message: e.to_string() })?;
         Ok(TraceReader {
             n_fields: records.len(),
             records,
@@ -222,38 +222,50 @@ impl<R: Read> Iterator for TraceReader<R> {
     }
 }
 
-fn parse_header<'a>(header: impl Iterator<Item = &'a [u8]>) -> Result<[Option<usize>; N_COLUMNS], String> {
+/// A header row the reader refuses; the file is attached as [`TraceError::Header`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum HeaderError {
+    /// `name` is the column as written, already quoted and elided for the message.
+    #[error("unknown column {name} (known columns: {})", COLUMN_NAMES.join(", "))]
+    UnknownColumn { name: String },
+    #[error("column {name} appears twice")]
+    Duplicate { name: String },
+    #[error("empty file: a header row is required (columns: {})", COLUMN_NAMES.join(", "))]
+    Empty,
+    #[error(
+        "missing required column{} {} (required: {})",
+        if .missing.len() > 1 { "s" } else { "" },
+        .missing.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", "),
+        REQUIRED_COLUMNS.join(", ")
+    )]
+    Missing { missing: Vec<&'static str> },
+}
+
+fn parse_header<'a>(
+    header: impl Iterator<Item = &'a [u8]>,
+) -> Result<[Option<usize>; N_COLUMNS], HeaderError> {
     let mut index = [None; N_COLUMNS];
     let mut empty = true;
     for (i, raw) in header.enumerate() {
         empty = false;
         let name = String::from_utf8_lossy(raw.trim_ascii());
         let Some(column) = ALL_COLUMNS.iter().find(|c| c.name() == name) else {
-            return Err(format!(
-                "unknown column {} (known columns: {})",
-                elide(&name),
-                COLUMN_NAMES.join(", ")
-            ));
+            return Err(HeaderError::UnknownColumn { name: elide(&name) });
         };
         if index[*column as usize].replace(i).is_some() {
-            return Err(format!("column {} appears twice", elide(&name)));
+            return Err(HeaderError::Duplicate { name: elide(&name) });
         }
     }
     if empty {
-        return Err(format!("empty file: a header row is required (columns: {})", COLUMN_NAMES.join(", ")));
+        return Err(HeaderError::Empty);
     }
-    let missing: Vec<&str> = ALL_COLUMNS
+    let missing: Vec<&'static str> = ALL_COLUMNS
         .iter()
         .filter(|c| c.required() && index[**c as usize].is_none())
         .map(|c| c.name())
         .collect();
     if !missing.is_empty() {
-        let plural = if missing.len() > 1 { "s" } else { "" };
-        return Err(format!(
-            "missing required column{plural} {} (required: {})",
-            missing.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", "),
-            REQUIRED_COLUMNS.join(", ")
-        ));
+        return Err(HeaderError::Missing { missing });
     }
     Ok(index)
 }
