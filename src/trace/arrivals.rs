@@ -227,7 +227,7 @@ enum Interval {
 impl Interval {
     fn sample(&self, rng: &mut SplitMix64) -> f64 {
         match self {
-            Interval::Exponential { mean_s } => -mean_s * rng.next_open01().ln(),
+            Interval::Exponential { mean_s } => crate::dist::exponential(rng, *mean_s),
             Interval::Dist(dist) => dist.sample(rng),
             // Inverse CDF: F⁻¹(u) = λ(−ln(1−u))^(1/k).
             Interval::Weibull { scale_s, shape } => scale_s * (-rng.next_open01().ln()).powf(1.0 / shape),

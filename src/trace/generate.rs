@@ -36,6 +36,7 @@
 //! traffic streams one window at a time through [`super::month`].
 
 use super::{ClassId, Request, TraceError, TraceRow, TraceWriter, BUILTIN_CLASSES};
+use crate::dist::{exponential, standard_normal};
 use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};
 use crate::time::{Duration, Instant, MICROS_PER_HOUR, MICROS_PER_MIN, MICROS_PER_MS, MICROS_PER_S};
 use rand::RngCore;
@@ -832,20 +833,11 @@ fn nominal_latency_us(c: &AgentTraceConfig, output_tokens: u64) -> u64 {
         + (output_tokens as f64 / c.nominal_output_tokens_per_s * MICROS_PER_S as f64) as u64
 }
 
-/// Exponential draw with the given mean.
-fn exponential(rng: &mut SplitMix64, mean: f64) -> f64 {
-    -mean * rng.next_open01().ln()
-}
-
-/// Standard normal draw (Box–Muller, one of the pair).
-fn std_normal(rng: &mut SplitMix64) -> f64 {
-    let (u1, u2) = (rng.next_open01(), rng.next_open01());
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
 /// Lognormal draw with the given median and log-scale spread.
+// Not dist.rs's lognormal: that one computes exp(ln(median) + σz), this median·exp(σz), which
+// differs in the last bits and would change generated traces.
 fn lognormal(rng: &mut SplitMix64, median: f64, sigma: f64) -> f64 {
-    median * (sigma * std_normal(rng)).exp()
+    median * (sigma * standard_normal(rng)).exp()
 }
 
 /// A lognormal duration in µs.
