@@ -360,7 +360,7 @@ impl TryFrom<DistConfig> for Dist {
 }
 
 fn positive(dist: &'static str, field: &str, value: f64) -> Result<f64, DistError> {
-    if value.is_finite() && value > 0.0 {
+    if crate::validate::is_positive(value) {
         Ok(value)
     } else {
         Err(DistError::Invalid { dist, field: field.into(), requirement: "finite and > 0", value })
@@ -368,7 +368,7 @@ fn positive(dist: &'static str, field: &str, value: f64) -> Result<f64, DistErro
 }
 
 fn non_negative(dist: &'static str, field: &str, value: f64) -> Result<f64, DistError> {
-    if value.is_finite() && value >= 0.0 {
+    if crate::validate::is_non_negative(value) {
         Ok(value)
     } else {
         Err(DistError::Invalid { dist, field: field.into(), requirement: "finite and >= 0", value })

@@ -204,7 +204,7 @@ pub(super) fn dist(field: &str, config: &DistConfig) -> Result<Dist, ConfigError
 }
 
 pub(super) fn probability(field: &str, p: f64) -> Result<f64, ConfigError> {
-    if p.is_finite() && (0.0..=1.0).contains(&p) {
+    if crate::validate::is_probability(p) {
         Ok(p)
     } else {
         Err(ConfigError::new(field, format!("must be a probability in [0, 1], got {p}")))
@@ -212,7 +212,7 @@ pub(super) fn probability(field: &str, p: f64) -> Result<f64, ConfigError> {
 }
 
 pub(super) fn non_negative(field: &str, x: f64) -> Result<f64, ConfigError> {
-    if x.is_finite() && x >= 0.0 {
+    if crate::validate::is_non_negative(x) {
         Ok(x)
     } else {
         Err(ConfigError::new(field, format!("must be a finite number >= 0, got {x}")))
@@ -220,7 +220,7 @@ pub(super) fn non_negative(field: &str, x: f64) -> Result<f64, ConfigError> {
 }
 
 pub(super) fn positive(field: &str, x: f64) -> Result<f64, ConfigError> {
-    if x.is_finite() && x > 0.0 {
+    if crate::validate::is_positive(x) {
         Ok(x)
     } else {
         Err(ConfigError::new(field, format!("must be a finite number > 0, got {x}")))

@@ -247,7 +247,7 @@ impl Plan {
             let segments: Vec<&str> = axis.segments.iter().map(String::as_str).collect();
             match segments.as_slice() {
                 ["trace", "rate_multiplier"] => {
-                    let m = number(value).filter(|m| m.is_finite() && *m > 0.0);
+                    let m = number(value).filter(|m| crate::validate::is_positive(*m));
                     rate_multiplier = m.ok_or_else(|| fail(format!("expected a number > 0, got {value}")))?;
                 }
                 ["strategy"] => {
@@ -271,7 +271,7 @@ impl Plan {
                 ["limits", field] => {
                     let (field, value) = if *field == "burst_s" {
                         let seconds = number(value)
-                            .filter(|s| s.is_finite() && *s > 0.0)
+                            .filter(|s| crate::validate::is_positive(*s))
                             .ok_or_else(|| fail(format!("expected a number of seconds > 0, got {value}")))?;
                         ("burst", toml::Value::String(format!("{seconds}s")))
                     } else {

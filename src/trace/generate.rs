@@ -39,6 +39,7 @@ use super::{ClassId, Request, TraceError, TraceRow, TraceWriter, BUILTIN_CLASSES
 use crate::dist::{exponential, standard_normal};
 use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};
 use crate::time::{Duration, Instant, MICROS_PER_HOUR, MICROS_PER_MIN, MICROS_PER_MS, MICROS_PER_S};
+use crate::validate::{is_non_negative, is_positive, is_probability};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -219,7 +220,7 @@ impl AgentTraceConfig {
             ("background_token_sigma", self.background_token_sigma),
         ];
         for (field, value) in non_negative {
-            if !value.is_finite() || value < 0.0 {
+            if !is_non_negative(value) {
                 return err(field, "must be a finite number >= 0");
             }
         }
@@ -238,7 +239,7 @@ impl AgentTraceConfig {
             ("fan_out_probability", self.fan_out_probability),
             ("warm_cached_fraction", self.warm_cached_fraction),
         ] {
-            if !(0.0..=1.0).contains(&value) {
+            if !is_probability(value) {
                 return err(field, "must be between 0 and 1");
             }
         }
@@ -246,7 +247,7 @@ impl AgentTraceConfig {
             ("input_output_ratio", self.input_output_ratio),
             ("nominal_output_tokens_per_s", self.nominal_output_tokens_per_s),
         ] {
-            if !value.is_finite() || value <= 0.0 {
+            if !is_positive(value) {
                 return err(field, "must be a finite number > 0");
             }
         }

@@ -4,9 +4,10 @@
 //! trace span limit ([`check_span`]) and the one error type of trace input and output
 //! ([`TraceError`]). The routesim CSV format (documented in `traces/README.md`) is read by
 //! [`reader`] ([`TraceReader`]) and written by [`writer`] ([`TraceWriter`]); [`lines`] bounds
-//! the lines every reader accepts; [`generate`] is the built-in bursty agent-trace generator
-//! and [`import`] reads public traces. It must not know about providers, policies or the
-//! engine: a trace says what was asked and when, never where it went.
+//! the lines every reader accepts; [`matching`] holds the token bounds that import and routing
+//! rules match on; [`generate`] is the built-in bursty agent-trace generator and [`import`]
+//! reads public traces. It must not know about providers, policies or the engine: a trace
+//! says what was asked and when, never where it went.
 //!
 //! Every input problem is a [`TraceError`] whose message names the file, the line, the field
 //! and the bad value.
@@ -15,6 +16,7 @@ pub mod arrivals;
 pub mod generate;
 pub mod import;
 pub mod lines;
+pub mod matching;
 pub mod month;
 pub mod openloop;
 pub mod reader;

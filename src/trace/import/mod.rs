@@ -24,6 +24,7 @@ pub use fields::parse_datetime_us;
 use csv_source::{CsvLayout, CsvSource};
 use jsonl_source::{JsonLayout, JsonlSource};
 
+use super::matching::TokenBounds;
 use super::{ClassId, ClassTable, Request, TraceError};
 use crate::rng::{hash_str, DrawKey, Purpose};
 use crate::time::{Duration, Instant, MICROS_PER_MS, MICROS_PER_S};
@@ -389,15 +390,12 @@ struct CompiledRule {
 impl CompiledRule {
     fn matches(&self, row: &RawRow) -> bool {
         let r = &self.rule;
-        let within = |v: u64, min: Option<u64>, max: Option<u64>| {
-            min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m)
-        };
         let text = |re: &Option<regex::Regex>, value: &Option<String>| match re {
             None => true,
             Some(re) => value.as_deref().is_some_and(|v| re.is_match(v)),
         };
-        within(row.input_tokens, r.min_input_tokens, r.max_input_tokens)
-            && within(row.output_tokens, r.min_output_tokens, r.max_output_tokens)
+        TokenBounds::new(r.min_input_tokens, r.max_input_tokens).contains(row.input_tokens)
+            && TokenBounds::new(r.min_output_tokens, r.max_output_tokens).contains(row.output_tokens)
             && text(&self.model, &row.model)
             && text(&self.label, &row.label)
     }
