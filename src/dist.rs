@@ -200,7 +200,7 @@ impl Dist {
         let x = match &self.sampler {
             Sampler::Constant { value } => *value,
             Sampler::Uniform { min, width } => min + width * rng.next_open01(),
-            Sampler::Exponential { mean } => -mean * rng.next_open01().ln(),
+            Sampler::Exponential { mean } => exponential(rng, *mean),
             Sampler::Lognormal { mu, sigma } => (mu + sigma * standard_normal(rng)).exp(),
             Sampler::Normal { mean, sd } => truncated_normal(*mean, *sd, rng),
             Sampler::Gamma { scale, d, c, inv_shape } => scale * standard_gamma(*d, *c, *inv_shape, rng),
@@ -360,7 +360,7 @@ impl TryFrom<DistConfig> for Dist {
 }
 
 fn positive(dist: &'static str, field: &str, value: f64) -> Result<f64, DistError> {
-    if value.is_finite() && value > 0.0 {
+    if crate::validate::is_positive(value) {
         Ok(value)
     } else {
         Err(DistError::Invalid { dist, field: field.into(), requirement: "finite and > 0", value })
@@ -368,7 +368,7 @@ fn positive(dist: &'static str, field: &str, value: f64) -> Result<f64, DistErro
 }
 
 fn non_negative(dist: &'static str, field: &str, value: f64) -> Result<f64, DistError> {
-    if value.is_finite() && value >= 0.0 {
+    if crate::validate::is_non_negative(value) {
         Ok(value)
     } else {
         Err(DistError::Invalid { dist, field: field.into(), requirement: "finite and >= 0", value })
@@ -382,9 +382,15 @@ fn parameters(dist: &'static str, expected: &'static str, given: &str) -> DistEr
 // ---------------------------------------------------------------------------------------------
 // Samplers.
 
+/// An exponential draw with the given mean by inversion (one uniform): `-mean · ln U`.
+#[inline]
+pub fn exponential(rng: &mut SplitMix64, mean: f64) -> f64 {
+    -mean * rng.next_open01().ln()
+}
+
 /// A standard normal draw by Box–Muller (the cosine output only; two uniforms per draw).
 #[inline]
-fn standard_normal(rng: &mut SplitMix64) -> f64 {
+pub fn standard_normal(rng: &mut SplitMix64) -> f64 {
     let radius = (-2.0 * rng.next_open01().ln()).sqrt();
     radius * (2.0 * PI * rng.next_open01()).cos()
 }

@@ -4,8 +4,9 @@
 //! [`limiter`] (the real, sans-IO rate limiter), [`dist`] (seeded distributions), [`rng`]
 //! (common random numbers), [`trace`] (requests in), [`provider`] (modelled upstreams),
 //! [`policy`] (the real, sans-IO routing policies), [`engine`] (the event loop), [`metrics`]
-//! (outcomes out), [`scenario`] (configuration), [`report`] (writers), [`sweep`] (grids × seeds in parallel)
-//! and [`progress`] (progress of long commands on stderr).
+//! (outcomes out), [`scenario`] (configuration), [`report`] (writers), [`sweep`] (grids × seeds in parallel),
+//! [`progress`] (progress of long commands on stderr) and [`validate`] (the number checks every
+//! config validator shares).
 
 pub mod dist;
 pub mod engine;
@@ -25,3 +26,4 @@ pub mod sweep;
 pub mod time;
 pub mod toml_lines;
 pub mod trace;
+pub mod validate;

@@ -371,6 +371,43 @@ pub struct AttemptRecord {
     pub cost_usd: f64,
 }
 
+/// Request counts that do not balance (`requests != succeeded + rate_limited + failed +
+/// batched + unfinished`) for one strategy, or for one of its classes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imbalance {
+    pub strategy: String,
+    /// The class index, or `None` for the strategy's total.
+    pub class: Option<usize>,
+    pub requests: u64,
+    pub succeeded: u64,
+    pub rate_limited: u64,
+    pub failed: u64,
+    pub batched: u64,
+    pub unfinished: u64,
+}
+
+impl std::fmt::Display for Imbalance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "strategy {}", self.strategy)?;
+        if let Some(class) = self.class {
+            write!(f, " class #{class}")?;
+        }
+        write!(
+            f,
+            ": requests {} != succeeded {} + rate_limited {} + failed {} + batched {} + unfinished {}",
+            self.requests, self.succeeded, self.rate_limited, self.failed, self.batched, self.unfinished
+        )
+    }
+}
+
+/// The books of a run do not balance (a bug, never bad input): every [`Imbalance`] found,
+/// shown joined by `; `.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .imbalances.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ConservationError {
+    pub imbalances: Vec<Imbalance>,
+}
+
 impl StrategyMetrics {
     pub fn new(name: &str, classes: usize, deployments: usize) -> Self {
         StrategyMetrics {
@@ -495,26 +532,30 @@ impl StrategyMetrics {
     }
 
     /// Checks conservation for the strategy and every class.
-    pub fn check_conservation(&self) -> Result<(), String> {
-        let mut problems = Vec::new();
-        let describe = |m: &RequestMetrics| {
-            format!(
-                "requests {} != succeeded {} + rate_limited {} + failed {} + batched {} + unfinished {}",
-                m.requests, m.succeeded, m.rate_limited, m.failed, m.batched, m.unfinished
-            )
+    pub fn check_conservation(&self) -> Result<(), ConservationError> {
+        let imbalance = |class: Option<usize>, m: &RequestMetrics| Imbalance {
+            strategy: self.name.clone(),
+            class,
+            requests: m.requests,
+            succeeded: m.succeeded,
+            rate_limited: m.rate_limited,
+            failed: m.failed,
+            batched: m.batched,
+            unfinished: m.unfinished,
         };
+        let mut imbalances = Vec::new();
         if !self.total.is_conserved() {
-            problems.push(format!("strategy {}: {}", self.name, describe(&self.total)));
+            imbalances.push(imbalance(None, &self.total));
         }
         for (i, c) in self.by_class.iter().enumerate() {
             if !c.is_conserved() {
-                problems.push(format!("strategy {} class #{i}: {}", self.name, describe(c)));
+                imbalances.push(imbalance(Some(i), c));
             }
         }
-        if problems.is_empty() {
+        if imbalances.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(ConservationError { imbalances })
         }
     }
 
@@ -748,7 +789,15 @@ mod tests {
             RequestOutcome::Batched { done_at: Instant::from_millis(60_000) },
         );
         m.record_unfinished(ClassId::INTERACTIVE);
-        assert!(m.check_conservation().is_err(), "the bulk request has no outcome yet");
+        let error = m.check_conservation().expect_err("the bulk request has no outcome yet");
+        assert_eq!(error.imbalances.len(), 2, "{error}");
+        assert!(error.to_string().contains("; strategy "), "{error}");
+        assert!(
+            error.to_string().ends_with(
+                " class #2: requests 1 != succeeded 0 + rate_limited 0 + failed 0 + batched 0 + unfinished 0"
+            ),
+            "{error}"
+        );
         m.record_outcome(ClassId::BULK, t, RequestOutcome::RateLimited { never_fit: false });
         m.check_conservation().unwrap();
         for i in 0..20u64 {

@@ -281,7 +281,7 @@ impl Scenario {
             generator: raw.trace.generator.clone(),
         }
         .resolve(base_dir)
-        .map_err(fail)?;
+        .map_err(|e| fail(e.to_string()))?;
         let max_attempts_per_request = raw
             .simulation
             .max_attempts_per_request
@@ -400,22 +400,37 @@ fn merge(base: &mut toml::Table, overlay: &toml::Table) {
 /// The tag of a distribution table (`{ dist = "lognormal", … }`).
 const DIST_TAG: &str = "dist";
 
-/// Preset (if any) + overrides → a typed deployment config. Errors start with the path suffix
-/// inside the deployment (e.g. `.limits.rpm: invalid type…`).
-fn resolve_deployment(table: &toml::Table, presets: &Presets) -> Result<DeploymentConfig, String> {
+/// A deployment table that does not resolve to a [`DeploymentConfig`] (an unknown preset, a
+/// field of the wrong type). Shown as the suffix after the deployment's path:
+/// `.limits.rpm: invalid type…`, or `: message` for the table itself.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", .field.as_ref().map(|f| format!(".{f}")).unwrap_or_default())]
+pub struct DeploymentTableError {
+    /// The path inside the deployment (`preset`, `limits.rpm`), `None` for the table itself.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// Preset (if any) + overrides → a typed deployment config. Errors name the path inside the
+/// deployment.
+fn resolve_deployment(
+    table: &toml::Table,
+    presets: &Presets,
+) -> Result<DeploymentConfig, DeploymentTableError> {
+    let preset_error = |message: String| DeploymentTableError { field: Some("preset".into()), message };
     let mut merged = toml::Table::new();
     let mut overrides = table.clone();
     if let Some(preset) = overrides.remove("preset") {
         let Some(name) = preset.as_str() else {
-            return Err(".preset: must be a string".into());
+            return Err(preset_error("must be a string".into()));
         };
         let Some(toml::Value::Table(preset_table)) = presets.presets.get(name) else {
             let known: Vec<&str> = presets.presets.keys().map(String::as_str).collect();
-            return Err(format!(
-                ".preset: unknown preset {name:?}{} (known: {})",
+            return Err(preset_error(format!(
+                "unknown preset {name:?}{} (known: {})",
                 suggestion(name, &known),
                 known.join(", ")
-            ));
+            )));
         };
         let mut preset_table = preset_table.clone();
         if let Some(toml::Value::String(model)) = preset_table.remove("model") {
@@ -429,11 +444,8 @@ fn resolve_deployment(table: &toml::Table, presets: &Presets) -> Result<Deployme
     serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().message().replace('\n', " ").trim().to_string();
-        if path == "." || path.is_empty() {
-            format!(": {message}")
-        } else {
-            format!(".{path}: {message}")
-        }
+        let field = if path == "." || path.is_empty() { None } else { Some(path) };
+        DeploymentTableError { field, message }
     })
 }
 

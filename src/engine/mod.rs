@@ -89,7 +89,7 @@ pub enum EngineError {
     DuplicateId { file: String, line: u64 },
     /// The books do not balance: a bug, never bad input.
     #[error("conservation violated: {0}")]
-    Conservation(String),
+    Conservation(crate::metrics::ConservationError),
 }
 
 impl EngineError {

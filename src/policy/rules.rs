@@ -59,11 +59,12 @@ struct CompiledMatch {
 
 impl CompiledMatch {
     fn matches(&self, r: &Request) -> bool {
+        use crate::trace::matching::TokenBounds;
         let w = &self.when;
+        // The output bound is on the reservation (`max_tokens`): what a router sees up front.
         (self.classes.is_empty() || self.classes.contains(&r.class))
-            && w.min_input_tokens.is_none_or(|m| r.input_tokens >= m)
-            && w.max_input_tokens.is_none_or(|m| r.input_tokens <= m)
-            && w.min_output_tokens.is_none_or(|m| r.max_tokens >= m)
+            && TokenBounds::new(w.min_input_tokens, w.max_input_tokens).contains(r.input_tokens)
+            && TokenBounds::new(w.min_output_tokens, None).contains(r.max_tokens)
             && w.has_deadline.is_none_or(|h| r.deadline.is_some() == h)
             && w.min_deadline.is_none_or(|m| r.deadline.is_some_and(|d| d >= m))
     }

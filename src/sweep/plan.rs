@@ -129,7 +129,7 @@ impl Plan {
         if raw.replications == 0 {
             return Err(input(path, "replications: must be >= 1"));
         }
-        let axes = axes_in_order(&text, &raw.axes).map_err(|m| input(path, m))?;
+        let axes = axes_in_order(&text, &raw.axes).map_err(|e| input(path, e.to_string()))?;
         if axes.is_empty() {
             return Err(input(path, "axes: at least one axis is required"));
         }
@@ -247,7 +247,7 @@ impl Plan {
             let segments: Vec<&str> = axis.segments.iter().map(String::as_str).collect();
             match segments.as_slice() {
                 ["trace", "rate_multiplier"] => {
-                    let m = number(value).filter(|m| m.is_finite() && *m > 0.0);
+                    let m = number(value).filter(|m| crate::validate::is_positive(*m));
                     rate_multiplier = m.ok_or_else(|| fail(format!("expected a number > 0, got {value}")))?;
                 }
                 ["strategy"] => {
@@ -271,7 +271,7 @@ impl Plan {
                 ["limits", field] => {
                     let (field, value) = if *field == "burst_s" {
                         let seconds = number(value)
-                            .filter(|s| s.is_finite() && *s > 0.0)
+                            .filter(|s| crate::validate::is_positive(*s))
                             .ok_or_else(|| fail(format!("expected a number of seconds > 0, got {value}")))?;
                         ("burst", toml::Value::String(format!("{seconds}s")))
                     } else {
@@ -294,9 +294,9 @@ impl Plan {
                     if !exists {
                         return Err(fail(format!("unknown deployment {name:?}")));
                     }
-                    set_path(&mut table, &axis.segments, value.clone()).map_err(fail)?;
+                    set_path(&mut table, &axis.segments, value.clone()).map_err(|e| fail(e.to_string()))?;
                 }
-                _ => set_path(&mut table, &axis.segments, value.clone()).map_err(fail)?,
+                _ => set_path(&mut table, &axis.segments, value.clone()).map_err(|e| fail(e.to_string()))?,
             }
         }
         let base_dir = self.scenario_path.parent().unwrap_or(Path::new("."));
@@ -346,21 +346,42 @@ pub fn value_text(value: &toml::Value) -> String {
     }
 }
 
+/// An override path that cannot be set in a scenario table.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SetPathError {
+    /// No segments at all.
+    #[error("empty path")]
+    Empty,
+    /// The path walks through a value that is not a table; `path` is the dotted path up to it.
+    #[error("{path} is a {found}, not a table")]
+    NotATable { path: String, found: &'static str },
+}
+
+/// An `[axes]` entry that is not a non-empty list of values; `axis` is its dotted path below
+/// `axes`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AxisError {
+    #[error("axes.{axis}: needs at least one value")]
+    NoValues { axis: String },
+    /// `value` is the TOML value written instead of a list.
+    #[error("axes.{axis}: expected a list of values, got {found} (write [{value}] for one value)")]
+    NotAList { axis: String, found: &'static str, value: String },
+}
+
 /// Sets `segments` inside `table`, creating missing tables; refuses to walk through a value
 /// that is not a table.
-fn set_path(table: &mut toml::Table, segments: &[String], value: toml::Value) -> Result<(), String> {
-    let (last, parents) = segments.split_last().ok_or("empty path")?;
+fn set_path(table: &mut toml::Table, segments: &[String], value: toml::Value) -> Result<(), SetPathError> {
+    let (last, parents) = segments.split_last().ok_or(SetPathError::Empty)?;
     let mut current = table;
     for (depth, segment) in parents.iter().enumerate() {
         let entry = current.entry(segment.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = match entry {
             toml::Value::Table(t) => t,
             other => {
-                return Err(format!(
-                    "{} is a {}, not a table",
-                    join_path(&segments[..=depth]),
-                    other.type_str()
-                ))
+                return Err(SetPathError::NotATable {
+                    path: join_path(&segments[..=depth]),
+                    found: other.type_str(),
+                })
             }
         };
     }
@@ -385,7 +406,7 @@ pub fn join_path(segments: &[String]) -> String {
 
 /// Flattens `[axes]` into dotted paths with their values, in the order they are written in the
 /// file (toml's own tables are sorted, so the order comes from a format-preserving parse).
-fn axes_in_order(text: &str, axes: &toml::Table) -> Result<Vec<Axis>, String> {
+fn axes_in_order(text: &str, axes: &toml::Table) -> Result<Vec<Axis>, AxisError> {
     let mut flat = Vec::new();
     flatten(axes, &mut Vec::new(), &mut flat)?;
     // Each axis's position is where its list of values starts in the text.
@@ -401,7 +422,7 @@ fn axes_in_order(text: &str, axes: &toml::Table) -> Result<Vec<Axis>, String> {
     Ok(flat)
 }
 
-fn flatten(table: &toml::Table, prefix: &mut Vec<String>, out: &mut Vec<Axis>) -> Result<(), String> {
+fn flatten(table: &toml::Table, prefix: &mut Vec<String>, out: &mut Vec<Axis>) -> Result<(), AxisError> {
     for (key, value) in table {
         prefix.push(key.clone());
         match value {
@@ -409,15 +430,13 @@ fn flatten(table: &toml::Table, prefix: &mut Vec<String>, out: &mut Vec<Axis>) -
             toml::Value::Array(values) if !values.is_empty() => {
                 out.push(Axis { name: join_path(prefix), segments: prefix.clone(), values: values.clone() })
             }
-            toml::Value::Array(_) => {
-                return Err(format!("axes.{}: needs at least one value", join_path(prefix)))
-            }
+            toml::Value::Array(_) => return Err(AxisError::NoValues { axis: join_path(prefix) }),
             other => {
-                return Err(format!(
-                    "axes.{}: expected a list of values, got {} (write [{other}] for one value)",
-                    join_path(prefix),
-                    other.type_str()
-                ))
+                return Err(AxisError::NotAList {
+                    axis: join_path(prefix),
+                    found: other.type_str(),
+                    value: other.to_string(),
+                })
             }
         }
         prefix.pop();
@@ -480,7 +499,7 @@ strategy = ["a"]
         set_path(&mut table, &["b".into(), "d".into(), "e".into()], toml::Value::Integer(3)).unwrap();
         assert_eq!(table["b"]["d"]["e"].as_integer(), Some(3));
         let e = set_path(&mut table, &["a".into(), "x".into()], toml::Value::Integer(3)).unwrap_err();
-        assert_eq!(e, "a is a integer, not a table");
+        assert_eq!(e.to_string(), "a is a integer, not a table");
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl ProcessConfig {
                 if hourly.len() != 24 {
                     return Err(err("hourly", format!("must hold 24 multipliers, got {}", hourly.len())));
                 }
-                if let Some(bad) = hourly.iter().find(|m| !m.is_finite() || **m < 0.0) {
+                if let Some(bad) = hourly.iter().find(|m| !crate::validate::is_non_negative(**m)) {
                     return Err(err("hourly", format!("multipliers must be finite and >= 0, got {bad}")));
                 }
                 let max = hourly.iter().cloned().fold(0.0, f64::max);
@@ -227,7 +227,7 @@ enum Interval {
 impl Interval {
     fn sample(&self, rng: &mut SplitMix64) -> f64 {
         match self {
-            Interval::Exponential { mean_s } => -mean_s * rng.next_open01().ln(),
+            Interval::Exponential { mean_s } => crate::dist::exponential(rng, *mean_s),
             Interval::Dist(dist) => dist.sample(rng),
             // Inverse CDF: F⁻¹(u) = λ(−ln(1−u))^(1/k).
             Interval::Weibull { scale_s, shape } => scale_s * (-rng.next_open01().ln()).powf(1.0 / shape),
@@ -387,7 +387,7 @@ fn read_servegen(path: &Path) -> Result<Vec<Window>, TraceError> {
         }
         let number = |k: usize, field: &str| -> Result<f64, TraceError> {
             match fields[k].parse::<f64>() {
-                Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+                Ok(v) if crate::validate::is_non_negative(v) => Ok(v),
                 _ => Err(row_err(field, format!("expected a non-negative number, got {:?}", fields[k]))),
             }
         };

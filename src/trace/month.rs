@@ -1,4 +1,4 @@
-//! Month-scale agent traffic, streamed: the agent generator of [`super::gen`] run window by
+//! Month-scale agent traffic, streamed: the agent generator of [`super::generate`] run window by
 //! window under a daily (and weekly) rate curve.
 //!
 //! Owns [`MonthConfig`] and [`MonthRows`], the iterator that generates one window (by default
@@ -6,12 +6,12 @@
 //! Memory is one window's rows (about 10,000 for the seed story), whatever the number of days.
 //! It must not know about the engine or the CSV format.
 //!
-//! Each window is an independent draw of [`super::gen::AgentTraceConfig`] with its own seed
+//! Each window is an independent draw of [`super::generate::AgentTraceConfig`] with its own seed
 //! and with session and bulk rates scaled by `hourly[hour of day]` (× `weekend` on days 6 and
 //! 7), so sessions that would run past the end of their window are cut there, as the agent
 //! generator cuts at its `duration`. Ids get a `w<window>-` prefix so they stay unique.
 
-use super::gen::{generate_rows, AgentTraceConfig, GenRow};
+use super::generate::{generate_rows, AgentTraceConfig, GenRow};
 use super::TraceError;
 use crate::rng::mix64;
 use crate::time::{Duration, MICROS_PER_HOUR};

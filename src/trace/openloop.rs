@@ -8,7 +8,7 @@
 //! Memory is one pending arrival per client, whatever the duration.
 
 use super::arrivals::{Process, ProcessConfig};
-use super::gen::GenRow;
+use super::generate::GenRow;
 use super::{ClassId, TraceError, TraceReader, BUILTIN_CLASSES};
 use crate::dist::{Dist, DistConfig};
 use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};
@@ -163,7 +163,7 @@ impl TokenDist {
             }
             TokenDist::Empirical { values } => dist(DistConfig::Empirical { values: values.clone() }),
             TokenDist::Zipf { exponent, min, max } => {
-                if !(exponent.is_finite() && *exponent > 0.0) {
+                if !crate::validate::is_positive(*exponent) {
                     return Err(err(format!("zipf: exponent must be finite and > 0, got {exponent}")));
                 }
                 if *min == 0 || min > max || max - min >= MAX_TABLE {

@@ -7,7 +7,7 @@
 //! at the end, the class table it used and what an import skipped. It must not know about the
 //! engine: it hands out requests, in arrival order, one at a time.
 
-use super::gen::{AgentTraceConfig, GenRow, GenSummary};
+use super::generate::{AgentTraceConfig, GenRow, GenSummary};
 use super::import::{ImportOptions, ImportReport, ImportedRow, Importer, TraceFormat};
 use super::month::MonthConfig;
 use super::openloop::OpenLoopConfig;
@@ -158,7 +158,7 @@ impl GeneratorConfig {
     /// The generated rows in arrival order, streamed (the agent generator holds its window).
     pub fn rows(&self, base_dir: &Path) -> Result<Box<dyn Iterator<Item = GenRow> + Send>, TraceError> {
         Ok(match self {
-            GeneratorConfig::Agent(c) => Box::new(super::gen::generate_rows(c)?.0.into_iter()),
+            GeneratorConfig::Agent(c) => Box::new(super::generate::generate_rows(c)?.0.into_iter()),
             GeneratorConfig::Month(c) => Box::new(c.rows()?),
             GeneratorConfig::OpenLoop(c) => Box::new(c.rows(base_dir)?),
         })
@@ -351,40 +351,63 @@ pub struct SourceSection {
     pub generator: Option<PathBuf>,
 }
 
+/// A `[trace]` section that does not resolve to a [`TraceSource`].
+#[derive(Debug, thiserror::Error)]
+pub enum SourceSectionError {
+    /// A field of the section is invalid; `field` is its path from the scenario's root
+    /// (`trace`, `trace.format`, `trace.import.window`, …).
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+    /// The import options or the generator configuration (inline or file) are invalid.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+}
+
+impl SourceSectionError {
+    fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        SourceSectionError::Field { field: field.into(), message: message.into() }
+    }
+}
+
 impl SourceSection {
-    /// Validates into a [`TraceSource`]; `base_dir` resolves paths. Errors are messages for
-    /// the scenario's `trace.` path.
-    pub fn resolve(&self, base_dir: &Path) -> Result<TraceSource, String> {
+    /// Validates into a [`TraceSource`]; `base_dir` resolves paths. Errors name the field
+    /// under the scenario's `trace.` path.
+    pub fn resolve(&self, base_dir: &Path) -> Result<TraceSource, SourceSectionError> {
         let given = [self.file.is_some(), self.generate.is_some(), self.generator.is_some()];
         if given.iter().filter(|g| **g).count() != 1 {
-            return Err("trace: give exactly one of file, generate, generator".into());
+            return Err(SourceSectionError::field("trace", "give exactly one of file, generate, generator"));
         }
         if let Some(file) = &self.file {
             let format = match &self.format {
                 None => TraceFormat::Routesim,
-                Some(name) => TraceFormat::parse(name).map_err(|m| format!("trace.format: {m}"))?,
+                Some(name) => TraceFormat::parse(name)
+                    .map_err(|m| SourceSectionError::field("trace.format", m.to_string()))?,
             };
             let options = self.import.clone().unwrap_or_default();
             if format == TraceFormat::Routesim && self.import.is_some() {
-                return Err(format!(
-                    "trace.import: import options apply to formats {}",
-                    TraceFormat::imported_names()
+                return Err(SourceSectionError::field(
+                    "trace.import",
+                    format!("import options apply to formats {}", TraceFormat::imported_names()),
                 ));
             }
             if format != TraceFormat::Routesim {
                 options.validate(format).map_err(|e| match e {
-                    TraceError::Import { field, message } => format!("trace.import.{field}: {message}"),
-                    other => other.to_string(),
+                    TraceError::Import { field, message } => {
+                        SourceSectionError::Field { field: format!("trace.import.{field}"), message }
+                    }
+                    other => SourceSectionError::Trace(other),
                 })?;
             }
             return Ok(TraceSource::File { path: base_dir.join(file), format, options });
         }
         if self.format.is_some() || self.import.is_some() {
-            return Err("trace: format and import apply to a file, not to a generator".into());
+            return Err(SourceSectionError::field(
+                "trace",
+                "format and import apply to a file, not to a generator",
+            ));
         }
         if let Some(table) = &self.generate {
-            let config =
-                GeneratorConfig::from_table(table.clone(), "trace.generate").map_err(|e| e.to_string())?;
+            let config = GeneratorConfig::from_table(table.clone(), "trace.generate")?;
             return Ok(TraceSource::Generated {
                 config,
                 base_dir: base_dir.to_path_buf(),
@@ -392,7 +415,7 @@ impl SourceSection {
             });
         }
         let path = base_dir.join(self.generator.as_ref().expect("one of three is set"));
-        let config = GeneratorConfig::load(&path).map_err(|e| e.to_string())?;
+        let config = GeneratorConfig::load(&path)?;
         Ok(TraceSource::Generated {
             config,
             base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),

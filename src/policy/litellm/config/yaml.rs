@@ -263,7 +263,7 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                 });
                 match scalar(&text, style, tag.as_deref()) {
                     Ok(value) => self.push(Node { line, value }, anchor),
-                    Err(message) => self.fail(line, message),
+                    Err(e) => self.fail(line, e.to_string()),
                 }
             }
             Event::SequenceStart(anchor, _) => {
@@ -286,10 +286,21 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
     }
 }
 
+/// A tagged scalar that cannot be read; the line is attached by the caller.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScalarError {
+    /// A tag LiteLLM's `yaml.safe_load` refuses (`!!python/object`, a custom `!tag`).
+    #[error("unsupported tag {tag} (LiteLLM's safe_load refuses it)")]
+    UnsupportedTag { tag: String },
+    /// The text is not a value of its explicit tag (`!!int`, `!!float`, `!!bool`).
+    #[error("{text:?} is not a valid {tag}")]
+    Invalid { text: String, tag: &'static str },
+}
+
 /// A scalar's value: plain scalars are resolved (YAML 1.1), others are strings.
-fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Value, String> {
-    let unsupported = |tag: &str| format!("unsupported tag {tag} (LiteLLM's safe_load refuses it)");
-    let invalid = |what: &str| format!("{text:?} is not a valid {what}");
+fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Value, ScalarError> {
+    let unsupported = |tag: &str| ScalarError::UnsupportedTag { tag: tag.to_string() };
+    let invalid = |tag: &'static str| ScalarError::Invalid { text: text.to_string(), tag };
     match tag {
         None if style == ScalarStyle::Plain => Ok(resolve_plain(text)),
         None => Ok(Value::Str(text.to_string())),

@@ -36,8 +36,10 @@
 //! traffic streams one window at a time through [`super::month`].
 
 use super::{ClassId, Request, TraceError, TraceRow, TraceWriter, BUILTIN_CLASSES};
+use crate::dist::{exponential, standard_normal};
 use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};
 use crate::time::{Duration, Instant, MICROS_PER_HOUR, MICROS_PER_MIN, MICROS_PER_MS, MICROS_PER_S};
+use crate::validate::{is_non_negative, is_positive, is_probability};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -218,7 +220,7 @@ impl AgentTraceConfig {
             ("background_token_sigma", self.background_token_sigma),
         ];
         for (field, value) in non_negative {
-            if !value.is_finite() || value < 0.0 {
+            if !is_non_negative(value) {
                 return err(field, "must be a finite number >= 0");
             }
         }
@@ -237,7 +239,7 @@ impl AgentTraceConfig {
             ("fan_out_probability", self.fan_out_probability),
             ("warm_cached_fraction", self.warm_cached_fraction),
         ] {
-            if !(0.0..=1.0).contains(&value) {
+            if !is_probability(value) {
                 return err(field, "must be between 0 and 1");
             }
         }
@@ -245,7 +247,7 @@ impl AgentTraceConfig {
             ("input_output_ratio", self.input_output_ratio),
             ("nominal_output_tokens_per_s", self.nominal_output_tokens_per_s),
         ] {
-            if !value.is_finite() || value <= 0.0 {
+            if !is_positive(value) {
                 return err(field, "must be a finite number > 0");
             }
         }
@@ -339,24 +341,24 @@ pub fn generate_agent_trace<W: Write>(
 /// sessions with a call in the window. Held in memory: one window's worth.
 pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<GenRow>, u64), TraceError> {
     config.validate()?;
-    let mut gen =
+    let mut generator =
         Generator { config, end_us: config.duration.as_micros(), rows: Vec::new(), overflow: false };
-    let starts = gen.session_starts();
-    gen.overflow = starts.len() > MAX_AGENT_ROWS;
+    let starts = generator.session_starts();
+    generator.overflow = starts.len() > MAX_AGENT_ROWS;
     let mut sessions = 0;
     for (index, start_us) in starts.into_iter().enumerate() {
-        if gen.overflow {
+        if generator.overflow {
             break;
         }
-        if gen.session(index as u64, start_us) {
+        if generator.session(index as u64, start_us) {
             sessions += 1;
         }
     }
-    if !gen.overflow {
-        gen.bulk();
-        gen.async_jobs();
+    if !generator.overflow {
+        generator.bulk();
+        generator.async_jobs();
     }
-    if gen.overflow {
+    if generator.overflow {
         return Err(TraceError::Config {
             field: "duration".into(),
             message: format!(
@@ -366,7 +368,7 @@ pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<GenRow>, u
         });
     }
 
-    let mut rows = gen.rows;
+    let mut rows = generator.rows;
     // Generation order is causal within a session, so it breaks ties after rounding to ms.
     rows.sort_by_key(|row| (row.arrival_us / MICROS_PER_MS, row.seq));
     Ok((rows, sessions))
@@ -832,20 +834,11 @@ fn nominal_latency_us(c: &AgentTraceConfig, output_tokens: u64) -> u64 {
         + (output_tokens as f64 / c.nominal_output_tokens_per_s * MICROS_PER_S as f64) as u64
 }
 
-/// Exponential draw with the given mean.
-fn exponential(rng: &mut SplitMix64, mean: f64) -> f64 {
-    -mean * rng.next_open01().ln()
-}
-
-/// Standard normal draw (Box–Muller, one of the pair).
-fn std_normal(rng: &mut SplitMix64) -> f64 {
-    let (u1, u2) = (rng.next_open01(), rng.next_open01());
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
 /// Lognormal draw with the given median and log-scale spread.
+// Not dist.rs's lognormal: that one computes exp(ln(median) + σz), this median·exp(σz), which
+// differs in the last bits and would change generated traces.
 fn lognormal(rng: &mut SplitMix64, median: f64, sigma: f64) -> f64 {
-    median * (sigma * std_normal(rng)).exp()
+    median * (sigma * standard_normal(rng)).exp()
 }
 
 /// A lognormal duration in µs.
@@ -1012,13 +1005,13 @@ mod tests {
     fn session_starts_are_bursty() {
         // Per-minute session starts: the variance exceeds the mean (a Poisson process has 1).
         let config = AgentTraceConfig { duration: Duration::from_mins(600), ..Default::default() };
-        let gen = Generator {
+        let generator = Generator {
             config: &config,
             end_us: config.duration.as_micros(),
             rows: Vec::new(),
             overflow: false,
         };
-        let starts = gen.session_starts();
+        let starts = generator.session_starts();
         let mut per_min = vec![0.0; 600];
         for s in &starts {
             per_min[(*s / MICROS_PER_MIN) as usize] += 1.0;
