@@ -35,10 +35,10 @@
 //! traffic this generator targets (thousands to a few hundred thousand rows). Month-scale
 //! traffic streams one window at a time through [`super::month`].
 
-use super::{ClassId, Request, TraceError, TraceRow, TraceWriter, BUILTIN_CLASSES};
+use super::{ClassId, Row, TraceError, TraceWriter, BUILTIN_CLASSES};
 use crate::dist::{exponential, standard_normal};
 use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};
-use crate::time::{Duration, Instant, MICROS_PER_HOUR, MICROS_PER_MIN, MICROS_PER_MS, MICROS_PER_S};
+use crate::time::{Duration, MICROS_PER_HOUR, MICROS_PER_MIN, MICROS_PER_MS, MICROS_PER_S};
 use crate::validate::{is_non_negative, is_positive, is_probability};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -339,7 +339,7 @@ pub fn generate_agent_trace<W: Write>(
 
 /// The rows of one agent trace, sorted by arrival (then generation order), and the number of
 /// sessions with a call in the window. Held in memory: one window's worth.
-pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<GenRow>, u64), TraceError> {
+pub(crate) fn generate_rows(config: &AgentTraceConfig) -> Result<(Vec<Row>, u64), TraceError> {
     config.validate()?;
     let mut generator =
         Generator { config, end_us: config.duration.as_micros(), rows: Vec::new(), overflow: false };
@@ -385,18 +385,14 @@ impl GenSummary {
     }
 
     /// Writes `row` and counts it.
-    pub(crate) fn write<W: Write>(
-        &mut self,
-        row: &GenRow,
-        out: &mut TraceWriter<W>,
-    ) -> Result<(), TraceError> {
-        out.write(&row.trace_row())?;
+    pub(crate) fn write<W: Write>(&mut self, row: &Row, out: &mut TraceWriter<W>) -> Result<(), TraceError> {
+        out.write(&row.trace_row(BUILTIN_CLASSES[usize::from(row.class.0)]))?;
         self.count(row);
         Ok(())
     }
 
     /// Counts `row` (class must be a built-in).
-    pub(crate) fn count(&mut self, row: &GenRow) {
+    pub(crate) fn count(&mut self, row: &Row) {
         self.requests += 1;
         if let Some(entry) = self.by_class.get_mut(usize::from(row.class.0)) {
             entry.1 += 1;
@@ -404,67 +400,6 @@ impl GenSummary {
         self.input_tokens += row.input_tokens;
         self.cached_input_tokens += row.cached_input_tokens;
         self.output_tokens += row.output_tokens;
-    }
-}
-
-/// One generated row. Times are written to the CSV in whole milliseconds, and
-/// [`GenRow::to_request`] truncates the same way, so a generated trace replays identically
-/// from memory and from its CSV.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GenRow {
-    pub arrival_us: u64,
-    /// Generation order: the tie-break of the sort.
-    pub seq: u64,
-    pub id: String,
-    /// A built-in class.
-    pub class: ClassId,
-    pub input_tokens: u64,
-    pub cached_input_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub output_tokens: u64,
-    pub max_tokens: u64,
-    pub session: Option<String>,
-    pub parent: Option<String>,
-    pub think_us: u64,
-    pub deadline_ms: Option<u64>,
-}
-
-impl GenRow {
-    /// The row as the CSV writer takes it.
-    pub fn trace_row(&self) -> TraceRow<'_> {
-        TraceRow {
-            id: &self.id,
-            arrival_ms: self.arrival_us / MICROS_PER_MS,
-            class: BUILTIN_CLASSES[usize::from(self.class.0)],
-            input_tokens: self.input_tokens,
-            cached_input_tokens: self.cached_input_tokens,
-            cache_write_tokens: self.cache_write_tokens,
-            output_tokens: self.output_tokens,
-            max_tokens: self.max_tokens,
-            session: self.session.as_deref(),
-            parent: self.parent.as_deref(),
-            think_ms: self.think_us / MICROS_PER_MS,
-            deadline_ms: self.deadline_ms,
-        }
-    }
-
-    /// The request the engine replays: what reading the CSV line `line` would give.
-    pub fn to_request(&self, line: u64) -> Request {
-        Request {
-            id: hash_str(&self.id),
-            arrival: Instant::from_millis(self.arrival_us / MICROS_PER_MS),
-            class: self.class,
-            input_tokens: self.input_tokens,
-            cached_input_tokens: self.cached_input_tokens,
-            cache_write_tokens: self.cache_write_tokens,
-            output_tokens: self.output_tokens,
-            max_tokens: self.max_tokens,
-            session: self.session.as_deref().map(hash_str),
-            parent: self.parent.as_deref().map(hash_str),
-            think: Duration::from_millis(self.think_us / MICROS_PER_MS),
-            deadline: self.deadline_ms.map(Duration::from_millis),
-            line,
-        }
     }
 }
 
@@ -487,7 +422,7 @@ struct Session {
 struct Generator<'a> {
     config: &'a AgentTraceConfig,
     end_us: u64,
-    rows: Vec<GenRow>,
+    rows: Vec<Row>,
     /// More than [`MAX_AGENT_ROWS`] rows were asked for (the rest were not kept).
     overflow: bool,
 }
@@ -508,7 +443,7 @@ impl Generator<'_> {
         .rng()
     }
 
-    fn push(&mut self, mut row: GenRow) {
+    fn push(&mut self, mut row: Row) {
         if self.rows.len() >= MAX_AGENT_ROWS {
             self.overflow = true;
             return;
@@ -663,7 +598,7 @@ impl Generator<'_> {
         .max(16.0) as u64;
         let tool_result = lognormal(rng, c.tool_result_median_tokens as f64, 1.0).round() as u64;
         let done_us = arrival_us + nominal_latency_us(c, output_tokens);
-        self.push(GenRow {
+        self.push(Row {
             arrival_us,
             seq: 0,
             id: id.clone(),
@@ -698,7 +633,7 @@ impl Generator<'_> {
                 return None;
             }
             let id = format!("{}-r{r}", template.id);
-            self.push(GenRow {
+            self.push(Row {
                 arrival_us,
                 id: id.clone(),
                 cached_input_tokens: template.input_tokens,
@@ -810,7 +745,7 @@ impl Generator<'_> {
         let input_tokens =
             (lognormal(rng, input_median as f64, sigma).round() as u64).clamp(1, c.max_context_tokens.max(1));
         let output_tokens = (lognormal(rng, output_median as f64, sigma).round() as u64).max(16);
-        self.push(GenRow {
+        self.push(Row {
             arrival_us,
             seq: 0,
             id,
@@ -888,10 +823,9 @@ mod tests {
             ..AgentTraceConfig::default()
         };
         let (rows, _) = generate_rows(&config).unwrap();
-        let by_id: std::collections::HashMap<&str, &GenRow> =
-            rows.iter().map(|r| (r.id.as_str(), r)).collect();
-        let retries: Vec<&GenRow> = rows.iter().filter(|r| r.id.contains("-r")).collect();
-        let first: Vec<&&GenRow> = retries.iter().filter(|r| r.id.ends_with("-r0")).collect();
+        let by_id: std::collections::HashMap<&str, &Row> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+        let retries: Vec<&Row> = rows.iter().filter(|r| r.id.contains("-r")).collect();
+        let first: Vec<&&Row> = retries.iter().filter(|r| r.id.ends_with("-r0")).collect();
         // Storms follow non-fan-out agent calls with probability 0.2; geometric(3) retries each.
         // Storm count ~ Binomial(calls, 0.2): SE √(0.16·calls); 5 SE. Mean retries per storm:
         // geometric with mean 3 has sd √6 ≈ 2.45 → SE 2.45/√storms; 5 SE (storms cut by the

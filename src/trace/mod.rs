@@ -21,6 +21,7 @@ pub mod month;
 pub mod openloop;
 pub mod reader;
 pub mod records;
+pub mod row;
 pub mod shared;
 pub mod source;
 pub mod stats;
@@ -29,6 +30,7 @@ pub mod writer;
 pub use lines::MAX_LINE_BYTES;
 pub(crate) use lines::{csv_error, read_error, LineIndex, LineTooLong};
 pub use reader::{TraceReader, COLUMN_NAMES, REQUIRED_COLUMNS};
+pub use row::Row;
 pub use writer::{TraceRow, TraceWriter};
 
 use crate::time::{Duration, Instant, MICROS_PER_MS};

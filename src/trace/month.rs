@@ -11,7 +11,8 @@
 //! 7), so sessions that would run past the end of their window are cut there, as the agent
 //! generator cuts at its `duration`. Ids get a `w<window>-` prefix so they stay unique.
 
-use super::generate::{generate_rows, AgentTraceConfig, GenRow};
+use super::generate::{generate_rows, AgentTraceConfig};
+use super::Row;
 use super::TraceError;
 use crate::rng::mix64;
 use crate::time::{Duration, MICROS_PER_HOUR};
@@ -126,7 +127,7 @@ impl MonthConfig {
 pub struct MonthRows {
     config: MonthConfig,
     next_window: u64,
-    current: std::vec::IntoIter<GenRow>,
+    current: std::vec::IntoIter<Row>,
     sessions: u64,
 }
 
@@ -138,9 +139,9 @@ impl MonthRows {
 }
 
 impl Iterator for MonthRows {
-    type Item = GenRow;
+    type Item = Row;
 
-    fn next(&mut self) -> Option<GenRow> {
+    fn next(&mut self) -> Option<Row> {
         loop {
             if let Some(row) = self.current.next() {
                 return Some(row);
@@ -192,7 +193,7 @@ mod tests {
             weekend: 1.0,
             agent: AgentTraceConfig::default(),
         };
-        let rows: Vec<GenRow> = config.rows().unwrap().collect();
+        let rows: Vec<Row> = config.rows().unwrap().collect();
         assert!(rows.windows(2).all(|w| w[0].arrival_us / MICROS_PER_MS <= w[1].arrival_us / MICROS_PER_MS));
         let mut ids = std::collections::HashSet::new();
         assert!(rows.iter().all(|r| ids.insert(r.id.clone())), "ids are unique");

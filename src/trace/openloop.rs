@@ -8,7 +8,7 @@
 //! Memory is one pending arrival per client, whatever the duration.
 
 use super::arrivals::{Process, ProcessConfig};
-use super::generate::GenRow;
+use super::Row;
 use super::{ClassId, TraceError, TraceReader, BUILTIN_CLASSES};
 use crate::dist::{Dist, DistConfig};
 use crate::rng::{hash_str, DrawKey, Purpose, SplitMix64};
@@ -337,16 +337,16 @@ impl OpenLoopRows {
 }
 
 impl Iterator for OpenLoopRows {
-    type Item = GenRow;
+    type Item = Row;
 
-    fn next(&mut self) -> Option<GenRow> {
+    fn next(&mut self) -> Option<Row> {
         let Reverse((arrival_us, index)) = self.heap.pop()?;
         let instance = &mut self.instances[index];
         let rng = &mut instance.tokens_rng;
         let input_tokens = instance.input.sample(rng).max(1);
         let output_tokens = instance.output.sample(rng);
         let cached_input_tokens = (input_tokens as f64 * instance.cached_fraction).round() as u64;
-        let row = GenRow {
+        let row = Row {
             arrival_us,
             seq: self.seq,
             id: format!("{}-{}", instance.prefix, instance.next_n),
@@ -401,21 +401,21 @@ output_tokens = { dist = "constant", value = 10 }
 cached_fraction = 0.25
 "#,
         );
-        let rows: Vec<GenRow> = c.rows(Path::new(".")).unwrap().collect();
+        let rows: Vec<Row> = c.rows(Path::new(".")).unwrap().collect();
         assert!((rows.len() as f64 - 40_000.0).abs() < 1_600.0, "{}", rows.len());
         assert!(rows.windows(2).all(|w| w[0].arrival_us <= w[1].arrival_us));
         assert!(rows.iter().all(|r| r.arrival_us < 20_000 * MICROS_PER_S));
-        let hard: Vec<&GenRow> = rows.iter().filter(|r| r.class == ClassId::HARD).collect();
+        let hard: Vec<&Row> = rows.iter().filter(|r| r.class == ClassId::HARD).collect();
         assert!(hard.iter().all(|r| r.cached_input_tokens == (r.input_tokens as f64 * 0.25).round() as u64));
         // Zipf(1.1) on 1..=1000: P(1) = 1 / H where H = Σ k^−1.1 ≈ 6.05 (computed below);
         // SE of the share over ~20,000 draws ≈ √(p(1−p)/n) ≈ 0.0034; 5 SE ≈ 0.017.
         let h: f64 = (1..=1000).map(|k| (k as f64).powf(-1.1)).sum();
-        let poisson: Vec<&GenRow> = rows.iter().filter(|r| r.class == ClassId::INTERACTIVE).collect();
+        let poisson: Vec<&Row> = rows.iter().filter(|r| r.class == ClassId::INTERACTIVE).collect();
         let ones = poisson.iter().filter(|r| r.output_tokens == 1).count() as f64 / poisson.len() as f64;
         assert!((ones - 1.0 / h).abs() < 0.017, "P(1) {ones} vs {}", 1.0 / h);
         assert!(poisson.iter().all(|r| (1..=1000).contains(&r.output_tokens)));
         // Same seed, same rows.
-        let again: Vec<GenRow> = c.rows(Path::new(".")).unwrap().collect();
+        let again: Vec<Row> = c.rows(Path::new(".")).unwrap().collect();
         assert_eq!(rows, again);
     }
 

@@ -7,11 +7,12 @@
 //! at the end, the class table it used and what an import skipped. It must not know about the
 //! engine: it hands out requests, in arrival order, one at a time.
 
-use super::generate::{AgentTraceConfig, GenRow, GenSummary};
+use super::generate::{AgentTraceConfig, GenSummary};
 use super::import::{ImportOptions, ImportReport, ImportedRow, Importer, TraceFormat};
 use super::month::MonthConfig;
 use super::openloop::OpenLoopConfig;
-use super::{ClassTable, Request, TraceError, TraceReader, TraceRow, TraceWriter};
+use super::Row;
+use super::{ClassTable, Request, TraceError, TraceReader, TraceWriter};
 use serde::Deserialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,7 +61,7 @@ impl RequestStream for ImportStream {
 
 /// Generated rows as a request stream (line numbers as in the CSV the generator would write).
 pub struct GeneratedStream {
-    rows: Box<dyn Iterator<Item = GenRow> + Send>,
+    rows: Box<dyn Iterator<Item = Row> + Send>,
     line: u64,
 }
 
@@ -156,7 +157,7 @@ impl GeneratorConfig {
     }
 
     /// The generated rows in arrival order, streamed (the agent generator holds its window).
-    pub fn rows(&self, base_dir: &Path) -> Result<Box<dyn Iterator<Item = GenRow> + Send>, TraceError> {
+    pub fn rows(&self, base_dir: &Path) -> Result<Box<dyn Iterator<Item = Row> + Send>, TraceError> {
         Ok(match self {
             GeneratorConfig::Agent(c) => Box::new(super::generate::generate_rows(c)?.0.into_iter()),
             GeneratorConfig::Month(c) => Box::new(c.rows()?),
@@ -314,23 +315,8 @@ pub fn convert<W: Write>(
 ) -> Result<ImportReport, TraceError> {
     let mut importer = Importer::open(path, format, options)?;
     while let Some(row) = importer.next() {
-        let row: ImportedRow = row?;
-        let class = importer.classes().name(row.class).to_string();
-        let id = row.id();
-        out.write(&TraceRow {
-            id: &id,
-            arrival_ms: row.arrival_us / crate::time::MICROS_PER_MS,
-            class: &class,
-            input_tokens: row.input_tokens,
-            cached_input_tokens: row.cached_input_tokens,
-            cache_write_tokens: 0,
-            output_tokens: row.output_tokens,
-            max_tokens: row.output_tokens,
-            session: row.session.as_deref(),
-            parent: None,
-            think_ms: 0,
-            deadline_ms: None,
-        })?;
+        let imported: ImportedRow = row?;
+        out.write(&imported.row.trace_row(importer.classes().name(imported.row.class)))?;
     }
     Ok(importer.report().clone())
 }

@@ -25,9 +25,9 @@ use csv_source::{CsvLayout, CsvSource};
 use jsonl_source::{JsonLayout, JsonlSource};
 
 use super::matching::TokenBounds;
-use super::{ClassId, ClassTable, Request, TraceError};
+use super::{ClassId, ClassTable, Request, Row, TraceError};
 use crate::rng::{hash_str, DrawKey, Purpose};
-use crate::time::{Duration, Instant, MICROS_PER_MS, MICROS_PER_S};
+use crate::time::{Duration, MICROS_PER_S};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -315,46 +315,20 @@ impl ImportReport {
     }
 }
 
-/// One imported row: a [`Request`] plus the strings the CSV writer needs.
+/// One imported row and the line of the source file it came from. Its id is `r<seq>` and
+/// arrivals are kept to the millisecond (see [`Row`]), so a trace replayed directly and after
+/// `sim trace convert` gives byte-identical results.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImportedRow {
-    /// Position among imported rows; the id is `r<seq>`.
-    pub seq: u64,
-    pub arrival_us: u64,
-    pub class: ClassId,
-    pub input_tokens: u64,
-    pub cached_input_tokens: u64,
-    pub output_tokens: u64,
-    pub session: Option<String>,
+    pub row: Row,
     /// Line (or JSONL line) in the source file.
     pub line: u64,
 }
 
 impl ImportedRow {
-    /// The routesim id of this row.
-    pub fn id(&self) -> String {
-        format!("r{}", self.seq)
-    }
-
-    /// The request the engine replays. Ids hash `r<seq>` and arrivals are kept to the
-    /// millisecond, as in the CSV `sim trace convert` writes, so a trace replayed directly and
-    /// after conversion gives byte-identical results.
+    /// The request the engine replays.
     pub fn to_request(&self) -> Request {
-        Request {
-            id: hash_str(&self.id()),
-            arrival: Instant::from_millis(self.arrival_us / MICROS_PER_MS),
-            class: self.class,
-            input_tokens: self.input_tokens,
-            cached_input_tokens: self.cached_input_tokens,
-            cache_write_tokens: 0,
-            output_tokens: self.output_tokens,
-            max_tokens: self.output_tokens,
-            session: self.session.as_deref().map(hash_str),
-            parent: None,
-            think: Duration::ZERO,
-            deadline: None,
-            line: self.line,
-        }
+        self.row.to_request(self.line)
     }
 }
 
@@ -573,14 +547,23 @@ impl Importer {
                 },
                 None => self.rules.iter().find(|r| r.matches(&row)).map_or(self.default_class, |r| r.class),
             };
+            // Imports know prompt and answer sizes only: the answer is its own `max_tokens`.
             self.ready.push_back(ImportedRow {
-                seq: self.seq,
-                arrival_us,
-                class,
-                input_tokens: row.input_tokens,
-                cached_input_tokens: row.cached_input_tokens.min(row.input_tokens),
-                output_tokens: row.output_tokens,
-                session: row.session,
+                row: Row {
+                    arrival_us,
+                    seq: self.seq,
+                    id: format!("r{}", self.seq),
+                    class,
+                    input_tokens: row.input_tokens,
+                    cached_input_tokens: row.cached_input_tokens.min(row.input_tokens),
+                    cache_write_tokens: 0,
+                    output_tokens: row.output_tokens,
+                    max_tokens: row.output_tokens,
+                    session: row.session,
+                    parent: None,
+                    think_us: 0,
+                    deadline_ms: None,
+                },
                 line: row.line,
             });
             self.seq += 1;
@@ -712,14 +695,20 @@ mod tests {
         let got: Vec<(u64, &str, u64, u64, u64)> = rows
             .iter()
             .map(|r| {
-                (r.arrival_us, importer.classes().name(r.class), r.input_tokens, r.output_tokens, r.line)
+                (
+                    r.row.arrival_us,
+                    importer.classes().name(r.row.class),
+                    r.row.input_tokens,
+                    r.row.output_tokens,
+                    r.line,
+                )
             })
             .collect();
         assert_eq!(
             got,
             vec![(0, "hard", 4808, 10, 2), (52_000, "bulk", 3180, 8, 3), (1_098_189, "bulk", 110, 27, 4)]
         );
-        assert_eq!(rows[2].id(), "r2");
+        assert_eq!(rows[2].row.id, "r2");
         assert_eq!(rows[2].to_request().id, hash_str("r2"));
         // 2024 timestamps with a UTC offset.
         let s = sample(
@@ -727,7 +716,7 @@ mod tests {
             "TIMESTAMP,ContextTokens,GeneratedTokens\n2024-05-10 00:00:00.009930+00:00,10,1\n2024-05-10 00:00:01.000000+00:00,20,2\n",
         );
         let (rows, _) = import(&s, TraceFormat::Azure, &ImportOptions::default()).unwrap();
-        assert_eq!(rows.iter().map(|r| r.arrival_us).collect::<Vec<_>>(), vec![0, 990_070]);
+        assert_eq!(rows.iter().map(|r| r.row.arrival_us).collect::<Vec<_>>(), vec![0, 990_070]);
     }
 
     #[test]
@@ -747,7 +736,7 @@ mod tests {
         };
         let (rows, importer) = import(&s, TraceFormat::Azure, &options).unwrap();
         assert_eq!(
-            rows.iter().map(|r| (r.arrival_us, r.input_tokens)).collect::<Vec<_>>(),
+            rows.iter().map(|r| (r.row.arrival_us, r.row.input_tokens)).collect::<Vec<_>>(),
             vec![(0, 2), (5_000_000, 3)]
         );
         let r = importer.report();
@@ -777,17 +766,17 @@ mod tests {
         assert_eq!(rows.len(), 5);
         // The three rows of second 5 land in [0, 1 s) in some order; the others at 1 and 4 s
         // (plus < 1 s of jitter each, the window to the next timestamp being ≥ 1 s).
-        let mut first: Vec<u64> = rows[..3].iter().map(|r| r.input_tokens).collect();
+        let mut first: Vec<u64> = rows[..3].iter().map(|r| r.row.input_tokens).collect();
         first.sort();
         assert_eq!(first, vec![100, 200, 300]);
-        assert!(rows[..3].iter().all(|r| r.arrival_us < 1_000_000));
-        assert!(rows.windows(2).all(|w| w[0].arrival_us <= w[1].arrival_us));
-        assert!((1_000_000..2_000_000).contains(&rows[3].arrival_us));
-        assert!((4_000_000..5_000_000).contains(&rows[4].arrival_us));
-        let spread: std::collections::HashSet<u64> = rows[..3].iter().map(|r| r.arrival_us).collect();
+        assert!(rows[..3].iter().all(|r| r.row.arrival_us < 1_000_000));
+        assert!(rows.windows(2).all(|w| w[0].row.arrival_us <= w[1].row.arrival_us));
+        assert!((1_000_000..2_000_000).contains(&rows[3].row.arrival_us));
+        assert!((4_000_000..5_000_000).contains(&rows[4].row.arrival_us));
+        let spread: std::collections::HashSet<u64> = rows[..3].iter().map(|r| r.row.arrival_us).collect();
         assert_eq!(spread.len(), 3, "ties are spread");
         let class = |tokens: u64| {
-            importer.classes().name(rows.iter().find(|r| r.input_tokens == tokens).unwrap().class)
+            importer.classes().name(rows.iter().find(|r| r.row.input_tokens == tokens).unwrap().row.class)
         };
         assert_eq!(
             (class(100), class(200), class(300), class(400)),
@@ -800,8 +789,8 @@ mod tests {
         let (other, _) =
             import(&s, TraceFormat::Burstgpt, &ImportOptions { seed: 2, ..options.clone() }).unwrap();
         assert_ne!(
-            rows.iter().map(|r| r.arrival_us).collect::<Vec<_>>(),
-            other.iter().map(|r| r.arrival_us).collect::<Vec<_>>()
+            rows.iter().map(|r| r.row.arrival_us).collect::<Vec<_>>(),
+            other.iter().map(|r| r.row.arrival_us).collect::<Vec<_>>()
         );
         // drop_failed removes the failed row and says so.
         let (kept, importer) =
@@ -825,15 +814,16 @@ mod tests {
              {\"timestamp\": 603000, \"input_length\": 300, \"output_length\": 40, \"hash_ids\": [0, 9]}\n",
         );
         let (rows, _) = import(&s, TraceFormat::Mooncake, &ImportOptions::default()).unwrap();
-        let mut got: Vec<(u64, u64)> = rows.iter().map(|r| (r.input_tokens, r.cached_input_tokens)).collect();
+        let mut got: Vec<(u64, u64)> =
+            rows.iter().map(|r| (r.row.input_tokens, r.row.cached_input_tokens)).collect();
         got.sort();
         assert_eq!(got, vec![(300, 300), (1300, 0), (1400, 1024), (1500, 0)]);
         // Jitter within the bucket: the 3 s rows stay in [3 s, 603 s) — capped by the next
         // timestamp — and the 603 s rows within [603 s, 606 s).
-        assert!(rows[0].arrival_us < 3_000_000);
-        assert!((3_000_000..6_000_000).contains(&rows[1].arrival_us));
-        assert!(rows[2..].iter().all(|r| (603_000_000..606_000_000).contains(&r.arrival_us)));
-        assert_eq!(rows.iter().find(|r| r.input_tokens == 1300).unwrap().line, 4);
+        assert!(rows[0].row.arrival_us < 3_000_000);
+        assert!((3_000_000..6_000_000).contains(&rows[1].row.arrival_us));
+        assert!(rows[2..].iter().all(|r| (603_000_000..606_000_000).contains(&r.row.arrival_us)));
+        assert_eq!(rows.iter().find(|r| r.row.input_tokens == 1300).unwrap().line, 4);
     }
 
     #[test]
@@ -860,11 +850,11 @@ mod tests {
             .iter()
             .map(|r| {
                 (
-                    r.arrival_us,
-                    importer.classes().name(r.class),
-                    r.input_tokens,
-                    r.cached_input_tokens,
-                    r.session.as_deref(),
+                    r.row.arrival_us,
+                    importer.classes().name(r.row.class),
+                    r.row.input_tokens,
+                    r.row.cached_input_tokens,
+                    r.row.session.as_deref(),
                 )
             })
             .collect();
@@ -878,7 +868,7 @@ mod tests {
         assert_eq!(
             json_rows
                 .iter()
-                .map(|r| (r.arrival_us, r.input_tokens, r.cached_input_tokens))
+                .map(|r| (r.row.arrival_us, r.row.input_tokens, r.row.cached_input_tokens))
                 .collect::<Vec<_>>(),
             vec![(0, 50, 10), (500_500, 60, 0)]
         );
@@ -924,7 +914,7 @@ mod tests {
         let s = sample("a.csv", text);
         let options = ImportOptions { skip_bad: 2, ..ImportOptions::default() };
         let (rows, importer) = import(&s, TraceFormat::Azure, &options).unwrap();
-        assert_eq!(rows.iter().map(|r| r.input_tokens).collect::<Vec<_>>(), vec![10, 30, 50]);
+        assert_eq!(rows.iter().map(|r| r.row.input_tokens).collect::<Vec<_>>(), vec![10, 30, 50]);
         let report = importer.report();
         assert_eq!(report.skipped_bad, 2);
         assert!(report.skipped_examples[0]
