@@ -108,12 +108,12 @@ impl<'a> Node<'a> {
 /// The line for a validation message that starts with a key path (`a.b[2].c: what`), if the
 /// text writes any of it.
 pub fn line_of_message(text: &str, message: &str) -> Option<usize> {
-    let path = path_prefix(message)?;
+    let path = path_of_message(message)?;
     line_of_path(text, path)
 }
 
 /// The key path a message starts with: everything before the first `: ` outside quotes.
-fn path_prefix(message: &str) -> Option<&str> {
+pub fn path_of_message(message: &str) -> Option<&str> {
     let mut quoted = false;
     let bytes = message.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {

@@ -55,6 +55,25 @@ pub struct Axis {
     pub name: String,
     pub segments: Vec<String>,
     pub values: Vec<toml::Value>,
+    /// Where the sweep file writes its values.
+    pub line: Option<usize>,
+}
+
+impl Axis {
+    /// Whether this axis sets the scenario key `path` (`deployments."a".limits.rpm`) or a key
+    /// inside it; `limits.F` sets `limits.F` of every deployment (`burst_s` sets `burst`).
+    fn sets(&self, path: &str) -> bool {
+        let within = |prefix: &str| {
+            path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(['.', '[']))
+        };
+        match self.segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            ["limits", field] => {
+                let field = if *field == "burst_s" { "burst" } else { field };
+                path.starts_with("deployments.") && path.ends_with(&format!(".limits.{field}"))
+            }
+            _ => within(&self.name),
+        }
+    }
 }
 
 /// One point of the grid: its index and the value of every axis.
@@ -84,6 +103,8 @@ pub struct Plan {
     pub combine: Combine,
     pub axes: Vec<Axis>,
     pub scenario_path: PathBuf,
+    /// The base scenario as written (for the lines of errors a point's overrides cause).
+    scenario_text: String,
     pub scenario_table: toml::Table,
     /// The base scenario, validated without overrides.
     pub base: Scenario,
@@ -173,6 +194,7 @@ impl Plan {
             combine: raw.combine,
             axes,
             scenario_path,
+            scenario_text,
             scenario_table,
             base,
             fingerprint: format!("{digest:016x}"),
@@ -300,8 +322,21 @@ impl Plan {
             }
         }
         let base_dir = self.scenario_path.parent().unwrap_or(Path::new("."));
-        let scenario = Scenario::from_value(table, &self.scenario_path, base_dir).map_err(|e| {
-            SweepError::Input(format!("{}: point {} ({}): {e}", self.file.display(), point.index, describe()))
+        let scenario = Scenario::from_value(table, &self.scenario_path, base_dir).map_err(|mut e| {
+            // Point at the axis that set the refused key, else at the base scenario's line.
+            let path = crate::toml_lines::path_of_message(&e.message);
+            let axis = path.and_then(|p| self.axes.iter().find(|a| a.sets(p)));
+            if axis.is_none() {
+                e.line =
+                    e.line.or_else(|| crate::toml_lines::line_of_message(&self.scenario_text, &e.message));
+            }
+            let at = axis.and_then(|a| a.line).map(|l| format!(":{l}")).unwrap_or_default();
+            SweepError::Input(format!(
+                "{}{at}: point {} ({}): {e}",
+                self.file.display(),
+                point.index,
+                describe()
+            ))
         })?;
         if scenario.trace.path != self.base.trace.path {
             return Err(input(&self.file, "axes: the trace file cannot change between points"));
@@ -416,9 +451,11 @@ fn axes_in_order(text: &str, axes: &toml::Table) -> Result<Vec<Axis>, AxisError>
             leaf_positions(item, &mut Vec::new(), &mut positions);
         }
     }
-    flat.sort_by_key(|axis| {
-        positions.iter().find(|(p, _)| *p == axis.segments).map(|(_, at)| *at).unwrap_or(usize::MAX)
-    });
+    let position = |axis: &Axis| positions.iter().find(|(p, _)| *p == axis.segments).map(|(_, at)| *at);
+    flat.sort_by_key(|axis| position(axis).unwrap_or(usize::MAX));
+    for axis in &mut flat {
+        axis.line = position(axis).map(|at| crate::toml_lines::line_of(text, at));
+    }
     Ok(flat)
 }
 
@@ -427,9 +464,12 @@ fn flatten(table: &toml::Table, prefix: &mut Vec<String>, out: &mut Vec<Axis>) -
         prefix.push(key.clone());
         match value {
             toml::Value::Table(inner) => flatten(inner, prefix, out)?,
-            toml::Value::Array(values) if !values.is_empty() => {
-                out.push(Axis { name: join_path(prefix), segments: prefix.clone(), values: values.clone() })
-            }
+            toml::Value::Array(values) if !values.is_empty() => out.push(Axis {
+                name: join_path(prefix),
+                segments: prefix.clone(),
+                values: values.clone(),
+                line: None,
+            }),
             toml::Value::Array(_) => return Err(AxisError::NoValues { axis: join_path(prefix) }),
             other => {
                 return Err(AxisError::NotAList {
@@ -468,6 +508,24 @@ fn leaf_positions(item: &toml_edit::Item, prefix: &mut Vec<String>, out: &mut Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_axis_sets_its_key_and_the_keys_inside_it_only() {
+        let axis = |segments: &[&str]| Axis {
+            name: join_path(&segments.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            segments: segments.iter().map(|s| s.to_string()).collect(),
+            values: vec![toml::Value::Integer(1)],
+            line: Some(3),
+        };
+        let limits = axis(&["deployments", "a", "limits"]);
+        assert!(limits.sets(&limits.name));
+        assert!(limits.sets(&format!("{}.rpm", limits.name)));
+        assert!(!limits.sets(&format!("{}x.rpm", limits.name)), "a longer key is another key");
+        let burst = axis(&["limits", "burst_s"]);
+        assert!(burst.sets(r#"deployments."anthropic/sonnet".limits.burst"#));
+        assert!(!burst.sets(r#"deployments."anthropic/sonnet".limits.rpm"#));
+        assert!(axis(&["limits", "rpm"]).sets("deployments.b.limits.rpm"));
+    }
 
     #[test]
     fn axes_keep_the_order_they_are_written_in() {

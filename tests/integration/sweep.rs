@@ -395,11 +395,26 @@ fn bad_overrides_are_rejected_before_any_work_naming_the_path() {
             "unknown field `replicatoins`",
         ),
     ];
-    for (sweep, expected) in cases {
+    // The line of the sweep file each error points at: the axis that set the refused value
+    // (SWEEP's axes are on lines 5, 6 and 7), or the misspelt key.
+    let lines = [6, 6, 6, 5, 5, 7, 5, 5, 4];
+    for ((sweep, expected), line) in cases.into_iter().zip(lines) {
         let dir = workdir(&sweep);
-        assert_input_error(&sim(&["sweep", "sweep.toml", "--out", "out"], dir.path()), expected);
+        let o = sim(&["sweep", "sweep.toml", "--out", "out"], dir.path());
+        assert_input_error(&o, expected);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("sweep.toml:{line}: ")), "line {line} for {expected:?}: {err}");
         assert!(!dir.path().join("out").exists(), "no work started for {expected:?}");
     }
+    // A value refused only by the scenario's own checks points at its axis too, and names the
+    // point and the scenario key it set.
+    let dir = workdir(&SWEEP.replace("limits.rpm = [30, 120]", "limits.rpm = [30, 0]"));
+    let o = sim(&["sweep", "sweep.toml", "--out", "out"], dir.path());
+    assert_input_error(
+        &o,
+        r#"sweep.toml:6: point 2 (trace.rate_multiplier=1, deployments."anthropic/sonnet".limits.rpm=0, strategy=single): "#,
+    );
+    assert_input_error(&o, r#"scenario.toml: deployments."anthropic/sonnet".limits.rpm: must be > 0"#);
     let dir = workdir(SWEEP);
     assert_input_error(
         &sim(
