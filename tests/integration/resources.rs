@@ -5,17 +5,28 @@
 //! filling the machine.
 
 use crate::support::stderr;
-use std::os::unix::process::CommandExt;
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Output, Stdio};
 
 /// Address space allowed to each child: far above what any case needs (tens of MB).
 const MAX_ADDRESS_SPACE: u64 = 1 << 30;
 const MAX_CPU_S: u64 = 60;
 
+/// Peak resident memory any case may reach: the cases need tens of MB; a regression that
+/// grows with a time value or a tail would pass it long before the address-space limit.
+const MAX_PEAK_RSS_KB: i64 = 256 * 1024;
+
+/// Runs `sim args` in `dir` under the limits and checks its peak RSS (the child's own
+/// `ru_maxrss`, from `wait4`). With `ROUTESIM_RESOURCE_TABLE=file`, appends a Markdown row
+/// (command, exit code, first line of stderr, peak RSS) to `file`: the figures of the table
+/// in README's reliability section.
+#[track_caller]
 fn limited(args: &[&str], dir: &Path) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sim"));
     command.args(args).current_dir(dir).env("RAYON_NUM_THREADS", "2");
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     // SAFETY: only async-signal-safe calls (setrlimit) between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -30,7 +41,43 @@ fn limited(args: &[&str], dir: &Path) -> Output {
             set(libc::RLIMIT_CPU, MAX_CPU_S)
         });
     }
-    command.output().expect("sim runs")
+    let mut child = command.spawn().expect("sim starts");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut bytes).expect("read the child's output");
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr_pipe = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: waits for our own child; status and usage are valid for writes.
+    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(waited, child.id() as libc::pid_t, "wait4: {}", std::io::Error::last_os_error());
+    let output = Output {
+        status: ExitStatus::from_raw(status),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr_pipe.join().expect("stderr reader"),
+    };
+    let peak_kb = usage.ru_maxrss; // kilobytes on Linux
+    if let Ok(table) = std::env::var("ROUTESIM_RESOURCE_TABLE") {
+        let first_line = stderr(&output).lines().next().unwrap_or("").replace('|', "\\|");
+        let shown: String = first_line.chars().take(160).collect();
+        let row = format!(
+            "| `sim {}` | {} | {} | {:.1} MB |\n",
+            args.join(" "),
+            output.status.code().map_or("signal".to_string(), |c| c.to_string()),
+            shown,
+            peak_kb as f64 / 1024.0
+        );
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(table).expect("table file");
+        file.write_all(row.as_bytes()).expect("write the table row");
+    }
+    assert!(peak_kb < MAX_PEAK_RSS_KB, "sim {args:?}: peak RSS {peak_kb} kB above {MAX_PEAK_RSS_KB} kB");
+    output
 }
 
 /// Exit 2 with exactly one line on stderr that starts with `prefix` and contains `needle`.
