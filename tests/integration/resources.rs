@@ -41,6 +41,8 @@ fn limited(args: &[&str], dir: &Path) -> Output {
             set(libc::RLIMIT_CPU, MAX_CPU_S)
         });
     }
+    // Reaped by `wait4` below (std's `wait` cannot return the child's rusage).
+    #[allow(clippy::zombie_processes)]
     let mut child = command.spawn().expect("sim starts");
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
