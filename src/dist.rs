@@ -333,7 +333,7 @@ impl TryFrom<DistConfig> for Dist {
                     return Err(DistError::Empty);
                 }
                 for (index, value) in values.iter().enumerate() {
-                    if !(value.is_finite() && *value >= 0.0) {
+                    if !crate::validate::is_non_negative(*value) {
                         return Err(DistError::Invalid {
                             dist,
                             field: format!("values[{index}]"),

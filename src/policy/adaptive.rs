@@ -104,7 +104,7 @@ impl Adaptive {
         if !(c.decrease > 0.0 && c.decrease < 1.0) {
             return Err(PolicyError::new("decrease", format!("must be in (0, 1), got {}", c.decrease)));
         }
-        if !(c.increase.is_finite() && c.increase > 0.0) {
+        if !crate::validate::is_positive(c.increase) {
             return Err(PolicyError::new("increase", format!("must be > 0, got {}", c.increase)));
         }
         super::config::check_fraction("headroom", c.headroom)?;

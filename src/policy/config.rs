@@ -224,7 +224,7 @@ pub fn check_backoff(b: &Backoff) -> Result<(), PolicyError> {
     if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
         return Err(PolicyError::new("backoff.multiplier", format!("must be >= 1, got {}", b.multiplier)));
     }
-    if !(b.jitter.is_finite() && (0.0..=1.0).contains(&b.jitter)) {
+    if !crate::validate::is_probability(b.jitter) {
         return Err(PolicyError::new("backoff.jitter", format!("must be in [0, 1], got {}", b.jitter)));
     }
     if b.max < b.initial {
@@ -260,7 +260,7 @@ pub fn check_timeout(field: &str, t: &Option<Duration>) -> Result<(), PolicyErro
 
 /// A probability-like option in [0, 1].
 pub fn check_fraction(field: &str, x: f64) -> Result<(), PolicyError> {
-    if x.is_finite() && (0.0..=1.0).contains(&x) {
+    if crate::validate::is_probability(x) {
         Ok(())
     } else {
         Err(PolicyError::new(field, format!("must be in [0, 1], got {x}")))

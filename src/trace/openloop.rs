@@ -283,7 +283,7 @@ impl OpenLoopConfig {
             if client.name.trim().is_empty() {
                 return Err(err(format!("{path}.name"), "must not be empty"));
             }
-            if !(0.0..=1.0).contains(&client.cached_fraction) {
+            if !crate::validate::is_probability(client.cached_fraction) {
                 return Err(err(format!("{path}.cached_fraction"), "must be between 0 and 1"));
             }
             let input = client.input_tokens.build(base_dir, &format!("{path}.input_tokens"))?;

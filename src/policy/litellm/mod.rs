@@ -221,7 +221,7 @@ impl LiteLlm {
         if model_list.is_empty() {
             return Err(PolicyError::new("model_list", "at least one deployment is required"));
         }
-        if !(settings.lowest_latency_buffer.is_finite() && settings.lowest_latency_buffer >= 0.0) {
+        if !crate::validate::is_non_negative(settings.lowest_latency_buffer) {
             return Err(PolicyError::new(
                 "router_settings.lowest_latency_buffer",
                 "must be a finite number >= 0",
@@ -700,7 +700,7 @@ fn push_bounded(samples: &mut VecDeque<(Instant, f64)>, sample: (Instant, f64), 
 }
 
 fn entry(id: DeploymentId, e: &ModelEntry, field: &str) -> Result<Entry, PolicyError> {
-    if e.weight.is_some_and(|w| !(w.is_finite() && w >= 0.0)) {
+    if e.weight.is_some_and(|w| !crate::validate::is_non_negative(w)) {
         return Err(PolicyError::new(format!("{field}.weight"), "must be a finite number >= 0"));
     }
     if e.rpm == Some(0) || e.tpm == Some(0) || e.max_parallel_requests == Some(0) {

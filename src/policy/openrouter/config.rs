@@ -111,7 +111,7 @@ impl Threshold {
         };
         let mut resolved = Vec::with_capacity(cutoffs.len());
         for (p, v, path) in cutoffs {
-            if !(v.is_finite() && v > 0.0) {
+            if !crate::validate::is_positive(v) {
                 return Err(OpenRouterError::new(path, format!("must be a finite number > 0, got {v}")));
             }
             resolved.push((p, v));
@@ -226,7 +226,7 @@ impl MaxPrice {
         for (key, v) in [("prompt", self.prompt), ("completion", self.completion), ("request", self.request)]
         {
             if let Some(v) = v {
-                if !(v.is_finite() && v >= 0.0) {
+                if !crate::validate::is_non_negative(v) {
                     return Err(OpenRouterError::new(
                         format!("{field}.{key}"),
                         format!("must be a finite number >= 0, got {v}"),
@@ -372,7 +372,7 @@ impl TrafficSharesConfig {
                 format!("must be in (0, 1], got {}", self.breaker_gap),
             ));
         }
-        if !(self.time_exponent.is_finite() && self.time_exponent >= 0.0) {
+        if !crate::validate::is_non_negative(self.time_exponent) {
             return Err(OpenRouterError::new(
                 at("time_exponent"),
                 format!("must be >= 0, got {}", self.time_exponent),

@@ -170,7 +170,7 @@ impl ImportOptions {
         if format == TraceFormat::Routesim {
             return Err(config("format", "routesim traces are read by TraceReader, not imported".into()));
         }
-        if !(self.rate_multiplier.is_finite() && self.rate_multiplier > 0.0) {
+        if !crate::validate::is_positive(self.rate_multiplier) {
             return Err(config(
                 "rate_multiplier",
                 format!("must be a finite number > 0, got {}", self.rate_multiplier),
