@@ -291,20 +291,47 @@ impl Policy for Smoothing {
 #[serde(deny_unknown_fields)]
 pub struct ConcurrencyCapConfig {
     pub inner: Box<PolicyConfig>,
-    /// Attempts in flight at once, across all deployments.
+    /// Attempts in flight at once, across all deployments, per [`CapScope`].
     pub max_in_flight: u32,
+    /// What the cap counts: every attempt (`"all"`, the default), or each agent session's own
+    /// (`"session"`: the cap coding agents put on parallel sub-agents; requests without a
+    /// session are each their own).
+    #[serde(default)]
+    pub per: CapScope,
     #[serde(default = "default_max_wait")]
     pub max_wait: Duration,
     #[serde(default = "default_priority")]
     pub priority: Vec<String>,
 }
 
-/// A global cap on attempts in flight.
+/// What a concurrency cap counts.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CapScope {
+    #[default]
+    All,
+    Session,
+}
+
+/// The attempts one cap counts together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum CapGroup {
+    All,
+    Session(u64),
+    /// A request without a session, under a per-session cap.
+    Alone(u64),
+}
+
+/// A cap on attempts in flight: global, or per agent session (fan-out).
 pub struct ConcurrencyCap {
     inner: Box<dyn Policy>,
     max_in_flight: u32,
-    gate: SlotGate,
-    admitted: HashMap<(u64, u32), ()>,
+    per: CapScope,
+    /// One gate per group with attempts in flight or waiting (per session: released when idle).
+    gates: HashMap<CapGroup, SlotGate>,
+    /// The group of every request routed and not yet forgotten.
+    group_of: HashMap<u64, CapGroup>,
+    admitted: HashMap<(u64, u32), CapGroup>,
     pending: HashMap<u64, Pending>,
     ranks: Vec<u8>,
     max_wait: Duration,
@@ -322,7 +349,9 @@ impl ConcurrencyCap {
         Ok(ConcurrencyCap {
             inner: nested("inner", config.inner.build(catalog))?,
             max_in_flight: config.max_in_flight,
-            gate: SlotGate::default(),
+            per: config.per,
+            gates: HashMap::new(),
+            group_of: HashMap::new(),
             admitted: HashMap::new(),
             pending: HashMap::new(),
             ranks: class_ranks("priority", &config.priority)?,
@@ -331,8 +360,24 @@ impl ConcurrencyCap {
         })
     }
 
-    fn wake_heads(&mut self) {
-        self.to_wake.extend(self.gate.wakeable(self.max_in_flight));
+    fn group(&mut self, request: &Request) -> CapGroup {
+        let group = match (self.per, request.session) {
+            (CapScope::All, _) => CapGroup::All,
+            (CapScope::Session, Some(session)) => CapGroup::Session(session),
+            (CapScope::Session, None) => CapGroup::Alone(request.id),
+        };
+        self.group_of.insert(request.id, group);
+        group
+    }
+
+    /// The waiters of `group` that may take its free slots; an idle group's gate is dropped.
+    fn wake_heads(&mut self, group: CapGroup) {
+        if let Some(gate) = self.gates.get(&group) {
+            self.to_wake.extend(gate.wakeable(self.max_in_flight));
+            if gate.in_flight == 0 && gate.queue.is_empty() {
+                self.gates.remove(&group);
+            }
+        }
     }
 }
 
@@ -350,20 +395,22 @@ impl Policy for ConcurrencyCap {
                 Ok(p) => p,
                 Err(decision) => return decision,
             };
-        if self.gate.try_enter(id, self.max_in_flight, false) {
-            self.admitted.insert((id, history.next_attempt()), ());
+        let group = self.group(request);
+        let gate = self.gates.entry(group).or_default();
+        if gate.try_enter(id, self.max_in_flight, false) {
+            self.admitted.insert((id, history.next_attempt()), group);
             self.pending.remove(&id);
             return pending.attempt();
         }
         let deadline = pending.queued_at + self.max_wait;
         if now >= deadline {
             self.pending.remove(&id);
-            self.gate.queue.remove(id);
-            self.wake_heads();
+            gate.queue.remove(id);
+            self.wake_heads(group);
             return Decision::Reject { reason: "queue_timeout" };
         }
         self.pending.insert(id, pending);
-        self.gate.queue.push(id, rank_of(&self.ranks, request.class));
+        gate.queue.push(id, rank_of(&self.ranks, request.class));
         Decision::Park { until: Some(deadline) }
     }
 
@@ -375,27 +422,39 @@ impl Policy for ConcurrencyCap {
         rng: &mut SplitMix64,
     ) -> Option<HedgeAttempt> {
         let hedge = self.inner.hedge(now, request, history, rng)?;
+        let group = self.group(request);
         // A hedge must not wait: it takes a free slot now, ahead of the queue, or does not go.
-        if !self.gate.try_enter(request.id, self.max_in_flight, true) {
+        if !self.gates.entry(group).or_default().try_enter(request.id, self.max_in_flight, true) {
             return None;
         }
-        self.admitted.insert((request.id, history.next_attempt()), ());
+        self.admitted.insert((request.id, history.next_attempt()), group);
         self.pending.remove(&request.id);
         Some(hedge)
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {
-        if self.admitted.remove(&(report.request_id, report.attempt)).is_some() {
-            self.gate.leave();
-            self.wake_heads();
+        if let Some(group) = self.admitted.remove(&(report.request_id, report.attempt)) {
+            if let Some(gate) = self.gates.get_mut(&group) {
+                gate.leave();
+            }
+            self.wake_heads(group);
         }
         self.inner.observe(now, report);
     }
 
     fn forget(&mut self, now: Instant, request_id: u64) {
-        if self.pending.remove(&request_id).is_some() {
-            self.gate.queue.remove(request_id);
+        let group = self.group_of.remove(&request_id);
+        if let Some(group) = group {
+            if let Some(gate) = self.gates.get_mut(&group) {
+                if self.pending.remove(&request_id).is_some() {
+                    gate.queue.remove(request_id);
+                }
+                if gate.in_flight == 0 && gate.queue.is_empty() {
+                    self.gates.remove(&group);
+                }
+            }
         }
+        self.pending.remove(&request_id);
         self.inner.forget(now, request_id);
     }
 

@@ -495,6 +495,39 @@ fn a_global_concurrency_cap_runs_requests_in_waves() {
     assert!((e2e.max - 6_000.0).abs() < 7.0 && (e2e.mean - 4_000.0).abs() < 5.0, "{e2e:?}");
 }
 
+/// Fan-out (issue 12): an agent session fans out 6 parallel sub-agent calls of exactly 2 s
+/// at t = 0 while a second session sends 2 and a session-less request 1. Capped at 2 per
+/// session, the fan-out runs in waves (e2e 2, 2, 4, 4, 6, 6 s) and nobody else waits
+/// (2, 2 and 2 s): mean 30/9 s, max 6 s. Capped at 2 for all, the 9 run in five waves
+/// (2, 2, 4, 4, 6, 6, 8, 8, 10 s): mean 50/9 s, max 10 s.
+#[test]
+fn a_per_session_cap_spaces_one_agents_fan_out_and_no_one_else() {
+    let ds = [deployment("a", "")];
+    let mut trace: Vec<Request> = (0..6).map(|i| request(i + 1, 0.0, 10, 100)).collect();
+    trace.extend((6..8).map(|i| request(i + 1, 0.0, 10, 100)));
+    trace.push(request(9, 0.0, 10, 100));
+    for r in &mut trace[..6] {
+        r.session = Some(1_001);
+    }
+    for r in &mut trace[6..8] {
+        r.session = Some(1_002);
+    }
+    let cap = |per: &str| {
+        format!("kind = \"concurrency_cap\"\nmax_in_flight = 2\nper = \"{per}\"\ninner = {{ kind = \"single\", deployment = \"a\" }}")
+    };
+    let per_session = simulate(&mut policy(&cap("session"), &ds), &ds, trace.clone());
+    let e2e = per_session.total.e2e.summary();
+    let expected_mean_ms = (2.0 + 2.0 + 4.0 + 4.0 + 6.0 + 6.0 + 2.0 + 2.0 + 2.0) / 9.0 * 1000.0;
+    assert!((e2e.max - 6_000.0).abs() < 7.0 && (e2e.mean - expected_mean_ms).abs() < 5.0, "{e2e:?}");
+    assert_eq!(per_session.total.succeeded, 9);
+    let global = simulate(&mut policy(&cap("all"), &ds), &ds, trace);
+    let e2e = global.total.e2e.summary();
+    let expected_mean_ms = (2.0 + 2.0 + 4.0 + 4.0 + 6.0 + 6.0 + 8.0 + 8.0 + 10.0) / 9.0 * 1000.0;
+    assert!((e2e.max - 10_000.0).abs() < 12.0 && (e2e.mean - expected_mean_ms).abs() < 8.0, "{e2e:?}");
+    let refused = toml::from_str::<PolicyConfig>(&cap("agent")).unwrap_err().to_string();
+    assert!(refused.contains("unknown variant `agent`, expected `all` or `session`"), "{refused}");
+}
+
 // ------------------------------------------------------------------ beyond the peers
 
 #[test]
