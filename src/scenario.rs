@@ -241,6 +241,8 @@ impl Scenario {
         if deployments.len() > usize::from(u16::MAX) {
             return Err(fail("deployments: too many (at most 65535)".into()));
         }
+        crate::provider::incidents::check_provider_wide(&deployments)
+            .map_err(|(index, e)| fail(format!("deployments.{}.{e}", quote_key(&deployments[index].name))))?;
         let deployments: Arc<[Deployment]> = deployments.into();
 
         if raw.strategy.is_empty() {

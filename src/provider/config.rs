@@ -162,6 +162,20 @@ pub struct IncidentProcessConfig {
     /// Mean length of an incident, e.g. "75m".
     pub mean_duration: Duration,
     pub effect: IncidentEffectConfig,
+    /// `"deployment"` (default): this deployment's own incidents. `"provider"`: the provider's
+    /// incidents (a 529 storm is API-wide): every deployment of the provider with a
+    /// provider-scoped process has its incidents in the same windows.
+    #[serde(default)]
+    pub scope: IncidentScope,
+}
+
+/// Whose incidents an incident process draws.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentScope {
+    #[default]
+    Deployment,
+    Provider,
 }
 
 /// The async batch API (Anthropic Message Batches, OpenAI Batch).

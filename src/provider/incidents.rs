@@ -32,6 +32,47 @@ pub struct IncidentProcess {
     pub uptime: f64,
     pub mean_duration: Duration,
     pub effect: IncidentEffect,
+    /// The provider's incidents rather than this deployment's own.
+    pub provider_wide: bool,
+    /// Seeds the process's draws: the deployment's name hash, or the provider's for a
+    /// provider-wide process (so every deployment of the provider draws the same windows).
+    pub draws_key: u64,
+}
+
+/// Provider-wide processes of one provider must agree on when incidents happen (uptime and
+/// mean duration; each deployment keeps its own effect): the first deployment (by index)
+/// whose process disagrees with an earlier one of its provider, with the error.
+pub fn check_provider_wide(deployments: &[Deployment]) -> Result<(), (usize, super::ConfigError)> {
+    let mut first_of_provider: Vec<(&str, &Deployment, &IncidentProcess)> = Vec::new();
+    for (index, d) in deployments.iter().enumerate() {
+        let Some(process) = d.incident_process.as_ref() else { continue };
+        if !process.provider_wide {
+            continue;
+        }
+        match first_of_provider.iter().find(|(provider, ..)| *provider == d.provider) {
+            None => first_of_provider.push((&d.provider, d, process)),
+            Some((_, first, theirs)) => {
+                if (theirs.uptime, theirs.mean_duration) != (process.uptime, process.mean_duration) {
+                    return Err((
+                        index,
+                        super::ConfigError::new(
+                            "incident_process",
+                            format!(
+                                "scope = \"provider\" needs the uptime and mean_duration of {:?}, the first deployment of provider {:?} with a provider-wide process ({} and {}, here {} and {})",
+                                first.name, d.provider, theirs.uptime, theirs.mean_duration, process.uptime, process.mean_duration
+                            ),
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The draws key of a provider-wide incident process (distinct from any deployment's).
+pub fn provider_draws_key(provider: &str) -> u64 {
+    crate::rng::hash_str(&format!("provider incidents:{provider}"))
 }
 
 /// Incident windows of one deployment: the scheduled ones plus those drawn lazily, in time
@@ -58,7 +99,10 @@ impl IncidentTimeline {
                 seed,
                 request: 0,
                 attempt: 0,
-                deployment: deployment.name_hash,
+                deployment: deployment
+                    .incident_process
+                    .as_ref()
+                    .map_or(deployment.name_hash, |p| p.draws_key),
                 purpose: Purpose::Incidents,
             }
             .rng(),

@@ -20,7 +20,7 @@ pub mod state;
 
 pub use config::{
     BatchConfig, ConfigError, DeploymentConfig, ErrorsConfig, IncidentConfig, IncidentEffectConfig,
-    IncidentProcessConfig, LatencyConfig, LimitsConfig, PricesConfig,
+    IncidentProcessConfig, IncidentScope, LatencyConfig, LimitsConfig, PricesConfig,
 };
 pub use incidents::{
     incident_windows, IncidentEffect, IncidentProcess, IncidentWindow, MAX_REPORTED_INCIDENTS,
@@ -243,6 +243,11 @@ impl Deployment {
                     uptime: pc.uptime,
                     mean_duration: pc.mean_duration,
                     effect: effect("incident_process.effect", &pc.effect)?,
+                    provider_wide: pc.scope == IncidentScope::Provider,
+                    draws_key: match pc.scope {
+                        IncidentScope::Deployment => hash_str(name),
+                        IncidentScope::Provider => incidents::provider_draws_key(&c.provider),
+                    },
                 })
             }
         };

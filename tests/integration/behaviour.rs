@@ -148,6 +148,53 @@ fn on_off_incident_process_reaches_its_target_uptime() {
     assert!((down - 0.1).abs() < 0.04, "fraction of time in incidents {down}");
 }
 
+/// A 529 storm is API-wide (issue 12): the deployments of one provider with a provider-scoped
+/// incident process have their incidents in the same windows, a deployment-scoped process
+/// its own. The requests that fail are exactly those whose attempt starts inside a window
+/// (counted from the windows, independently of the engine), the same for both deployments.
+#[test]
+fn a_provider_wide_incident_process_hits_every_deployment_of_the_provider_at_once() {
+    let process = |scope: &str| {
+        format!("[incident_process]\nuptime = 0.9\nmean_duration = \"60s\"\neffect = {{ overloaded_rate = 1.0 }}\nscope = \"{scope}\"\n")
+    };
+    let (a, b) = (deployment("a", &process("provider")), deployment("b", &process("provider")));
+    let own = deployment("c", &process("deployment"));
+    let until = Instant::from_millis(20 * 3_600 * 1_000);
+    let windows = routesim::provider::incident_windows(&a, 4, until);
+    assert!(windows.len() > 60, "{} windows in 20 h", windows.len());
+    assert_eq!(windows, routesim::provider::incident_windows(&b, 4, until), "same provider, same windows");
+    assert_ne!(windows, routesim::provider::incident_windows(&own, 4, until), "its own windows");
+    let trace: Vec<_> = (0..72_000).map(|i| request(i + 1, i as f64 * 1000.0, 10, 0)).collect();
+    let inside = trace
+        .iter()
+        .filter(|r| windows.iter().any(|(start, end)| *start <= r.arrival && r.arrival < *end))
+        .count();
+    for d in [a, b] {
+        let m = run(&open_loop(4), &[d], &mut single(1), trace.clone());
+        assert_eq!(m.total.failed as usize, inside);
+    }
+    let down = inside as f64 / trace.len() as f64;
+    assert!((down - 0.1).abs() < 0.04, "fraction of time in incidents {down}");
+}
+
+/// Provider-wide processes of one provider must agree on when incidents happen.
+#[test]
+fn provider_wide_processes_of_one_provider_must_agree_on_their_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = |uptime: f64| {
+        format!("incident_process = {{ uptime = {uptime}, mean_duration = \"10m\", effect = {{ overloaded_rate = 0.5 }}, scope = \"provider\" }}")
+    };
+    let scenario = format!(
+        "name = \"p\"\n[trace]\nfile = \"t.csv\"\n[deployments.a]\npreset = \"anthropic-tier1-sonnet-4.x\"\n{}\n[deployments.b]\npreset = \"anthropic-tier1-haiku-4.5\"\n{}\n[[strategy]]\nname = \"s\"\npolicy = {{ kind = \"single\", deployment = \"a\" }}\n",
+        process(0.99),
+        process(0.9)
+    );
+    std::fs::write(dir.path().join("s.toml"), scenario).unwrap();
+    std::fs::write(dir.path().join("t.csv"), "id,arrival_ms,class,input_tokens,output_tokens\n").unwrap();
+    let e = routesim::scenario::Scenario::load(&dir.path().join("s.toml")).unwrap_err().to_string();
+    assert!(e.contains(":9: deployments.b.incident_process: scope = \"provider\" needs the uptime and mean_duration of \"a\""), "{e}");
+}
+
 #[test]
 fn batch_api_costs_half_and_reports_completion_separately() {
     let d = deployment("d", "[batch]\ncompletion_ms = { dist = \"constant\", value = 600000 }\n");
