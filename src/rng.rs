@@ -32,6 +32,8 @@ pub enum Purpose {
     Incidents = 7,
     /// Trace generation.
     TraceGen = 8,
+    /// Whether and where an answer's stream breaks.
+    MidStream = 9,
 }
 
 /// Finalising mix of SplitMix64: a bijection on u64 with good avalanche.

@@ -509,7 +509,8 @@ impl Engine<'_> {
         if winner.plan.first_token_at != Some(now)
             || !matches!(
                 winner.plan.outcome,
-                PlannedOutcome::Success | PlannedOutcome::Failed { kind: FailureKind::Timeout, .. }
+                PlannedOutcome::Success
+                    | PlannedOutcome::Failed { kind: FailureKind::Timeout | FailureKind::MidStream, .. }
             )
         {
             return;

@@ -122,6 +122,10 @@ pub struct ErrorsConfig {
     /// The `retry-after` such a 429 carries (none if absent).
     #[serde(default)]
     pub rate_limited_retry_after: Option<Duration>,
+    /// Answers whose stream breaks after the first token (an `overloaded_error` or a dropped
+    /// connection mid-stream), at a uniform point of the output; billed for what streamed.
+    #[serde(default)]
+    pub mid_stream_error_rate: f64,
 }
 
 /// What an incident does while it lasts. Rates replace the base rates; multipliers stretch.

@@ -125,6 +125,7 @@ pub struct Deployment {
     pub overloaded_rate: f64,
     pub rate_limited_rate: f64,
     pub rate_limited_retry_after: Option<Duration>,
+    pub mid_stream_error_rate: f64,
     pub incidents: Vec<IncidentWindow>,
     pub incident_process: Option<IncidentProcess>,
     pub batch: Option<BatchModel>,
@@ -286,6 +287,10 @@ impl Deployment {
             overloaded_rate: probability("errors.overloaded_rate", c.errors.overloaded_rate)?,
             rate_limited_rate: probability("errors.rate_limited_rate", c.errors.rate_limited_rate)?,
             rate_limited_retry_after: c.errors.rate_limited_retry_after,
+            mid_stream_error_rate: probability(
+                "errors.mid_stream_error_rate",
+                c.errors.mid_stream_error_rate,
+            )?,
             incidents,
             incident_process,
             batch,

@@ -49,6 +49,8 @@ pub enum FailureKind {
     /// Cancelled by the client because another attempt of the same request answered first
     /// (hedging); billed for what it consumed.
     Cancelled,
+    /// The stream broke after the first token; billed for what streamed.
+    MidStream,
 }
 
 impl FailureKind {
@@ -64,6 +66,7 @@ impl FailureKind {
             FailureKind::BatchExpired => "batch_expired",
             FailureKind::BatchUnsupported => "batch_unsupported",
             FailureKind::Cancelled => "cancelled",
+            FailureKind::MidStream => "mid_stream",
         }
     }
 
@@ -327,9 +330,18 @@ impl DeploymentState {
                 );
             }
         }
+        // A stream that breaks does so at a uniform point of the output, with its own draws (so
+        // a rate of zero changes no other draw).
+        let broken_at = (deployment.mid_stream_error_rate > 0.0)
+            .then(|| {
+                let mut rng = key(Purpose::MidStream).rng();
+                (rng.next_open01() < deployment.mid_stream_error_rate).then(|| rng.next_open01())
+            })
+            .flatten()
+            .map(|at| first_token_at + Duration::from_secs_f64(decode.as_secs_f64() * at));
         if let Some(limit) = options.timeout {
             let deadline = now + limit;
-            if done_at > deadline {
+            if done_at > deadline && broken_at.is_none_or(|at| at > deadline) {
                 let (first_token_at, produced) = if first_token_at < deadline {
                     let streamed = deadline.saturating_since(first_token_at).as_secs_f64() * speed;
                     (Some(first_token_at), (streamed.floor() as u64).min(request.output_tokens))
@@ -347,6 +359,21 @@ impl DeploymentState {
                     speed,
                 );
             }
+        }
+
+        if let Some(at) = broken_at {
+            let streamed = at.saturating_since(first_token_at).as_secs_f64() * speed;
+            let produced = (streamed.floor() as u64).min(request.output_tokens);
+            let cost = deployment.prices.cost_usd(&Usage::of(request, produced), false);
+            return AttemptPlan::cut_off(
+                FailureKind::MidStream,
+                at.max(first_token_at + Duration::from_micros(1)),
+                Some(first_token_at),
+                produced,
+                cost,
+                permit,
+                speed,
+            );
         }
 
         AttemptPlan::success(

@@ -195,6 +195,31 @@ fn provider_wide_processes_of_one_provider_must_agree_on_their_timing() {
     assert!(e.contains(":9: deployments.b.incident_process: scope = \"provider\" needs the uptime and mean_duration of \"a\""), "{e}");
 }
 
+/// Mid-stream errors (issue 12): with rate 1 every answer breaks after its first token, at a
+/// uniform point of its output. A first token at 1 s and 100 tokens at 100 tok/s: each
+/// request fails with `mid_stream` between 1 and 2 s, billed for its prompt and the
+/// floor(U · 100) tokens streamed (mean 49.5, sd 28.9). At rate 0.3, 30% of requests fail.
+#[test]
+fn a_stream_that_breaks_mid_answer_fails_and_bills_what_streamed() {
+    let latency = "[latency]\nttft_ms = { dist = \"constant\", value = 1000 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n";
+    let n = 2_000u64;
+    let trace: Vec<_> = (0..n).map(|i| request(i + 1, i as f64 * 5_000.0, 1_000, 100)).collect();
+    let always = deployment("a", &format!("{latency}[errors]\nmid_stream_error_rate = 1.0\n"));
+    let m = run(&open_loop(9), &[always], &mut single(1), trace.clone());
+    assert_eq!(m.total.failed, n);
+    assert_eq!(m.total.failed_by_cause.get(&FailureCause::Attempt(FailureKind::MidStream)), Some(&n));
+    // $3/M input, $15/M output: the prompt's $0.003 each, plus what streamed.
+    let streamed_per_request = (m.total.cost_usd / n as f64 - 0.003) / 15e-6;
+    assert!((streamed_per_request - 49.5).abs() < 6.0 * 28.9 / (n as f64).sqrt(), "{streamed_per_request}");
+    // The last request arrives at (n − 1) · 5 s; its stream breaks 1 to 2 s later.
+    let last_ms = m.last_event_at.saturating_since(Instant::ZERO).as_millis_f64() - (n - 1) as f64 * 5_000.0;
+    assert!((1_000.0..=2_000.0).contains(&last_ms), "breaks between the first token and the end: {last_ms}");
+    let sometimes = deployment("a", &format!("{latency}[errors]\nmid_stream_error_rate = 0.3\n"));
+    let m = run(&open_loop(9), &[sometimes], &mut single(1), trace);
+    let share = m.total.failed as f64 / n as f64;
+    assert!((share - 0.3).abs() < 6.0 * (0.21 / n as f64).sqrt(), "{share}");
+}
+
 #[test]
 fn batch_api_costs_half_and_reports_completion_separately() {
     let d = deployment("d", "[batch]\ncompletion_ms = { dist = \"constant\", value = 600000 }\n");

@@ -64,7 +64,8 @@ impl ErrorClass {
             | FailureKind::BatchQueueFull
             | FailureKind::BatchExpired
             | FailureKind::BatchUnsupported
-            | FailureKind::Cancelled => ErrorClass::InternalServer,
+            | FailureKind::Cancelled
+            | FailureKind::MidStream => ErrorClass::InternalServer,
         }
     }
 }
