@@ -4,7 +4,8 @@
 //! [`limiter`] (the real, sans-IO rate limiter), [`dist`] (seeded distributions), [`rng`]
 //! (common random numbers), [`trace`] (requests in), [`provider`] (modelled upstreams),
 //! [`policy`] (the real, sans-IO routing policies), [`engine`] (the event loop), [`metrics`]
-//! (outcomes out), [`scenario`] (configuration), [`report`] (writers), [`sweep`] (grids × seeds in parallel),
+//! (outcomes out), [`scenario`] (configuration), [`provenance`] (which preset figures are
+//! sourced, which assumed), [`report`] (writers), [`sweep`] (grids × seeds in parallel),
 //! [`progress`] (progress of long commands on stderr) and [`validate`] (the number checks every
 //! config validator shares).
 
@@ -16,6 +17,7 @@ pub mod metric;
 pub mod metrics;
 pub mod policy;
 pub mod progress;
+pub mod provenance;
 pub mod provider;
 pub mod report;
 pub mod rng;

@@ -58,7 +58,8 @@ enum Command {
         #[command(subcommand)]
         command: TraceCommand,
     },
-    /// List the built-in deployment presets.
+    /// List the built-in deployment presets: one line each with its model and which parts are
+    /// sourced (with the URL) or assumed.
     Presets,
     /// Plots, report.md and report.html from the output of `sim run --out` or `sim sweep --out`.
     Report {
@@ -512,8 +513,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sweep(args) => run_sweep_command(args),
         Command::Presets => {
-            for name in routesim::scenario::preset_names() {
-                println!("{name}");
+            for preset in routesim::scenario::preset_list()? {
+                println!("{preset}");
             }
             Ok(())
         }

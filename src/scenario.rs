@@ -4,12 +4,15 @@
 //! Configuration is read in two steps: serde structs with `deny_unknown_fields` (typos are
 //! errors, with the line) → validated domain types ([`Scenario`], [`Deployment`],
 //! [`PolicySpec`]). Deployments may start from a built-in preset (`presets/providers.toml`,
-//! the figures of PROVIDERS.md) and override any field. It must not know the engine loop: it
+//! the figures of PROVIDERS.md) and override any field; a preset's provenance (`sources`,
+//! `assumed`: see [`crate::provenance`]) is removed before the merge and never reaches a run,
+//! and [`preset_list`] reads it for `sim presets`. It must not know the engine loop: it
 //! produces an [`EngineConfig`] and builds fresh [`Policy`] values for each run.
 
 use crate::engine::{EngineConfig, Replay};
 use crate::policy::config::{Catalog, PolicyConfig, PolicyError, PolicyFiles};
 use crate::policy::Policy;
+use crate::provenance::{self, PresetInfo, Provenance, ProvenanceError};
 use crate::provider::{Deployment, DeploymentConfig};
 use crate::suggest::suggestion;
 use crate::time::{Duration, Instant};
@@ -366,7 +369,8 @@ struct Presets {
     presets: toml::Table,
 }
 
-fn presets() -> Presets {
+/// The preset file as written, provenance included.
+fn raw_presets() -> Presets {
     let mut table: toml::Table = PRESETS_TOML.parse().expect("presets/providers.toml is valid TOML (tested)");
     let take = |t: &mut toml::Table, key: &str| match t.remove(key) {
         Some(toml::Value::Table(inner)) => inner,
@@ -375,9 +379,46 @@ fn presets() -> Presets {
     Presets { models: take(&mut table, "models"), presets: take(&mut table, "presets") }
 }
 
+/// The preset file as a simulation sees it: provenance removed from every model and preset.
+fn presets() -> Presets {
+    let mut p = raw_presets();
+    for (_, value) in p.models.iter_mut().chain(p.presets.iter_mut()) {
+        if let toml::Value::Table(table) = value {
+            provenance::strip(table);
+        }
+    }
+    p
+}
+
 /// Names of every built-in preset.
 pub fn preset_names() -> Vec<String> {
     presets().presets.keys().cloned().collect()
+}
+
+/// Every built-in preset with its model and provenance (its model's plus its own), for
+/// `sim presets`. Fails on provenance that names an unknown part, a non-URL source, or a part
+/// both sourced and assumed.
+pub fn preset_list() -> Result<Vec<PresetInfo>, ProvenanceError> {
+    let raw = raw_presets();
+    let mut models = BTreeMap::new();
+    for (name, value) in &raw.models {
+        let mut table = value.as_table().cloned().unwrap_or_default();
+        models.insert(name.clone(), Provenance::take(&mut table, &format!("models.{}", quote_key(name)))?);
+    }
+    raw.presets
+        .iter()
+        .map(|(name, value)| {
+            let path = format!("presets.{}", quote_key(name));
+            let mut table = value.as_table().cloned().unwrap_or_default();
+            let own = Provenance::take(&mut table, &path)?;
+            let model = table.get("model").and_then(toml::Value::as_str).unwrap_or_default().to_string();
+            let provenance = match models.get(&model) {
+                Some(base) => base.clone().with(own, &path)?,
+                None => own,
+            };
+            Ok(PresetInfo { name: name.clone(), model, provenance })
+        })
+        .collect()
 }
 
 /// Recursively lays `overlay` over `base`: tables merge, everything else replaces.
@@ -486,6 +527,57 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
             let config = resolve_deployment(&table, &p).unwrap_or_else(|e| panic!("{name}{e}"));
             Deployment::from_config(name, &config).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+
+    #[test]
+    fn every_preset_provenance_names_only_known_parts() {
+        let list = preset_list().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(list.len(), presets().presets.len());
+        for info in &list {
+            assert!(
+                presets().models.contains_key(&info.model),
+                "{}: unknown model {:?}",
+                info.name,
+                info.model
+            );
+            for part in info.provenance.sources.keys().chain(&info.provenance.assumed) {
+                assert!(provenance::KNOWN_PARTS.contains(&part.as_str()), "{}: {part}", info.name);
+            }
+        }
+        let opus41 = list.iter().find(|i| i.name == "anthropic-tier1-opus-4.1").unwrap();
+        assert!(opus41.provenance.sources.contains_key("prices"), "{opus41}");
+        assert!(opus41.provenance.sources.contains_key("limits"), "{opus41}");
+        assert!(!opus41.provenance.assumed.is_empty(), "{opus41}");
+    }
+
+    #[test]
+    fn every_known_part_is_a_deployment_section_or_field() {
+        // A field with a value of the wrong type is refused as `invalid type`, not as
+        // `unknown field`: so each dotted part names a real field of the schema.
+        for part in provenance::KNOWN_PARTS {
+            let (section, field) = part.split_once('.').unwrap_or((part, ""));
+            let mut inner = toml::Table::new();
+            if !field.is_empty() {
+                inner.insert(field.to_string(), toml::Value::Array(vec![]));
+            }
+            let mut table = toml::Table::new();
+            table.insert(section.to_string(), toml::Value::Table(inner));
+            let e = resolve_deployment(&table, &presets()).unwrap_err().to_string();
+            assert!(!e.contains("unknown field"), "{part}: {e}");
+        }
+    }
+
+    #[test]
+    fn provenance_never_reaches_a_deployment() {
+        // The loader strips it: the same preset with and without provenance resolves alike.
+        let p = presets();
+        assert!(p.models.values().chain(p.presets.values()).all(|v| {
+            let t = v.as_table().unwrap();
+            !t.contains_key(provenance::SOURCES_KEY) && !t.contains_key(provenance::ASSUMED_KEY)
+        }));
+        // A scenario may not write provenance into a deployment: it is not a deployment field.
+        let e = parse(&MINIMAL.replace("limits.burst = \"10s\"", "assumed = [\"latency\"]")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `assumed`"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Spelling suggestions for names in user input ("did you mean …?"): unknown deployments,
-//! presets, policy kinds. Shared by the scenario and policy configuration.
+//! presets, policy kinds, provenance parts. Shared by the scenario, policy and provenance
+//! configuration.
 
 /// `; did you mean "x"?` for the closest known name within a small edit distance.
 pub fn suggestion(name: &str, known: &[&str]) -> String {

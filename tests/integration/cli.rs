@@ -166,3 +166,34 @@ fn trace_gen_writes_a_trace_that_runs() {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+#[test]
+fn presets_lists_each_preset_with_its_model_and_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sim(&["presets"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no line for {name} in:\n{stdout}"))
+            .to_string()
+    };
+    // A sourced part with its URL and an assumed part, on the preset's one line.
+    let opus41 = line("anthropic-tier1-opus-4.1");
+    assert!(opus41.contains("model=anthropic-opus-41"), "{opus41}");
+    assert!(opus41.contains("prices <https://platform.claude.com/docs/en/about-claude/pricing>"), "{opus41}");
+    assert!(opus41.contains("limits <https://"), "{opus41}");
+    let assumed = opus41.split("assumed: ").nth(1).unwrap_or_default();
+    assert!(assumed.split(", ").any(|p| p == "limits.burst"), "{opus41}");
+    // Opus 4.5 latency has no source: assumed as a whole.
+    let opus45 = line("anthropic-tier4-opus-4.5");
+    assert!(
+        opus45.split("assumed: ").nth(1).unwrap_or_default().split(", ").any(|p| p == "latency"),
+        "{opus45}"
+    );
+    // The kept seed-story presets are still listed; every line starts with a preset name.
+    line("anthropic-tier4-opus-4.x");
+    assert!(stdout.lines().all(|l| l.contains("  model=")), "{stdout}");
+}
