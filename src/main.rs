@@ -271,6 +271,13 @@ struct UsageError(String);
 struct GateFailed(String);
 
 fn main() -> ExitCode {
+    // `sim presets | head` closes stdout early: end like other command-line tools (killed by
+    // SIGPIPE, no output) instead of panicking inside println!. Rust sets SIGPIPE to ignored.
+    // SAFETY: restoring a signal's default disposition before any thread starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

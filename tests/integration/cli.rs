@@ -197,3 +197,20 @@ fn presets_lists_each_preset_with_its_model_and_provenance() {
     line("anthropic-tier4-opus-4.x");
     assert!(stdout.lines().all(|l| l.contains("  model=")), "{stdout}");
 }
+
+/// A reader that stops early (`sim presets | head -1`) ends the command quietly, not with a
+/// panic inside println!.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+        .arg("presets")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sim starts");
+    drop(child.stdout.take()); // the reader goes away before the first line
+    let out = child.wait_with_output().expect("sim ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+}
