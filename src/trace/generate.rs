@@ -75,6 +75,10 @@ pub struct AgentTraceConfig {
     pub fan_out_min: u32,
     /// Most parallel sub-agent calls in a fan-out (uniform between min and max). Default 4.
     pub fan_out_max: u32,
+    /// The agent harness's cap on sub-agents running at once (Claude Code's default is 20):
+    /// sub-agent k of a fan-out, k >= the cap, starts when sub-agent k − cap finishes (its
+    /// `parent`). Default none (every sub-agent at once).
+    pub max_parallel_subagents: Option<u32>,
     /// Probability that a call fails and the agent retries it (a retry storm). Default 0.
     pub retry_storm_probability: f64,
     /// Mean retries in a storm (geometric, at least 1). Default 3.
@@ -167,6 +171,7 @@ impl Default for AgentTraceConfig {
             fan_out_probability: 0.1,
             fan_out_min: 2,
             fan_out_max: 4,
+            max_parallel_subagents: None,
             retry_storm_probability: 0.0,
             retry_storm_mean_retries: 3.0,
             retry_backoff_median: Duration::from_secs(1),
@@ -277,6 +282,9 @@ impl AgentTraceConfig {
         }
         if self.fan_out_min == 0 || self.fan_out_min > self.fan_out_max {
             return err("fan_out_min", "must be >= 1 and <= fan_out_max");
+        }
+        if self.max_parallel_subagents == Some(0) {
+            return err("max_parallel_subagents", "must be >= 1 (omit it for no cap)");
         }
         if self.initial_context_tokens == 0 {
             return err("initial_context_tokens", "must be > 0");
@@ -535,25 +543,41 @@ impl Generator<'_> {
                     }
                     let width = uniform_int(&mut rng, u64::from(c.fan_out_min), u64::from(c.fan_out_max));
                     let mut added = 0;
-                    let mut last: Option<Link> = None;
+                    let mut subs: Vec<Link> = Vec::new();
                     for sub in 0..width {
                         let id = format!("s{index}-t{turn}-c{call}-f{sub}");
+                        // Past the harness's cap, a sub-agent waits for the one `cap` places
+                        // earlier to finish, and starts at once.
+                        let waits_for = c
+                            .max_parallel_subagents
+                            .and_then(|cap| (sub as usize).checked_sub(cap as usize))
+                            .map(|earlier| &subs[earlier]);
+                        let (sub_parent, sub_arrival_us, sub_think_us) = match waits_for {
+                            None => (&parent, arrival_us, think_us),
+                            Some(earlier) => (earlier, earlier.done_us, 0),
+                        };
+                        if sub_arrival_us >= self.end_us {
+                            break;
+                        }
+                        let sub_parent = Link { id: sub_parent.id.clone(), done_us: sub_parent.done_us };
                         let (link, grown) = self.agent_call(
                             &mut rng,
                             &mut session,
                             id,
                             ClassId::HARD,
-                            arrival_us,
-                            think_us,
-                            Some(&parent),
+                            sub_arrival_us,
+                            sub_think_us,
+                            Some(&sub_parent),
                         );
                         added += grown;
-                        if last.as_ref().is_none_or(|l| link.done_us > l.done_us) {
-                            last = Some(link);
-                        }
+                        subs.push(link);
                     }
                     session.context_tokens += added;
-                    prev = last;
+                    // The chain continues from the sub-agent that finishes last (the first of
+                    // equals, as before).
+                    prev = subs
+                        .into_iter()
+                        .reduce(|last, link| if link.done_us > last.done_us { link } else { last });
                 }
             }
         }
@@ -856,6 +880,49 @@ mod tests {
         };
         let (m0, m1) = (median_think(0), median_think(1));
         assert!((0.8..1.25).contains(&m0) && (1.6..2.5).contains(&m1), "medians {m0} s, {m1} s");
+    }
+
+    #[test]
+    fn a_subagent_cap_makes_later_subagents_wait_for_earlier_ones() {
+        let config = AgentTraceConfig {
+            fan_out_probability: 1.0,
+            fan_out_min: 10,
+            fan_out_max: 10,
+            max_parallel_subagents: Some(3),
+            duration: Duration::from_mins(30),
+            ..AgentTraceConfig::default()
+        };
+        let (rows, _) = generate_rows(&config).unwrap();
+        let by_id: std::collections::HashMap<&str, &Row> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+        let subs: Vec<&Row> = rows.iter().filter(|r| r.id.contains("-f") && !r.id.contains("-r")).collect();
+        assert!(subs.len() > 100, "{} sub-agent calls", subs.len());
+        let mut waited = 0;
+        for sub in &subs {
+            let (group, k) = sub.id.rsplit_once("-f").unwrap();
+            let k: usize = k.parse().unwrap();
+            let parent = sub.parent.as_deref().unwrap();
+            if k < 3 {
+                // The first three start together, after the call that fanned out.
+                assert!(!parent.contains("-f"), "{} waits for {parent}", sub.id);
+                assert_eq!(sub.arrival_us, by_id[format!("{group}-f0").as_str()].arrival_us);
+            } else {
+                assert_eq!(parent, format!("{group}-f{}", k - 3), "sub-agent {k} waits for {}", k - 3);
+                assert_eq!(sub.think_us, 0, "and starts at once");
+                assert!(sub.arrival_us > by_id[parent].arrival_us);
+                waited += 1;
+            }
+        }
+        assert!(waited > 0);
+        // Without the cap, every sub-agent of a fan-out has the same parent.
+        let (rows, _) =
+            generate_rows(&AgentTraceConfig { max_parallel_subagents: None, ..config.clone() }).unwrap();
+        assert!(rows.iter().filter(|r| r.id.contains("-f")).all(|r| !r
+            .parent
+            .as_deref()
+            .unwrap()
+            .contains("-f")));
+        let refused = AgentTraceConfig { max_parallel_subagents: Some(0), ..config }.validate();
+        assert!(refused.unwrap_err().to_string().contains("max_parallel_subagents"));
     }
 
     #[test]
