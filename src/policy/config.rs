@@ -11,6 +11,7 @@ use super::hedge::{Hedge, HedgeConfig};
 use super::litellm::config::{ignored_note, import_text};
 use super::litellm::{LiteLlm, LiteLlmConfig};
 use super::openrouter::{OpenRouter, OpenRouterConfig};
+use super::retry_layer::{RetryLayer, RetryLayerConfig};
 use super::rules::{Rules, RulesConfig};
 use super::smoothing::{ConcurrencyCap, ConcurrencyCapConfig, Smoothing, SmoothingConfig};
 use super::{Backoff, BatchOnly, Fallback, Policy};
@@ -206,6 +207,8 @@ pub enum PolicyConfig {
     Adaptive(AdaptiveConfig),
     /// Deadline-aware scheduling: hold work with slack until quiet periods.
     Deferral(DeferralConfig),
+    /// A retry layer above the router (an SDK's `max_retries`, an agent harness).
+    RetryLayer(RetryLayerConfig),
 }
 
 fn default_single_attempts() -> u32 {
@@ -292,6 +295,7 @@ impl PolicyConfig {
             PolicyConfig::Hedge(c) => vec![&c.inner],
             PolicyConfig::Adaptive(c) => vec![&c.inner],
             PolicyConfig::Deferral(c) => vec![&c.inner],
+            PolicyConfig::RetryLayer(c) => vec![&c.inner],
         }
     }
 
@@ -364,6 +368,7 @@ impl PolicyConfig {
             PolicyConfig::Hedge(c) => Box::new(Hedge::build(c, catalog)?),
             PolicyConfig::Adaptive(c) => Box::new(Adaptive::build(c, catalog)?),
             PolicyConfig::Deferral(c) => Box::new(Deferral::build(c, catalog)?),
+            PolicyConfig::RetryLayer(c) => Box::new(RetryLayer::build(c, catalog)?),
         })
     }
 }

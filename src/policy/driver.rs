@@ -87,7 +87,10 @@ impl<P: Policy> Driver<P> {
         DrawKey {
             seed: self.seed,
             request: request.id,
-            attempt: history.attempts() | (history.waits() << 16),
+            attempt: {
+                let (attempts, waits) = history.totals();
+                attempts | (waits << 16)
+            },
             deployment: draws,
             purpose: Purpose::Policy,
         }

@@ -21,6 +21,7 @@ pub mod litellm;
 pub mod observed;
 pub mod openrouter;
 pub mod queueing;
+pub mod retry_layer;
 pub mod rules;
 pub mod smoothing;
 pub mod window;
@@ -110,15 +111,31 @@ pub struct DeploymentMemo {
 /// The per-request record the [`driver`] keeps for its policy: policies read it, only the
 /// driver writes it, so attempt numbers, wait counts and recorded failures mean the same in
 /// the simulator and in a live gateway.
+///
+/// What a policy reads is the request's current *call*: a retry layer above the router (an
+/// SDK's `max_retries`, an agent harness, [`retry_layer`]) re-issues the call, and the router
+/// then sees a fresh one ([`History::restart_call`]). Attempt numbers and the draw keys run on
+/// over the whole request.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
     /// When the request entered the system (its latency clock starts here).
     started_at: Instant,
+    /// Attempts and waits over the whole request (attempt numbers, draw keys).
+    attempts_total: u32,
+    waits_total: u32,
+    call: CallState,
+}
+
+/// The part of a request's history its current call sees.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct CallState {
     attempts: u32,
     waits: u32,
     resumed_after_wait: bool,
     last: Option<AttemptReport>,
     memos: Vec<DeploymentMemo>,
+    /// Restarted by a retry layer; the wait before it is the layer's, not the call's.
+    fresh: bool,
 }
 
 impl History {
@@ -132,37 +149,42 @@ impl History {
         self.started_at
     }
 
-    /// Attempts started so far.
+    /// Attempts started so far in this call.
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.call.attempts
     }
 
     /// The number the next attempt this request starts will carry (in its
     /// [`AttemptReport::attempt`]): a policy that keys state by attempt uses this.
     pub fn next_attempt(&self) -> u32 {
-        self.attempts + 1
+        self.attempts_total + 1
     }
 
-    /// `Wait` (and `Park`) decisions taken so far (the backoff exponent).
+    /// `Wait` (and `Park`) decisions taken so far in this call (the backoff exponent).
     pub fn waits(&self) -> u32 {
-        self.waits
+        self.call.waits
+    }
+
+    /// Attempts and waits over the whole request, every call included (draw keys).
+    pub fn totals(&self) -> (u32, u32) {
+        (self.attempts_total, self.waits_total)
     }
 
     /// True when this call to `route` is the wake-up of a `Wait` or `Park`.
     pub fn resumed_after_wait(&self) -> bool {
-        self.resumed_after_wait
+        self.call.resumed_after_wait
     }
 
-    /// The last failed attempt recorded (successes end the request, so are never recorded).
+    /// The last failed attempt of this call (successes end the request, so are never recorded).
     pub fn last(&self) -> Option<&AttemptReport> {
-        self.last.as_ref()
+        self.call.last.as_ref()
     }
 
     pub fn memo(&self, deployment: DeploymentId) -> DeploymentMemo {
-        self.memos.get(deployment.index()).copied().unwrap_or_default()
+        self.call.memos.get(deployment.index()).copied().unwrap_or_default()
     }
 
-    /// Whether `deployment` may be tried at `now` as far as this request knows.
+    /// Whether `deployment` may be tried at `now` as far as this call knows.
     pub fn available(&self, deployment: DeploymentId, now: Instant) -> bool {
         let memo = self.memo(deployment);
         !memo.never && memo.not_before <= now
@@ -171,17 +193,19 @@ impl History {
     /// An attempt was started (the driver's bookkeeping; public for policy tests that play
     /// the caller's part by hand).
     pub fn started_attempt(&mut self) -> u32 {
-        self.attempts += 1;
-        self.attempts
+        self.call.attempts += 1;
+        self.attempts_total += 1;
+        self.attempts_total
     }
 
     /// Records a failed attempt before the policy is asked again (the driver's bookkeeping).
     pub fn record(&mut self, report: AttemptReport) {
+        let memos = &mut self.call.memos;
         let index = report.deployment.index();
-        if self.memos.len() <= index {
-            self.memos.resize(index + 1, DeploymentMemo::default());
+        if memos.len() <= index {
+            memos.resize(index + 1, DeploymentMemo::default());
         }
-        let memo = &mut self.memos[index];
+        let memo = &mut memos[index];
         memo.attempts += 1;
         if let Some(retry_after) = report.retry_after {
             memo.not_before = memo.not_before.max(report.ended_at + retry_after);
@@ -189,15 +213,26 @@ impl History {
         if matches!(report.failure(), Some(FailureKind::ExceedsLimit | FailureKind::BatchUnsupported)) {
             memo.never = true;
         }
-        self.last = Some(report);
-        self.resumed_after_wait = false;
+        self.call.last = Some(report);
+        self.call.resumed_after_wait = false;
     }
 
     /// A `Wait` or `Park` ended: count it; the next `route` is a wake-up (the driver's
-    /// bookkeeping).
+    /// bookkeeping). The wait before a restarted call is the retry layer's: the new call
+    /// starts as a first call does.
     pub fn waited(&mut self) {
-        self.waits += 1;
-        self.resumed_after_wait = true;
+        self.waits_total += 1;
+        if std::mem::take(&mut self.call.fresh) {
+            return;
+        }
+        self.call.waits += 1;
+        self.call.resumed_after_wait = true;
+    }
+
+    /// A retry layer re-issues the call: what the router sees starts afresh (attempts, waits,
+    /// failures, per-deployment memos); attempt numbers and draws run on.
+    pub fn restart_call(&mut self) {
+        self.call = CallState { fresh: true, ..CallState::default() };
     }
 }
 

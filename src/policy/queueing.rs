@@ -65,7 +65,7 @@ impl WaitQueue {
 
 /// Attempts in flight under a cap, with a priority queue of waiters. Free slots go to the head
 /// of the queue first; a newcomer gets one only if there are more free slots than waiters.
-/// Shared by the global [`ConcurrencyCap`] and the per-deployment adaptive limits.
+/// Shared by the [`ConcurrencyCap`](super::smoothing::ConcurrencyCap) (global or per session) and the per-deployment adaptive limits.
 #[derive(Clone, Debug, Default)]
 pub struct SlotGate {
     pub in_flight: u32,

@@ -47,7 +47,7 @@ const ALL_COLUMNS: [Column; N_COLUMNS] = [
     Column::DeadlineMs,
 ];
 
-/// Every column name of the routesim CSV, in the order [`TraceWriter`] writes them.
+/// Every column name of the routesim CSV, in the order [`TraceWriter`](super::TraceWriter) writes them.
 pub const COLUMN_NAMES: [&str; N_COLUMNS] = [
     "id",
     "arrival_ms",

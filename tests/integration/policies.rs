@@ -528,6 +528,47 @@ fn a_per_session_cap_spaces_one_agents_fan_out_and_no_one_else() {
     assert!(refused.contains("unknown variant `agent`, expected `all` or `session`"), "{refused}");
 }
 
+/// Stacked retries (issue 12): one request to a deployment that always answers 500, through
+/// a router that tries twice (`single`, max_attempts = 2). An SDK layer with max_retries = 2
+/// re-issues the call twice: 3 × 2 = 6 attempts. A harness layer with 2 more on top: 3 × 3 × 2
+/// = 18. A request no limit can pass (exceeds_limit) is not retried by any layer: 1 attempt.
+#[test]
+fn retry_layers_multiply_the_routers_attempts() {
+    let ds = [
+        deployment("a", "[errors]\nserver_error_rate = 1.0\n"),
+        deployment("small", "[limits]\nitpm = 100\n"),
+    ];
+    let router = r#"kind = "single"
+deployment = "a"
+max_attempts = 2
+backoff = { initial = "10ms", max = "10ms" }"#;
+    let sdk = format!(
+        "kind = \"retry_layer\"\nmax_retries = 2\nbackoff = {{ initial = \"100ms\", max = \"100ms\" }}\n[inner]\n{router}"
+    );
+    let harness = format!(
+        "kind = \"retry_layer\"\nmax_retries = 2\nbackoff = {{ initial = \"1s\", max = \"1s\" }}\n[inner]\nkind = \"retry_layer\"\nmax_retries = 2\nbackoff = {{ initial = \"100ms\", max = \"100ms\" }}\n[inner.inner]\n{router}"
+    );
+    let run_one = |text: &str| {
+        let m = simulate(&mut policy(text, &ds), &ds, vec![request(1, 0.0, 10, 10)]);
+        assert_eq!(m.total.failed, 1, "{text}");
+        assert_eq!(cause(&m, FailureCause::Attempt(routesim::provider::FailureKind::ServerError)), 1);
+        m
+    };
+    assert_eq!(run_one(router).total.attempts, 2);
+    assert_eq!(run_one(&sdk).total.attempts, 6);
+    let stacked = run_one(&harness);
+    assert_eq!(stacked.total.attempts, 18);
+    // The waits add up too: each call backs off 10 ms between its attempts, the SDK 100 ms
+    // between calls, the harness 1 s between its rounds (jitter takes up to 25% off each):
+    // 9 × 10 ms + 6 × 100 ms + 2 × 1 s = 2.69 s at most, 2.0175 s at least, plus the errors'
+    // own response times.
+    let last_ms = stacked.last_event_at.saturating_since(routesim::time::Instant::ZERO).as_millis_f64();
+    assert!(last_ms > 2_017.5, "{last_ms}");
+    let oversized = "kind = \"retry_layer\"\nmax_retries = 5\ninner = { kind = \"single\", deployment = \"small\", max_attempts = 3 }";
+    let m = simulate(&mut policy(oversized, &ds), &ds, vec![request(1, 0.0, 1_000, 10)]);
+    assert_eq!((m.total.attempts, m.total.rate_limited), (1, 1), "exceeds_limit is final at every layer");
+}
+
 // ------------------------------------------------------------------ beyond the peers
 
 #[test]

@@ -1,7 +1,7 @@
 //! OpenRouter-style provider routing: a list of models (fallbacks in order, on any error), and
 //! per model its endpoints (our deployments serving that model), ordered per request by the
 //! `provider` preferences. This module owns the ordering; [`config`] owns the options and
-//! their errors, [`stats`] what the router has observed, [`traffic`] the share arithmetic.
+//! their errors, [`Observed`](crate::policy::observed::Observed) what the router has observed, [`traffic`] the share arithmetic.
 //!
 //! Semantics, from OpenRouter's provider-routing pages (sentences quoted in docs/policies.md;
 //! our choices where the pages are silent are marked *choice*):

@@ -1,0 +1,121 @@
+//! A retry layer above the router: what an agent SDK's `max_retries` or an agent harness's own
+//! attempts do around a gateway. When the router gives up on a failure such a layer would
+//! retry, the layer waits (its own backoff, or the last 429's `retry-after` if longer) and
+//! re-issues the call, which the router sees as a fresh one. Layers stack by nesting, so one
+//! 429 can become `(harness + 1) × (sdk + 1) × router` attempts, as in the issue threads.
+//!
+//! It owns only the layer's own budget per request; it must not know what the router inside
+//! does, nor the engine.
+
+use super::config::{check_backoff, nested, Catalog, PolicyConfig, PolicyError};
+use super::{AttemptReport, Backoff, Decision, HedgeAttempt, History, Policy};
+use crate::provider::FailureKind;
+use crate::rng::SplitMix64;
+use crate::time::{Duration, Instant};
+use crate::trace::Request;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The `retry_layer` policy's options.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryLayerConfig {
+    /// The router (or the next layer down).
+    pub inner: Box<PolicyConfig>,
+    /// Calls re-issued after the first (an SDK's `max_retries`; 2 for the Anthropic and OpenAI
+    /// SDKs).
+    pub max_retries: u32,
+    #[serde(default)]
+    pub backoff: Backoff,
+}
+
+/// A retry layer around a router.
+pub struct RetryLayer {
+    inner: Box<dyn Policy>,
+    max_retries: u32,
+    backoff: Backoff,
+    /// Calls re-issued so far, per request in flight.
+    retried: HashMap<u64, u32>,
+}
+
+impl RetryLayer {
+    pub fn build(config: &RetryLayerConfig, catalog: &Catalog) -> Result<RetryLayer, PolicyError> {
+        check_backoff(&config.backoff)?;
+        Ok(RetryLayer {
+            inner: nested("inner", config.inner.build(catalog))?,
+            max_retries: config.max_retries,
+            backoff: config.backoff,
+            retried: HashMap::new(),
+        })
+    }
+}
+
+/// What an SDK retries: rate limits, server errors and overloads, timeouts, broken streams;
+/// not a request no limit can pass, nor batch or cancellation outcomes.
+fn layer_retries(kind: FailureKind) -> bool {
+    matches!(
+        kind,
+        FailureKind::RateLimited
+            | FailureKind::ServerError
+            | FailureKind::Overloaded
+            | FailureKind::Timeout
+            | FailureKind::SlowFirstToken
+            | FailureKind::MidStream
+    )
+}
+
+impl Policy for RetryLayer {
+    fn route(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &mut History,
+        rng: &mut SplitMix64,
+    ) -> Decision {
+        let decision = self.inner.route(now, request, history, rng);
+        let retryable = match decision {
+            Decision::GiveUp => history.last().and_then(AttemptReport::failure).is_some_and(layer_retries),
+            // LiteLLM answers "no deployments available" as a 429: SDKs retry it.
+            Decision::Reject { reason } => reason == "no_deployments_available",
+            _ => return decision,
+        };
+        let retried = self.retried.entry(request.id).or_default();
+        if !retryable || *retried >= self.max_retries {
+            return decision;
+        }
+        let delay = self.backoff.delay(*retried, rng);
+        *retried += 1;
+        let delay = history.last().and_then(|l| l.retry_after).map_or(delay, |after| after.max(delay));
+        // The router will see a new call: it forgets this one, the history starts afresh.
+        self.inner.forget(now, request.id);
+        history.restart_call();
+        Decision::Wait { until: now + delay.max(Duration::from_micros(1)) }
+    }
+
+    fn hedge(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &History,
+        rng: &mut SplitMix64,
+    ) -> Option<HedgeAttempt> {
+        self.inner.hedge(now, request, history, rng)
+    }
+
+    fn observe(&mut self, now: Instant, report: &AttemptReport) {
+        self.inner.observe(now, report);
+    }
+
+    fn forget(&mut self, now: Instant, request_id: u64) {
+        self.retried.remove(&request_id);
+        self.inner.forget(now, request_id);
+    }
+
+    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
+        self.inner.unpark(now, woken);
+    }
+
+    fn wants_rate_limit_headers(&self) -> bool {
+        self.inner.wants_rate_limit_headers()
+    }
+}
