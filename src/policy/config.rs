@@ -11,6 +11,7 @@ use super::hedge::{Hedge, HedgeConfig};
 use super::litellm::config::{ignored_note, import_text};
 use super::litellm::{LiteLlm, LiteLlmConfig};
 use super::openrouter::{OpenRouter, OpenRouterConfig};
+use super::replicas::{Replicas, ReplicasConfig};
 use super::retry_layer::{RetryLayer, RetryLayerConfig};
 use super::rules::{Rules, RulesConfig};
 use super::smoothing::{ConcurrencyCap, ConcurrencyCapConfig, Smoothing, SmoothingConfig};
@@ -209,6 +210,8 @@ pub enum PolicyConfig {
     Deferral(DeferralConfig),
     /// A retry layer above the router (an SDK's `max_retries`, an agent harness).
     RetryLayer(RetryLayerConfig),
+    /// The router run as N gateway replicas, each with its own state.
+    Replicas(ReplicasConfig),
 }
 
 fn default_single_attempts() -> u32 {
@@ -296,6 +299,7 @@ impl PolicyConfig {
             PolicyConfig::Adaptive(c) => vec![&c.inner],
             PolicyConfig::Deferral(c) => vec![&c.inner],
             PolicyConfig::RetryLayer(c) => vec![&c.inner],
+            PolicyConfig::Replicas(c) => vec![&c.inner],
         }
     }
 
@@ -369,6 +373,7 @@ impl PolicyConfig {
             PolicyConfig::Adaptive(c) => Box::new(Adaptive::build(c, catalog)?),
             PolicyConfig::Deferral(c) => Box::new(Deferral::build(c, catalog)?),
             PolicyConfig::RetryLayer(c) => Box::new(RetryLayer::build(c, catalog)?),
+            PolicyConfig::Replicas(c) => Box::new(Replicas::build(c, catalog)?),
         })
     }
 }

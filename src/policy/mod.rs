@@ -21,6 +21,7 @@ pub mod litellm;
 pub mod observed;
 pub mod openrouter;
 pub mod queueing;
+pub mod replicas;
 pub mod retry_layer;
 pub mod rules;
 pub mod smoothing;

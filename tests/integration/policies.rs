@@ -569,6 +569,33 @@ backoff = { initial = "10ms", max = "10ms" }"#;
     assert_eq!((m.total.attempts, m.total.rate_limited), (1, 1), "exceeds_limit is final at every layer");
 }
 
+/// Gateway replicas without a shared store (issue 12): each replica's client-side limit
+/// admits its own share, so N replicas admit N × the limit. The provider allows 20 requests a
+/// minute (a bucket of 20); the client-side smoothing limit is the same 20. 60 requests at
+/// t = 0: one gateway admits 20 and queues 40 for the refill (no 429); three round-robin
+/// replicas admit 20 each, and the provider refuses exactly 60 − 20 = 40.
+#[test]
+fn replicas_without_a_shared_store_admit_n_times_the_client_limit() {
+    let ds = [deployment("a", "[limits]\nrpm = 20\n")];
+    let smoothing = r#"kind = "smoothing"
+limits = { a = { rpm = 20 } }
+max_wait = "10m"
+inner = { kind = "single", deployment = "a", max_attempts = 1 }"#;
+    let burst: Vec<Request> = (0..60).map(|i| request(i + 1, 0.0, 10, 10)).collect();
+    let one = simulate(&mut policy(smoothing, &ds), &ds, burst.clone());
+    assert_eq!((one.total.succeeded, one.total.attempts_429), (60, 0));
+    let replicas = |count: u32| format!("kind = \"replicas\"\ncount = {count}\n[inner]\n{smoothing}");
+    let three = simulate(&mut policy(&replicas(3), &ds), &ds, burst.clone());
+    assert_eq!((three.total.attempts_429, three.total.rate_limited, three.total.succeeded), (40, 40, 20));
+    let single_replica = simulate(&mut policy(&replicas(1), &ds), &ds, burst);
+    assert_eq!(single_replica.total.attempts_429, 0, "one replica is one gateway");
+    assert!(build_error(
+        "kind = \"replicas\"\ncount = 0\ninner = { kind = \"single\", deployment = \"a\" }",
+        &ds
+    )
+    .starts_with("count: must be between 1 and 1000"));
+}
+
 // ------------------------------------------------------------------ beyond the peers
 
 #[test]
