@@ -390,11 +390,6 @@ fn presets() -> Presets {
     p
 }
 
-/// Names of every built-in preset.
-pub fn preset_names() -> Vec<String> {
-    presets().presets.keys().cloned().collect()
-}
-
 /// Every built-in preset with its model and provenance (its model's plus its own), for
 /// `sim presets`. Fails on provenance that names an unknown part, a non-URL source, or a part
 /// both sourced and assumed.

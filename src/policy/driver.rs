@@ -76,10 +76,6 @@ impl<P: Policy> Driver<P> {
         Driver { policy, seed, max_attempts_per_request }
     }
 
-    pub fn policy(&self) -> &P {
-        &self.policy
-    }
-
     /// The generator of a decision: keyed by the request and how far it has got (attempts
     /// started, waits taken), so the same request at the same point draws the same numbers in
     /// every strategy and every caller (common random numbers).

@@ -14,6 +14,7 @@ pub mod adaptive;
 pub mod classes;
 pub mod config;
 pub mod deferral;
+pub mod dispatch;
 pub mod driver;
 pub mod fallback;
 pub mod hedge;

@@ -9,12 +9,12 @@
 //! Δ = ∞, and a perfectly shared store (Δ = 0) is one replica.
 
 use super::config::{nested, Catalog, PolicyConfig, PolicyError};
+use super::dispatch::Dispatch;
 use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::rng::SplitMix64;
 use crate::time::Instant;
 use crate::trace::Request;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// Most replicas of one strategy.
 pub const MAX_REPLICAS: u32 = 1_000;
@@ -55,11 +55,9 @@ pub enum Sync {
 
 /// N replicas of a router.
 pub struct Replicas {
-    replicas: Vec<Box<dyn Policy>>,
+    replicas: Dispatch,
     split: Split,
     next: usize,
-    /// The replica of every request routed and not yet forgotten.
-    owner: HashMap<u64, usize>,
 }
 
 impl Replicas {
@@ -70,24 +68,20 @@ impl Replicas {
         let replicas = (0..config.count)
             .map(|_| nested("inner", config.inner.build(catalog)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Replicas { replicas, split: config.split, next: 0, owner: HashMap::new() })
+        Ok(Replicas { replicas: Dispatch::new(replicas), split: config.split, next: 0 })
     }
 
-    fn replica_of(&mut self, request: &Request) -> usize {
-        if let Some(&replica) = self.owner.get(&request.id) {
-            return replica;
-        }
+    /// The replica the load balancer sends a new request to.
+    fn pick(&mut self, request: &Request) -> usize {
         let n = self.replicas.len();
-        let replica = match (self.split, request.session) {
+        match (self.split, request.session) {
             (Split::Session, Some(session)) => (session % n as u64) as usize,
             _ => {
                 let replica = self.next;
                 self.next = (self.next + 1) % n;
                 replica
             }
-        };
-        self.owner.insert(request.id, replica);
-        replica
+        }
     }
 }
 
@@ -99,8 +93,11 @@ impl Policy for Replicas {
         history: &mut History,
         rng: &mut SplitMix64,
     ) -> Decision {
-        let replica = self.replica_of(request);
-        self.replicas[replica].route(now, request, history, rng)
+        let replica = match self.replicas.owner_of(request) {
+            Some(replica) => replica,
+            None => self.pick(request),
+        };
+        self.replicas.route(replica, now, request, history, rng)
     }
 
     fn hedge(
@@ -110,30 +107,23 @@ impl Policy for Replicas {
         history: &History,
         rng: &mut SplitMix64,
     ) -> Option<HedgeAttempt> {
-        let replica = *self.owner.get(&request.id)?;
-        self.replicas[replica].hedge(now, request, history, rng)
+        self.replicas.hedge(now, request, history, rng)
     }
 
     /// A report reaches only the replica that sent the attempt: the others never hear of it.
     fn observe(&mut self, now: Instant, report: &AttemptReport) {
-        if let Some(&replica) = self.owner.get(&report.request_id) {
-            self.replicas[replica].observe(now, report);
-        }
+        self.replicas.observe(now, report);
     }
 
     fn forget(&mut self, now: Instant, request_id: u64) {
-        if let Some(replica) = self.owner.remove(&request_id) {
-            self.replicas[replica].forget(now, request_id);
-        }
+        self.replicas.forget(now, request_id);
     }
 
     fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
-        for replica in &mut self.replicas {
-            replica.unpark(now, woken);
-        }
+        self.replicas.unpark(now, woken);
     }
 
     fn wants_rate_limit_headers(&self) -> bool {
-        self.replicas.iter().any(|r| r.wants_rate_limit_headers())
+        self.replicas.wants_rate_limit_headers()
     }
 }

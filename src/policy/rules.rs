@@ -9,13 +9,13 @@
 
 use super::classes::class_id;
 use super::config::{nested, Catalog, PolicyConfig};
+use super::dispatch::Dispatch;
 use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::policy::config::PolicyError;
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
 use crate::trace::{ClassId, Request};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// What a rule matches; every given condition must hold.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -74,8 +74,7 @@ impl CompiledMatch {
 pub struct Rules {
     matches: Vec<CompiledMatch>,
     /// One per rule, then the default.
-    policies: Vec<Box<dyn Policy>>,
-    owner: HashMap<u64, usize>,
+    policies: Dispatch,
 }
 
 impl Rules {
@@ -95,7 +94,7 @@ impl Rules {
             policies.push(nested(&format!("{field}.policy"), rule.policy.build(catalog))?);
         }
         policies.push(nested("default", config.default.build(catalog))?);
-        Ok(Rules { matches, policies, owner: HashMap::new() })
+        Ok(Rules { matches, policies: Dispatch::new(policies) })
     }
 
     fn rule_for(&self, request: &Request) -> usize {
@@ -112,16 +111,9 @@ impl Policy for Rules {
         rng: &mut SplitMix64,
     ) -> Decision {
         // A request keeps the rule that first took it (rules read only fixed request fields, so
-        // it would match the same one again; the map is what routes its reports back).
-        let rule = match self.owner.get(&request.id) {
-            Some(rule) => *rule,
-            None => {
-                let rule = self.rule_for(request);
-                self.owner.insert(request.id, rule);
-                rule
-            }
-        };
-        self.policies[rule].route(now, request, history, rng)
+        // it would match the same one again; the owner is what routes its reports back).
+        let rule = self.policies.owner_of(request).unwrap_or_else(|| self.rule_for(request));
+        self.policies.route(rule, now, request, history, rng)
     }
 
     fn hedge(
@@ -131,29 +123,22 @@ impl Policy for Rules {
         history: &History,
         rng: &mut SplitMix64,
     ) -> Option<HedgeAttempt> {
-        let rule = *self.owner.get(&request.id)?;
-        self.policies[rule].hedge(now, request, history, rng)
+        self.policies.hedge(now, request, history, rng)
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {
-        if let Some(rule) = self.owner.get(&report.request_id) {
-            self.policies[*rule].observe(now, report);
-        }
+        self.policies.observe(now, report);
     }
 
     fn forget(&mut self, now: Instant, request_id: u64) {
-        if let Some(rule) = self.owner.remove(&request_id) {
-            self.policies[rule].forget(now, request_id);
-        }
+        self.policies.forget(now, request_id);
     }
 
     fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
-        for p in &mut self.policies {
-            p.unpark(now, woken);
-        }
+        self.policies.unpark(now, woken);
     }
 
     fn wants_rate_limit_headers(&self) -> bool {
-        self.policies.iter().any(|p| p.wants_rate_limit_headers())
+        self.policies.wants_rate_limit_headers()
     }
 }

@@ -16,7 +16,7 @@ use super::queueing::{held_or_new_attempt, Pending, SlotGate, WaitQueue};
 use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::limiter::{Demand, Limits, MultiLimiter, Permit, Retry};
 use crate::policy::config::PolicyError;
-use crate::provider::DeploymentId;
+use crate::provider::{counted_input_tokens, DeploymentId};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
 use crate::trace::Request;
@@ -142,6 +142,14 @@ impl Smoothing {
         })
     }
 
+    /// What `request` asks of `d`'s local limiter: input counted as the deployment counts it.
+    fn demand(&self, d: DeploymentId, request: &Request) -> Demand {
+        Demand {
+            input_tokens: counted_input_tokens(self.counted_input[d.index()], request),
+            output_reserve_tokens: request.max_tokens,
+        }
+    }
+
     fn wake_head(&mut self, d: DeploymentId) {
         if let Some(head) = self.queues[d.index()].head() {
             if self.parked.contains_key(&head) {
@@ -177,13 +185,9 @@ impl Policy for Smoothing {
         let d = pending.deployment;
         let attempt =
             Decision::Attempt { deployment: d, options: pending.options, hedge_after: pending.hedge_after };
-        let cached_count = self.counted_input[d.index()];
+        let demand = self.demand(d, request);
         let Some(limiter) = self.limiters[d.index()].as_mut() else {
             return attempt;
-        };
-        let demand = Demand {
-            input_tokens: if cached_count { request.input_tokens } else { request.uncached_input_tokens() },
-            output_reserve_tokens: request.max_tokens,
         };
         let deadline = pending.queued_at + self.max_wait;
         let queue = &mut self.queues[d.index()];
@@ -235,16 +239,9 @@ impl Policy for Smoothing {
     ) -> Option<HedgeAttempt> {
         let hedge = self.inner.hedge(now, request, history, rng)?;
         let d = hedge.deployment;
+        let demand = self.demand(d, request);
         let Some(limiter) = self.limiters[d.index()].as_mut() else {
             return Some(hedge);
-        };
-        let demand = Demand {
-            input_tokens: if self.counted_input[d.index()] {
-                request.input_tokens
-            } else {
-                request.uncached_input_tokens()
-            },
-            output_reserve_tokens: request.max_tokens,
         };
         // A hedge must not wait: it takes a local token now, ahead of the queue, or does not go.
         match limiter.try_admit(now, demand) {
@@ -329,7 +326,8 @@ pub struct ConcurrencyCap {
     per: CapScope,
     /// One gate per group with attempts in flight or waiting (per session: released when idle).
     gates: HashMap<CapGroup, SlotGate>,
-    /// The group of every request routed and not yet forgotten.
+    /// Per session: the group of every request routed and not yet forgotten (a global cap
+    /// has one group and keeps no map).
     group_of: HashMap<u64, CapGroup>,
     admitted: HashMap<(u64, u32), CapGroup>,
     pending: HashMap<u64, Pending>,
@@ -362,7 +360,7 @@ impl ConcurrencyCap {
 
     fn group(&mut self, request: &Request) -> CapGroup {
         let group = match (self.per, request.session) {
-            (CapScope::All, _) => CapGroup::All,
+            (CapScope::All, _) => return CapGroup::All,
             (CapScope::Session, Some(session)) => CapGroup::Session(session),
             (CapScope::Session, None) => CapGroup::Alone(request.id),
         };
@@ -443,7 +441,10 @@ impl Policy for ConcurrencyCap {
     }
 
     fn forget(&mut self, now: Instant, request_id: u64) {
-        let group = self.group_of.remove(&request_id);
+        let group = match self.per {
+            CapScope::All => Some(CapGroup::All),
+            CapScope::Session => self.group_of.remove(&request_id),
+        };
         if let Some(group) = group {
             if let Some(gate) = self.gates.get_mut(&group) {
                 if self.pending.remove(&request_id).is_some() {

@@ -300,20 +300,27 @@ impl Deployment {
     /// Input tokens of `request` as this deployment's ITPM counts them: uncached input
     /// (which includes cache writes), plus cache reads only where the model's flag says so.
     pub fn counted_input_tokens(&self, request: &Request) -> u64 {
-        if self.cache_reads_count_toward_itpm {
-            request.input_tokens
-        } else {
-            request.uncached_input_tokens()
-        }
+        counted_input_tokens(self.cache_reads_count_toward_itpm, request)
+    }
+}
+
+/// The rule of [`Deployment::counted_input_tokens`], for a client-side limiter that mirrors a
+/// deployment's counting without holding the deployment.
+pub fn counted_input_tokens(cache_reads_count_toward_itpm: bool, request: &Request) -> u64 {
+    if cache_reads_count_toward_itpm {
+        request.input_tokens
+    } else {
+        request.uncached_input_tokens()
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::trace::ClassId;
 
-    fn config(extra: &str) -> DeploymentConfig {
+    /// A deployment config with constant latency and `extra` TOML (shared by the provider tests).
+    pub(crate) fn config(extra: &str) -> DeploymentConfig {
         toml::from_str(&format!(
             "provider = \"p\"\nmodel = \"m\"\nprices = {{ input_usd_per_mtok = 3.0, output_usd_per_mtok = 15.0 }}\n\
              latency = {{ ttft_ms = {{ dist = \"constant\", value = 1000 }}, output_tokens_per_s = {{ dist = \"constant\", value = 50 }}, ttft_ms_per_1k_uncached_input = 100 }}\n{extra}"
@@ -321,7 +328,7 @@ mod tests {
         .unwrap()
     }
 
-    fn request(input: u64, cached: u64, cache_write: u64, output: u64) -> Request {
+    pub(crate) fn request(input: u64, cached: u64, cache_write: u64, output: u64) -> Request {
         Request {
             id: 9,
             arrival: Instant::ZERO,

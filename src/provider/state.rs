@@ -501,34 +501,7 @@ fn round_up(d: Duration, granularity: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::DeploymentConfig;
-    use crate::trace::ClassId;
-
-    fn config(extra: &str) -> DeploymentConfig {
-        toml::from_str(&format!(
-            "provider = \"p\"\nmodel = \"m\"\nprices = {{ input_usd_per_mtok = 3.0, output_usd_per_mtok = 15.0 }}\n\
-             latency = {{ ttft_ms = {{ dist = \"constant\", value = 1000 }}, output_tokens_per_s = {{ dist = \"constant\", value = 50 }}, ttft_ms_per_1k_uncached_input = 100 }}\n{extra}"
-        ))
-        .unwrap()
-    }
-
-    fn request(input: u64, cached: u64, cache_write: u64, output: u64) -> Request {
-        Request {
-            id: 9,
-            arrival: Instant::ZERO,
-            class: ClassId::HARD,
-            input_tokens: input,
-            cached_input_tokens: cached,
-            cache_write_tokens: cache_write,
-            output_tokens: output,
-            max_tokens: output.max(1),
-            session: None,
-            parent: None,
-            think: Duration::ZERO,
-            deadline: None,
-            line: 2,
-        }
-    }
+    use crate::provider::tests::{config, request};
 
     #[test]
     fn ttft_grows_with_uncached_input_and_429_carries_rounded_retry_after() {
