@@ -13,23 +13,21 @@ pub struct SlotRef {
     pub serial: u32,
 }
 
-#[derive(Debug)]
-struct Entry<T> {
-    serial: u32,
-    value: T,
-}
-
 /// Occupied and free slots.
 #[derive(Debug)]
 pub struct Slots<T> {
-    entries: Vec<Option<Entry<T>>>,
+    /// Kept apart from the serials so that freeing a slot moves its occupant out once (the
+    /// occupant is the engine's largest value; this is the hottest path after the queue).
+    entries: Vec<Option<T>>,
+    /// The serial of each slot's current (or, if free, last) occupant.
+    serials: Vec<u32>,
     free: Vec<u32>,
     next_serial: u32,
 }
 
 impl<T> Default for Slots<T> {
     fn default() -> Self {
-        Slots { entries: Vec::new(), free: Vec::new(), next_serial: 0 }
+        Slots { entries: Vec::new(), serials: Vec::new(), free: Vec::new(), next_serial: 0 }
     }
 }
 
@@ -38,14 +36,15 @@ impl<T> Slots<T> {
     pub fn insert(&mut self, value: T) -> SlotRef {
         self.next_serial = self.next_serial.wrapping_add(1);
         let serial = self.next_serial;
-        let entry = Some(Entry { serial, value });
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.entries[slot as usize] = entry;
+                self.entries[slot as usize] = Some(value);
+                self.serials[slot as usize] = serial;
                 slot
             }
             None => {
-                self.entries.push(entry);
+                self.entries.push(Some(value));
+                self.serials.push(serial);
                 u32::try_from(self.entries.len() - 1).expect("fewer than 4 billion requests in flight")
             }
         };
@@ -54,7 +53,8 @@ impl<T> Slots<T> {
 
     /// The occupant `at` names, if it is still there (`None`: the reference is stale).
     pub fn get(&self, at: SlotRef) -> Option<&T> {
-        self.entries[at.slot as usize].as_ref().filter(|e| e.serial == at.serial).map(|e| &e.value)
+        let slot = at.slot as usize;
+        self.entries[slot].as_ref().filter(|_| self.serials[slot] == at.serial)
     }
 
     /// The current occupant of `slot`, with its reference.
@@ -62,8 +62,8 @@ impl<T> Slots<T> {
     /// # Panics
     /// If the slot is free: the engine only names slots it knows are occupied.
     pub fn occupant(&self, slot: u32) -> SlotRef {
-        let entry = self.entries[slot as usize].as_ref().expect("an occupied slot");
-        SlotRef { slot, serial: entry.serial }
+        assert!(self.entries[slot as usize].is_some(), "an occupied slot");
+        SlotRef { slot, serial: self.serials[slot as usize] }
     }
 
     /// The current occupant of `slot`.
@@ -71,7 +71,7 @@ impl<T> Slots<T> {
     /// # Panics
     /// If the slot is free.
     pub fn live(&mut self, slot: u32) -> &mut T {
-        &mut self.entries[slot as usize].as_mut().expect("events only refer to occupied slots").value
+        self.entries[slot as usize].as_mut().expect("events only refer to occupied slots")
     }
 
     /// Frees `slot` and returns its occupant; older references to it become stale.
@@ -79,14 +79,14 @@ impl<T> Slots<T> {
     /// # Panics
     /// If the slot is already free.
     pub fn remove(&mut self, slot: u32) -> T {
-        let entry = self.entries[slot as usize].take().expect("freeing an occupied slot");
+        let value = self.entries[slot as usize].take().expect("freeing an occupied slot");
         self.free.push(slot);
-        entry.value
+        value
     }
 
     /// Every occupant, in slot order.
     pub fn values(&self) -> impl Iterator<Item = &T> {
-        self.entries.iter().flatten().map(|e| &e.value)
+        self.entries.iter().flatten()
     }
 }
 
