@@ -1,7 +1,8 @@
 //! routesim: a trace-driven simulator for LLM request routing under multi-axis provider limits.
 //!
 //! The crate is organised one concept per module (see `DESIGN.md`): [`time`] (virtual clock),
-//! [`limiter`] (the real, sans-IO rate limiter), [`dist`] (seeded distributions), [`rng`]
+//! [`limiter`] (the real, sans-IO rate limiter), [`attempt_log`] (attempts observed over real
+//! HTTP), [`dist`] (seeded distributions), [`rng`]
 //! (common random numbers), [`trace`] (requests in), [`provider`] (modelled upstreams),
 //! [`policy`] (the real, sans-IO routing policies), [`engine`] (the event loop), [`metrics`]
 //! (outcomes out), [`scenario`] (configuration), [`provenance`] (which preset figures are
@@ -9,6 +10,7 @@
 //! [`progress`] (progress of long commands on stderr) and [`validate`] (the number checks every
 //! config validator shares).
 
+pub mod attempt_log;
 pub mod dist;
 pub mod engine;
 pub mod limiter;
