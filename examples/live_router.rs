@@ -38,7 +38,8 @@ fn main() {
     let scenario = Scenario::parse(SCENARIO, Path::new("live_router.toml"), Path::new("."))
         .expect("valid demo scenario");
     let router = LiveRouter::new(scenario.strategies[0].policy.build(), scenario.seed);
-    let provider = ModelledProvider::new(scenario.deployments.to_vec(), scenario.seed);
+    let provider =
+        ModelledProvider::new(scenario.deployments.to_vec(), scenario.seed).expect("one definition per pool");
     let served: Vec<AtomicU64> = (0..scenario.deployments.len()).map(|_| AtomicU64::new(0)).collect();
     let start = std::time::Instant::now();
     // 150 calls at 100 per second from their own threads.

@@ -12,7 +12,7 @@
 use crate::policy::driver::{Driver, Ending, StartAttempt, Step, DEFAULT_MAX_ATTEMPTS_PER_REQUEST};
 use crate::policy::{AttemptOutcome, AttemptReport, History, Policy};
 use crate::provider::{AttemptOptions, DeploymentId};
-use crate::provider::{Deployment, DeploymentState, PlannedOutcome};
+use crate::provider::{Deployment, Fleet, PlannedOutcome, PoolConflict};
 use crate::time::Instant;
 use crate::trace::Request;
 use std::collections::HashSet;
@@ -157,19 +157,19 @@ fn sleep_until(at: std::time::Instant) {
     }
 }
 
-/// The provider model served in real time: each attempt is decided by the same
-/// [`DeploymentState`] the simulator uses, then the caller's thread sleeps for as long as the
+/// The provider model served in real time: each attempt is decided by the same [`Fleet`] the
+/// simulator uses, then the caller's thread sleeps for as long as the
 /// modelled answer takes. For examples, tests and dry runs of a gateway without a provider.
 pub struct ModelledProvider {
     deployments: Vec<Deployment>,
-    states: Mutex<Vec<DeploymentState>>,
+    fleet: Mutex<Fleet>,
     seed: u64,
 }
 
 impl ModelledProvider {
-    pub fn new(deployments: Vec<Deployment>, seed: u64) -> ModelledProvider {
-        let states = deployments.iter().map(|d| DeploymentState::new(d, seed)).collect();
-        ModelledProvider { deployments, states: Mutex::new(states), seed }
+    pub fn new(deployments: Vec<Deployment>, seed: u64) -> Result<ModelledProvider, PoolConflict> {
+        let fleet = Fleet::new(&deployments, seed)?;
+        Ok(ModelledProvider { deployments, fleet: Mutex::new(fleet), seed })
     }
 
     /// Runs attempt `number` of `request` at `deployment`, on `router`'s clock, blocking until
@@ -185,8 +185,8 @@ impl ModelledProvider {
         let d = deployment.index();
         let started_at = router.now();
         let plan = {
-            let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-            states[d].start_attempt(&self.deployments[d], self.seed, request, number, started_at, options)
+            let mut fleet = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
+            fleet.start_attempt(&self.deployments[d], d, self.seed, request, number, started_at, options)
         };
         sleep_until(router.wall(plan.ends_at));
         let ended_at = router.now();
@@ -195,8 +195,16 @@ impl ModelledProvider {
             PlannedOutcome::Batched => (AttemptOutcome::Batched, None),
             PlannedOutcome::Failed { kind, retry_after, .. } => (AttemptOutcome::Failed(kind), retry_after),
         };
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        states[d].finish(ended_at, plan.outcome, plan.permit, plan.output_tokens, options.batch);
+        let mut fleet = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
+        fleet.finish(
+            d,
+            ended_at,
+            plan.outcome,
+            plan.permit,
+            plan.output_tokens,
+            plan.cost_usd,
+            options.batch,
+        );
         AttemptReport {
             request_id: request.id,
             class: request.class,
@@ -208,7 +216,7 @@ impl ModelledProvider {
             outcome,
             retry_after,
             output_tokens: plan.output_tokens,
-            remaining: Some(Box::new(states[d].headers(ended_at))),
+            remaining: Some(Box::new(fleet.headers(d, ended_at))),
         }
     }
 }

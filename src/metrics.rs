@@ -807,7 +807,7 @@ mod tests {
                 started_at: t,
                 ended_at: t,
                 failure: (i < 5).then_some(FailureKind::RateLimited),
-                axis: (i < 5).then_some(Axis::InputTokens),
+                axis: (i < 5).then_some(Axis::INPUT_TOKENS),
                 batch: false,
                 input_tokens: 10,
                 cached_input_tokens: 0,
@@ -822,6 +822,6 @@ mod tests {
         assert_eq!(s.ttft_ms.count, 6);
         assert_eq!(s.batch_completion_ms.count, 1);
         assert_eq!(m.by_deployment[0].input_tokens, 150, "429s consume no tokens");
-        assert_eq!(m.by_deployment[0].attempts_429_by_axis.get(&Axis::InputTokens), Some(&5));
+        assert_eq!(m.by_deployment[0].attempts_429_by_axis.get(&Axis::INPUT_TOKENS), Some(&5));
     }
 }

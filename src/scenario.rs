@@ -246,6 +246,8 @@ impl Scenario {
         }
         crate::provider::incidents::check_provider_wide(&deployments)
             .map_err(|(index, e)| fail(format!("deployments.{}.{e}", quote_key(&deployments[index].name))))?;
+        crate::provider::fleet::check_pools(&deployments)
+            .map_err(|e| fail(format!("deployments.{}.limits.quotas: {e}", quote_key(&e.second))))?;
         let deployments: Arc<[Deployment]> = deployments.into();
 
         if raw.strategy.is_empty() {
@@ -490,6 +492,7 @@ fn resolve_deployment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limiter::Meter;
 
     const MINIMAL: &str = r#"
 seed = 7
@@ -582,13 +585,16 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
         assert_eq!(s.trace.path, Path::new("dir/t.csv"));
         let sonnet = &s.deployments[0];
         assert_eq!(sonnet.name, "anthropic/sonnet");
-        assert_eq!(sonnet.limits.rpm, Some(4000));
-        assert_eq!(sonnet.limits.itpm, Some(2_000_000));
-        assert_eq!(sonnet.limits.otpm, Some(400_000));
-        assert_eq!(sonnet.limits.burst, Duration::from_secs(10), "override wins");
+        assert_eq!(sonnet.limits.per_minute(Meter::Requests), Some(4000));
+        assert_eq!(sonnet.limits.per_minute(Meter::InputTokens), Some(2_000_000));
+        assert_eq!(sonnet.limits.per_minute(Meter::OutputTokens), Some(400_000));
+        assert!(
+            sonnet.limits.quotas.iter().all(|l| l.quota.burst == Duration::from_secs(10)),
+            "override wins"
+        );
         assert!((sonnet.prices.input_usd_per_token - 3e-6).abs() < 1e-15);
         assert!(!sonnet.cache_reads_count_toward_itpm);
-        assert_eq!(s.deployments[1].limits.tpm, Some(4_000_000));
+        assert_eq!(s.deployments[1].limits.per_minute(Meter::Tokens), Some(4_000_000));
         assert_eq!(s.strategies.len(), 2);
         assert!(
             matches!(&s.strategies[1].policy.config, PolicyConfig::Fallback { chain, .. } if chain.len() == 2)

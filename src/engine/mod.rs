@@ -18,7 +18,7 @@
 //!
 //! The engine knows the [`Policy`] protocol only through its [`Driver`] (shared with the live
 //! adapter): it keeps each request's [`History`] for the driver, schedules what the driver's
-//! [`Step`]s ask for, runs attempts against [`DeploymentState`]s, and reports outcomes to
+//! [`Step`]s ask for, runs attempts against the [`Fleet`] of deployments, and reports outcomes to
 //! [`StrategyMetrics`].
 
 pub mod queue;
@@ -27,7 +27,7 @@ pub mod slots;
 use crate::metrics::{AttemptRecord, FailureCause, RequestOutcome, StrategyMetrics};
 use crate::policy::driver::{Driver, Ending, StartAttempt, Step};
 use crate::policy::{AttemptOutcome, AttemptReport, History, Policy};
-use crate::provider::{AttemptPlan, Deployment, DeploymentId, DeploymentState, FailureKind, PlannedOutcome};
+use crate::provider::{AttemptPlan, Deployment, DeploymentId, FailureKind, Fleet, PlannedOutcome};
 use crate::time::{Duration, Instant};
 use crate::trace::{Request, TraceError};
 use queue::{EventQueue, Tie};
@@ -87,6 +87,9 @@ pub enum EngineError {
     /// Closed loop: two rows share an id, so parent links would be ambiguous.
     #[error("{file}:{line}: field \"id\": duplicate id (ids must be unique for closed-loop replay)")]
     DuplicateId { file: String, line: u64 },
+    /// Two deployments define one pool differently (bad input; a scenario refuses it first).
+    #[error(transparent)]
+    Pool(#[from] crate::provider::PoolConflict),
     /// The books do not balance: a bug, never bad input.
     #[error("conservation violated: {0}")]
     Conservation(crate::metrics::ConservationError),
@@ -98,6 +101,7 @@ impl EngineError {
         matches!(
             self,
             EngineError::Trace(_)
+                | EngineError::Pool(_)
                 | EngineError::UnknownParent { .. }
                 | EngineError::SelfParent { .. }
                 | EngineError::DuplicateId { .. }
@@ -176,7 +180,7 @@ struct Family {
 pub struct Engine<'a> {
     config: &'a EngineConfig,
     deployments: &'a [Deployment],
-    states: Vec<DeploymentState>,
+    fleet: Fleet,
     driver: Driver<&'a mut dyn Policy>,
     metrics: StrategyMetrics,
     queue: EventQueue<Event>,
@@ -209,7 +213,7 @@ where
     let mut engine = Engine {
         config,
         deployments,
-        states: deployments.iter().map(|d| DeploymentState::new(d, config.seed)).collect(),
+        fleet: Fleet::new(deployments, config.seed)?,
         driver: Driver::new(policy, config.seed, config.max_attempts_per_request),
         metrics: StrategyMetrics::new(name, 4, deployments.len()),
         queue: EventQueue::default(),
@@ -454,7 +458,7 @@ impl Engine<'_> {
         let active = self.slots.live(slot);
         let d = deployment.index();
         let plan =
-            self.states[d].start_attempt(&self.deployments[d], seed, &active.request, number, now, options);
+            self.fleet.start_attempt(&self.deployments[d], d, seed, &active.request, number, now, options);
         let ends_at = plan.ends_at.max(now + Duration::from_micros(1));
         let hedging = !active.live.is_empty();
         active.live.push(LiveAttempt { deployment, number, started_at: now, batch: options.batch, plan });
@@ -537,7 +541,7 @@ impl Engine<'_> {
             let active = self.slots.live(slot);
             let d = loser.deployment.index();
             let (output_tokens, cost_usd) =
-                self.states[d].cancel(&self.deployments[d], &active.request, loser.plan, now);
+                self.fleet.cancel(&self.deployments[d], d, &active.request, loser.plan, now);
             let request = &active.request;
             self.metrics.record_attempt(&AttemptRecord {
                 class: request.class,
@@ -563,7 +567,7 @@ impl Engine<'_> {
                 outcome: AttemptOutcome::Failed(FailureKind::Cancelled),
                 retry_after: None,
                 output_tokens,
-                remaining: self.headers.then(|| Box::new(self.states[d].headers(now))),
+                remaining: self.headers.then(|| Box::new(self.fleet.headers(d, now))),
             };
             self.driver.cancelled(now, &report);
         }
@@ -579,7 +583,7 @@ impl Engine<'_> {
         let LiveAttempt { deployment, number, started_at, batch, plan } = live;
         let AttemptPlan { first_token_at, outcome, output_tokens, cost_usd, permit, .. } = plan;
         let d = deployment.index();
-        self.states[d].finish(now, outcome, permit, output_tokens, batch);
+        self.fleet.finish(d, now, outcome, permit, output_tokens, cost_usd, batch);
         let (failure, axis, retry_after) = match outcome {
             PlannedOutcome::Failed { kind, axis, retry_after } => (Some(kind), axis, retry_after),
             _ => (None, None, None),
@@ -613,7 +617,7 @@ impl Engine<'_> {
             },
             retry_after,
             output_tokens,
-            remaining: (self.headers && !batch).then(|| Box::new(self.states[d].headers(now))),
+            remaining: (self.headers && !batch).then(|| Box::new(self.fleet.headers(d, now))),
         };
         let active = self.slots.live(slot);
         self.driver.ended(now, &mut active.history, report);

@@ -10,12 +10,14 @@ use super::classes::{class_ranks, default_priority, rank_of};
 use super::config::{nested, Catalog, PolicyConfig};
 use super::queueing::{held_or_new_attempt, Pending, SlotGate};
 use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy};
+use crate::limiter::Axis;
 use crate::policy::config::PolicyError;
 use crate::provider::{DeploymentId, FailureKind};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
 use crate::trace::Request;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// The `adaptive` policy's options.
@@ -74,8 +76,8 @@ struct Window {
     limit: f64,
     gate: SlotGate,
     last_decrease: Option<Instant>,
-    /// Full budgets seen in headers (the largest remaining value), to judge headroom.
-    seen_max: [u64; 3],
+    /// Full budget seen in headers per axis (the largest remaining value), to judge headroom.
+    seen_max: SmallVec<[(Axis, u64); 4]>,
 }
 
 pub struct Adaptive {
@@ -115,7 +117,7 @@ impl Adaptive {
                     limit: c.initial_limit,
                     gate: SlotGate::default(),
                     last_decrease: None,
-                    seen_max: [0; 3]
+                    seen_max: SmallVec::new()
                 };
                 catalog.deployments.len()
             ],
@@ -219,11 +221,16 @@ impl Policy for Adaptive {
             w.gate.leave();
             let mut squeeze = false;
             if let Some(r) = report.remaining.as_deref() {
-                for (i, value) in [r.requests, r.input_tokens, r.output_tokens].into_iter().enumerate() {
-                    if let Some(v) = value {
-                        w.seen_max[i] = w.seen_max[i].max(v);
-                        squeeze |= w.seen_max[i] > 0 && (v as f64) < headroom * w.seen_max[i] as f64;
-                    }
+                for a in &r.axes {
+                    let seen = match w.seen_max.iter_mut().find(|(axis, _)| *axis == a.axis) {
+                        Some((_, seen)) => seen,
+                        None => {
+                            w.seen_max.push((a.axis, 0));
+                            &mut w.seen_max.last_mut().expect("just pushed").1
+                        }
+                    };
+                    *seen = (*seen).max(a.remaining);
+                    squeeze |= *seen > 0 && (a.remaining as f64) < headroom * *seen as f64;
                 }
             }
             match report.outcome {

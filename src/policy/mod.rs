@@ -212,7 +212,7 @@ impl History {
         if let Some(retry_after) = report.retry_after {
             memo.not_before = memo.not_before.max(report.ended_at + retry_after);
         }
-        if matches!(report.failure(), Some(FailureKind::ExceedsLimit | FailureKind::BatchUnsupported)) {
+        if report.failure().is_some_and(|k| k.never_passes_here() || k == FailureKind::BatchUnsupported) {
             memo.never = true;
         }
         self.call.last = Some(report);

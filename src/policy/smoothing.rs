@@ -13,10 +13,11 @@
 use super::classes::{class_ranks, default_priority, rank_of};
 use super::config::{nested, Catalog, PolicyConfig};
 use super::queueing::{held_or_new_attempt, Pending, SlotGate, WaitQueue};
-use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
-use crate::limiter::{Demand, Limits, MultiLimiter, Permit, Retry};
+use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy};
+use crate::limiter::config::LimitsConfig;
+use crate::limiter::{Consumed, Demand, Limit, Limits, MultiLimiter, Permit, Quota, Refusal, Retry};
 use crate::policy::config::PolicyError;
-use crate::provider::{counted_input_tokens, DeploymentId};
+use crate::provider::{counted_input_tokens, DeploymentId, Prices, Usage};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
 use crate::trace::Request;
@@ -27,18 +28,6 @@ fn default_max_wait() -> Duration {
     Duration::from_secs(60)
 }
 
-/// Client-side limits of one deployment.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ClientLimits {
-    pub rpm: Option<u64>,
-    pub itpm: Option<u64>,
-    pub otpm: Option<u64>,
-    pub tpm: Option<u64>,
-    pub max_in_flight: Option<u32>,
-    pub burst: Option<Duration>,
-}
-
 /// The `smoothing` policy's options.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +36,7 @@ pub struct SmoothingConfig {
     pub inner: Box<PolicyConfig>,
     /// Client-side limits per deployment name.
     #[serde(default)]
-    pub limits: BTreeMap<String, ClientLimits>,
+    pub limits: BTreeMap<String, LimitsConfig>,
     /// For deployments without explicit `limits`: this fraction of the provider's own limits
     /// (e.g. 0.9 keeps 10% headroom). Omit to leave them unsmoothed.
     pub limits_fraction: Option<f64>,
@@ -59,6 +48,40 @@ pub struct SmoothingConfig {
     pub priority: Vec<String>,
 }
 
+/// Client-side limits as written: the deployment schema's `limits` table, without what only a
+/// provider has (how it counts cache reads, the acceleration rule, pools shared between
+/// deployments), which is refused rather than ignored.
+fn client_limits(field: &str, config: &LimitsConfig) -> Result<Limits, PolicyError> {
+    let built = config.build().map_err(|e| PolicyError::new(format!("{field}.{}", e.field), e.message))?;
+    let provider_only = [
+        ("cache_reads_count_toward_itpm", config.cache_reads_count_toward_itpm),
+        ("acceleration", config.acceleration.is_some()),
+        ("quotas[].pool", !built.pools.is_empty()),
+    ];
+    if let Some((key, _)) = provider_only.iter().find(|(_, set)| *set) {
+        return Err(PolicyError::new(
+            format!("{field}.{key}"),
+            "is a provider-side setting; client-side limits take rpm, itpm, otpm, tpm, max_in_flight, burst and quotas without pools",
+        ));
+    }
+    Ok(built.own)
+}
+
+/// `fraction` of a deployment's own limits (at least one unit each), with the same periods and
+/// refill rules; the acceleration rule and pools stay the provider's.
+fn fraction_of(limits: &Limits, fraction: f64) -> Limits {
+    let scale = |amount: u64| ((amount as f64 * fraction).floor() as u64).max(1);
+    Limits {
+        quotas: limits
+            .quotas
+            .iter()
+            .map(|l| Limit { quota: Quota { amount: scale(l.quota.amount), ..l.quota }, ..*l })
+            .collect(),
+        max_in_flight: limits.max_in_flight.map(|m| ((f64::from(m) * fraction).floor() as u32).max(1)),
+        acceleration: None,
+    }
+}
+
 /// Client-side smoothing with a local limiter per deployment.
 pub struct Smoothing {
     inner: Box<dyn Policy>,
@@ -67,7 +90,10 @@ pub struct Smoothing {
     queues: Vec<WaitQueue>,
     pending: HashMap<u64, Pending>,
     parked: HashMap<u64, DeploymentId>,
-    permits: HashMap<(u64, u32), (DeploymentId, Permit)>,
+    /// Local admissions by (request, attempt), with the prompt's billable usage.
+    permits: HashMap<(u64, u32), (DeploymentId, Permit, Usage)>,
+    /// Each deployment's prices, to charge client-side spend limits.
+    prices: Vec<Prices>,
     ranks: Vec<u8>,
     max_wait: Duration,
     to_wake: Vec<u64>,
@@ -81,26 +107,9 @@ impl Smoothing {
         }
         let mut limiters: Vec<Option<MultiLimiter>> = vec![None; catalog.deployments.len()];
         for (name, l) in &config.limits {
-            let id = catalog.id(&format!("limits.{name:?}"), name)?;
-            let limits = Limits {
-                rpm: l.rpm,
-                itpm: l.itpm,
-                otpm: l.otpm,
-                tpm: l.tpm,
-                max_in_flight: l.max_in_flight,
-                burst: l.burst.unwrap_or(Duration::from_secs(60)),
-                acceleration: None,
-            };
-            if [limits.rpm, limits.itpm, limits.otpm, limits.tpm].contains(&Some(0))
-                || limits.max_in_flight == Some(0)
-                || limits.burst.is_zero()
-            {
-                return Err(PolicyError::new(
-                    format!("limits.{name:?}"),
-                    "limits and burst must be > 0 when given",
-                ));
-            }
-            limiters[id.index()] = Some(MultiLimiter::new(&limits, Instant::ZERO));
+            let field = format!("limits.{name:?}");
+            let id = catalog.id(&field, name)?;
+            limiters[id.index()] = Some(MultiLimiter::new(&client_limits(&field, l)?, Instant::ZERO));
         }
         if let Some(fraction) = config.limits_fraction {
             if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
@@ -111,26 +120,14 @@ impl Smoothing {
             }
             for (i, d) in catalog.deployments.iter().enumerate() {
                 if limiters[i].is_none() {
-                    let scale = |v: Option<u64>| v.map(|x| ((x as f64 * fraction).floor() as u64).max(1));
-                    let limits = Limits {
-                        rpm: scale(d.limits.rpm),
-                        itpm: scale(d.limits.itpm),
-                        otpm: scale(d.limits.otpm),
-                        tpm: scale(d.limits.tpm),
-                        max_in_flight: d
-                            .limits
-                            .max_in_flight
-                            .map(|m| ((f64::from(m) * fraction).floor() as u32).max(1)),
-                        burst: d.limits.burst,
-                        acceleration: None,
-                    };
-                    limiters[i] = Some(MultiLimiter::new(&limits, Instant::ZERO));
+                    limiters[i] = Some(MultiLimiter::new(&fraction_of(&d.limits, fraction), Instant::ZERO));
                 }
             }
         }
         Ok(Smoothing {
             inner,
             counted_input: catalog.deployments.iter().map(|d| d.cache_reads_count_toward_itpm).collect(),
+            prices: catalog.deployments.iter().map(|d| d.prices.clone()).collect(),
             queues: vec![WaitQueue::default(); limiters.len()],
             limiters,
             pending: HashMap::new(),
@@ -195,7 +192,7 @@ impl Policy for Smoothing {
         if my_turn {
             match limiter.try_admit(now, demand) {
                 Ok(permit) => {
-                    self.permits.insert((id, history.next_attempt()), (d, permit));
+                    self.permits.insert((id, history.next_attempt()), (d, permit, Usage::of(request, 0)));
                     self.leave_queue(id);
                     return attempt;
                 }
@@ -203,6 +200,11 @@ impl Policy for Smoothing {
                     // Larger than the local bucket: smoothing cannot help; let the provider answer.
                     self.leave_queue(id);
                     return attempt;
+                }
+                Err(Refusal { retry: Retry::PeriodEnd(_), .. }) => {
+                    // The local budget for the period is spent: waiting cannot help this call.
+                    self.leave_queue(id);
+                    return Decision::Reject { reason: "client_quota_exhausted" };
                 }
                 Err(refusal) => {
                     if now >= deadline {
@@ -246,7 +248,7 @@ impl Policy for Smoothing {
         // A hedge must not wait: it takes a local token now, ahead of the queue, or does not go.
         match limiter.try_admit(now, demand) {
             Ok(permit) => {
-                self.permits.insert((request.id, history.next_attempt()), (d, permit));
+                self.permits.insert((request.id, history.next_attempt()), (d, permit, Usage::of(request, 0)));
                 self.leave_queue(request.id);
                 Some(hedge)
             }
@@ -259,9 +261,15 @@ impl Policy for Smoothing {
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {
-        if let Some((d, permit)) = self.permits.remove(&(report.request_id, report.attempt)) {
+        if let Some((d, permit, usage)) = self.permits.remove(&(report.request_id, report.attempt)) {
             if let Some(limiter) = self.limiters[d.index()].as_mut() {
-                limiter.settle(now, permit, report.output_tokens);
+                // What the provider bills: the prompt unless it refused before reading it.
+                let billed = match report.outcome {
+                    AttemptOutcome::Failed(kind) if kind.is_rate_limit() => Usage::default(),
+                    _ => Usage { output_tokens: report.output_tokens, ..usage },
+                };
+                let cost_usd = self.prices[d.index()].cost_usd(&billed, false);
+                limiter.settle(now, permit, Consumed::new(report.output_tokens, cost_usd));
             }
             self.wake_head(d);
         }

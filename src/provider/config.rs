@@ -5,7 +5,7 @@
 //! It must not know about the runtime state of a deployment or about routing.
 
 use crate::dist::{Dist, DistConfig, DistError};
-use crate::limiter::AccelerationLimit;
+pub use crate::limiter::config::LimitsConfig;
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
 
@@ -53,24 +53,6 @@ pub struct PricesConfig {
 
 fn default_batch_price_factor() -> f64 {
     0.5
-}
-
-/// Server-side limits; every axis optional.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    pub rpm: Option<u64>,
-    pub itpm: Option<u64>,
-    pub otpm: Option<u64>,
-    /// Combined input + output tokens per minute (OpenAI's TPM).
-    pub tpm: Option<u64>,
-    pub max_in_flight: Option<u32>,
-    /// Seconds of refill each bucket holds: `60s` holds a full minute, `1s` is strict.
-    pub burst: Option<Duration>,
-    /// Whether cache reads count toward ITPM (older Anthropic models, marked † in their docs).
-    #[serde(default)]
-    pub cache_reads_count_toward_itpm: bool,
-    pub acceleration: Option<AccelerationLimit>,
 }
 
 /// Latency model. All times in milliseconds.
@@ -242,17 +224,5 @@ pub(super) fn positive(field: &str, x: f64) -> Result<f64, ConfigError> {
         Ok(x)
     } else {
         Err(ConfigError::new(field, format!("must be a finite number > 0, got {x}")))
-    }
-}
-
-pub(super) fn positive_limit<T: PartialEq + Default + Copy>(
-    field: &str,
-    v: Option<T>,
-) -> Result<Option<T>, ConfigError> {
-    match v {
-        Some(x) if x == T::default() => {
-            Err(ConfigError::new(field, "must be > 0 (omit the field for no limit)"))
-        }
-        other => Ok(other),
     }
 }

@@ -15,6 +15,7 @@
 //! deployment model.
 
 pub mod config;
+pub mod fleet;
 pub mod incidents;
 pub mod state;
 
@@ -22,18 +23,19 @@ pub use config::{
     BatchConfig, ConfigError, DeploymentConfig, ErrorsConfig, IncidentConfig, IncidentEffectConfig,
     IncidentProcessConfig, IncidentScope, LatencyConfig, LimitsConfig, PricesConfig,
 };
+pub use fleet::{Fleet, PoolConflict};
 pub use incidents::{
     incident_windows, IncidentEffect, IncidentProcess, IncidentWindow, MAX_REPORTED_INCIDENTS,
     MIN_INCIDENT_MEAN_DURATION,
 };
-pub use state::{AttemptOptions, AttemptPlan, DeploymentState, FailureKind, PlannedOutcome};
+pub use state::{Admission, AttemptOptions, AttemptPlan, DeploymentState, FailureKind, PlannedOutcome};
 
 use crate::dist::Dist;
-use crate::limiter::Limits;
+use crate::limiter::{Limit, Limits};
 use crate::rng::hash_str;
 use crate::time::{Duration, Instant};
 use crate::trace::Request;
-use config::{dist, non_negative, positive, positive_limit, probability};
+use config::{dist, non_negative, positive, probability};
 
 /// Dense index of a deployment within a scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,6 +106,13 @@ pub struct BatchModel {
     pub max_queue: u64,
 }
 
+/// Quotas a deployment shares with every deployment naming the same pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PooledLimits {
+    pub name: String,
+    pub quotas: Vec<Limit>,
+}
+
 /// One routable (provider, model) pair, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Deployment {
@@ -113,7 +122,11 @@ pub struct Deployment {
     pub provider: String,
     pub model: String,
     pub prices: Prices,
+    /// The deployment's own server-side limits.
     pub limits: Limits,
+    /// The shared limiters it also answers to (a model family's pooled limit, an
+    /// organisation's or an API key's quota), by name; see [`fleet`].
+    pub pools: Vec<PooledLimits>,
     pub cache_reads_count_toward_itpm: bool,
     pub ttft_ms: Dist,
     pub ttft_ms_per_1k_uncached_input: f64,
@@ -169,36 +182,9 @@ impl Deployment {
         };
 
         let l = &c.limits;
-        let burst = l.burst.unwrap_or(Duration::from_secs(60));
-        if burst.is_zero() {
-            return Err(ConfigError::new(
-                "limits.burst",
-                "must be > 0 (e.g. \"1s\" for strict, \"60s\" for a full minute)",
-            ));
-        }
-        if let Some(acc) = &l.acceleration {
-            if acc.window.is_zero() {
-                return Err(ConfigError::new("limits.acceleration.window", "must be > 0"));
-            }
-            if !(acc.max_growth.is_finite() && acc.max_growth >= 1.0) {
-                return Err(ConfigError::new(
-                    "limits.acceleration.max_growth",
-                    format!("must be a finite number >= 1, got {}", acc.max_growth),
-                ));
-            }
-            if acc.floor_per_window == 0 {
-                return Err(ConfigError::new("limits.acceleration.floor_per_window", "must be > 0"));
-            }
-        }
-        let limits = Limits {
-            rpm: positive_limit("limits.rpm", l.rpm)?,
-            itpm: positive_limit("limits.itpm", l.itpm)?,
-            otpm: positive_limit("limits.otpm", l.otpm)?,
-            tpm: positive_limit("limits.tpm", l.tpm)?,
-            max_in_flight: positive_limit("limits.max_in_flight", l.max_in_flight)?,
-            burst,
-            acceleration: l.acceleration,
-        };
+        let built = l.build().map_err(|e| ConfigError::new(format!("limits.{}", e.field), e.message))?;
+        let pools = built.pools.into_iter().map(|(name, quotas)| PooledLimits { name, quotas }).collect();
+        let limits = built.own;
 
         let lat = &c.latency;
         if lat.rate_limit_response.is_zero() {
@@ -273,6 +259,7 @@ impl Deployment {
             model: c.model.clone(),
             prices,
             limits,
+            pools,
             cache_reads_count_toward_itpm: l.cache_reads_count_toward_itpm,
             ttft_ms: dist("latency.ttft_ms", &lat.ttft_ms)?,
             ttft_ms_per_1k_uncached_input: non_negative(

@@ -5,13 +5,15 @@
 //! It must not know about routing or the event loop: the engine asks what happens to an
 //! attempt started now and tells it when the attempt ends.
 
+use super::fleet::Gate;
 use super::incidents::IncidentTimeline;
 use super::{Deployment, Usage};
-use crate::limiter::{Axis, Demand, MultiLimiter, Permit, Remaining, Retry};
+use crate::limiter::{Axis, Consumed, Demand, Permit, Retry};
 use crate::rng::{DrawKey, Purpose, SplitMix64};
 use crate::time::{Duration, Instant};
 use crate::trace::Request;
 use serde::Serialize;
+use smallvec::SmallVec;
 
 /// How an attempt is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -51,6 +53,9 @@ pub enum FailureKind {
     Cancelled,
     /// The stream broke after the first token; billed for what streamed.
     MidStream,
+    /// 429 from a quota that clears only when its period ends (a monthly spend cap:
+    /// Anthropic's `enforced_spend_limit_reached`): no `retry-after`, not retryable.
+    QuotaExhausted,
 }
 
 impl FailureKind {
@@ -67,12 +72,19 @@ impl FailureKind {
             FailureKind::BatchUnsupported => "batch_unsupported",
             FailureKind::Cancelled => "cancelled",
             FailureKind::MidStream => "mid_stream",
+            FailureKind::QuotaExhausted => "quota_exhausted",
         }
     }
 
     /// Whether the failure is a rate limit (counts toward the 429 rates).
     pub fn is_rate_limit(self) -> bool {
-        matches!(self, FailureKind::RateLimited | FailureKind::ExceedsLimit)
+        matches!(self, FailureKind::RateLimited | FailureKind::ExceedsLimit | FailureKind::QuotaExhausted)
+    }
+
+    /// Whether retrying the same deployment cannot help within the call: the request exceeds
+    /// a limit's capacity, or a quota will not clear before its period ends.
+    pub fn never_passes_here(self) -> bool {
+        matches!(self, FailureKind::ExceedsLimit | FailureKind::QuotaExhausted)
     }
 }
 
@@ -87,8 +99,8 @@ pub struct AttemptPlan {
     /// Output tokens produced (and billed) by the time the attempt ended.
     pub output_tokens: u64,
     pub cost_usd: f64,
-    /// Server-side admission, returned to [`DeploymentState::finish`] when the attempt ends.
-    pub permit: Option<Permit>,
+    /// Server-side admission, returned to [`super::Fleet::finish`] when the attempt ends.
+    pub permit: Option<Admission>,
     /// Decode speed drawn for this attempt (tokens/s), to bill a cancellation honestly.
     pub output_tokens_per_s: f64,
 }
@@ -101,7 +113,7 @@ impl AttemptPlan {
         ends_at: Instant,
         axis: Option<Axis>,
         retry_after: Option<Duration>,
-        permit: Option<Permit>,
+        permit: Option<Admission>,
     ) -> AttemptPlan {
         AttemptPlan {
             ends_at,
@@ -122,7 +134,7 @@ impl AttemptPlan {
         first_token_at: Option<Instant>,
         output_tokens: u64,
         cost_usd: f64,
-        permit: Permit,
+        permit: Admission,
         output_tokens_per_s: f64,
     ) -> AttemptPlan {
         AttemptPlan {
@@ -142,7 +154,7 @@ impl AttemptPlan {
         first_token_at: Instant,
         output_tokens: u64,
         cost_usd: f64,
-        permit: Permit,
+        permit: Admission,
         output_tokens_per_s: f64,
     ) -> AttemptPlan {
         AttemptPlan {
@@ -185,31 +197,25 @@ pub enum PlannedOutcome {
     },
 }
 
-/// One deployment during one simulation: its server-side limiter, incident timeline and
-/// batch queue.
+/// Server-side admission of one attempt: a permit from every limiter the deployment answers
+/// to (its own first, then its pools'), settled together when the attempt ends.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "an admission must be settled, or its reservations and concurrency slots leak"]
+pub struct Admission {
+    pub(super) permits: SmallVec<[Permit; 2]>,
+}
+
+/// One deployment during one simulation: its incident timeline and batch queue. Its limiters
+/// live in the [`super::Fleet`], because pools are shared between deployments.
 #[derive(Debug)]
 pub struct DeploymentState {
-    limiter: MultiLimiter,
     incidents: IncidentTimeline,
     batch_queued: u64,
 }
 
 impl DeploymentState {
     pub fn new(deployment: &Deployment, seed: u64) -> DeploymentState {
-        DeploymentState {
-            limiter: MultiLimiter::new(&deployment.limits, Instant::ZERO),
-            incidents: IncidentTimeline::new(deployment, seed),
-            batch_queued: 0,
-        }
-    }
-
-    /// What the deployment's rate-limit headers would say now.
-    pub fn remaining(&self, now: Instant) -> Remaining {
-        self.limiter.remaining(now)
-    }
-
-    pub fn in_flight(&self) -> u32 {
-        self.limiter.in_flight()
+        DeploymentState { incidents: IncidentTimeline::new(deployment, seed), batch_queued: 0 }
     }
 
     /// Requests waiting in the batch queue.
@@ -217,9 +223,12 @@ impl DeploymentState {
         self.batch_queued
     }
 
-    /// Starts attempt number `attempt` of `request` at `now` and decides its fate.
+    /// Starts attempt number `attempt` of `request` at `now` and decides its fate; `gate` is
+    /// the deployment's limiters.
+    #[allow(clippy::too_many_arguments)]
     pub fn start_attempt(
         &mut self,
+        gate: &mut Gate<'_>,
         deployment: &Deployment,
         seed: u64,
         request: &Request,
@@ -242,8 +251,8 @@ impl DeploymentState {
             input_tokens: deployment.counted_input_tokens(request),
             output_reserve_tokens: request.max_tokens,
         };
-        let permit = match self.limiter.try_admit(now, demand) {
-            Ok(permit) => permit,
+        let permit = match gate.check(now, demand) {
+            Ok(()) => gate.admit_checked(now, demand),
             Err(refusal) => {
                 let (kind, retry_after) = match refusal.retry {
                     Retry::Never => (FailureKind::ExceedsLimit, None),
@@ -252,6 +261,7 @@ impl DeploymentState {
                         Some(round_up(at.saturating_since(now), deployment.retry_after_granularity)),
                     ),
                     Retry::WhenSlotFrees => (FailureKind::RateLimited, None),
+                    Retry::PeriodEnd(_) => (FailureKind::QuotaExhausted, None),
                 };
                 return AttemptPlan::failure(
                     kind,
@@ -426,6 +436,7 @@ impl DeploymentState {
     /// limiter is settled to that output. Returns (output tokens billed, cost).
     pub fn cancel(
         &mut self,
+        gate: &mut Gate<'_>,
         deployment: &Deployment,
         request: &Request,
         plan: AttemptPlan,
@@ -445,39 +456,27 @@ impl DeploymentState {
             _ => 0,
         };
         let output = if admitted { streamed } else { 0 };
-        if let Some(permit) = permit {
-            self.limiter.settle(now, permit, output);
-        }
         let cost =
             if admitted { deployment.prices.cost_usd(&Usage::of(request, output), false) } else { 0.0 };
+        if let Some(permit) = permit {
+            gate.settle(now, permit, Consumed::new(output, cost));
+        }
         (output, cost)
     }
 
-    /// What the deployment's rate-limit headers say now: remaining per axis, token counts
-    /// rounded to the nearest 1,000 as Anthropic reports them.
-    pub fn headers(&self, now: Instant) -> Remaining {
-        let round = |v: Option<u64>| v.map(|t| (t + 500) / 1000 * 1000);
-        let r = self.limiter.remaining(now);
-        Remaining {
-            input_tokens: round(r.input_tokens),
-            output_tokens: round(r.output_tokens),
-            tokens: round(r.tokens),
-            ..r
-        }
-    }
-
-    /// Ends an attempt planned by [`Self::start_attempt`]: settles the server-side limiter to
-    /// the output actually produced and frees the batch slot.
+    /// Ends an attempt planned by [`Self::start_attempt`]: settles the server-side limiters to
+    /// what the attempt consumed and frees the batch slot.
     pub fn finish(
         &mut self,
+        gate: &mut Gate<'_>,
         now: Instant,
         plan_outcome: PlannedOutcome,
-        permit: Option<Permit>,
-        output_tokens: u64,
+        permit: Option<Admission>,
+        consumed: Consumed,
         was_batch: bool,
     ) {
         if let Some(permit) = permit {
-            self.limiter.settle(now, permit, output_tokens);
+            gate.settle(now, permit, consumed);
         }
         if was_batch
             && !matches!(
@@ -502,31 +501,33 @@ fn round_up(d: Duration, granularity: Duration) -> Duration {
 mod tests {
     use super::*;
     use crate::provider::tests::{config, request};
+    use crate::provider::Fleet;
 
     #[test]
     fn ttft_grows_with_uncached_input_and_429_carries_rounded_retry_after() {
         let d = Deployment::from_config("p/m", &config("limits = { rpm = 60, burst = \"1s\" }")).unwrap();
-        let mut state = DeploymentState::new(&d, 1);
+        let mut fleet = Fleet::new(std::slice::from_ref(&d), 1).unwrap();
         // 1 s base + 100 ms per 1k uncached tokens × 20k uncached = 3 s; 100 tokens at 50/s = 2 s.
         let r = request(100_000, 80_000, 0, 100);
-        let plan = state.start_attempt(&d, 1, &r, 1, Instant::ZERO, AttemptOptions::default());
+        let plan = fleet.start_attempt(&d, 0, 1, &r, 1, Instant::ZERO, AttemptOptions::default());
         assert_eq!(plan.first_token_at, Some(Instant::from_millis(3_000)));
         assert_eq!(plan.ends_at, Instant::from_millis(5_000));
         assert_eq!(plan.outcome, PlannedOutcome::Success);
         // The bucket (1 request per second) is empty: 429 after the 150 ms round trip, and the
         // limiter's 300 ms wait is sent as a whole second, as Anthropic's header does.
-        let refused = state.start_attempt(&d, 1, &r, 1, Instant::from_millis(700), AttemptOptions::default());
+        let refused =
+            fleet.start_attempt(&d, 0, 1, &r, 1, Instant::from_millis(700), AttemptOptions::default());
         assert_eq!(refused.ends_at, Instant::from_millis(850));
         assert_eq!(
             refused.outcome,
             PlannedOutcome::Failed {
                 kind: FailureKind::RateLimited,
-                axis: Some(Axis::Requests),
+                axis: Some(Axis::REQUESTS),
                 retry_after: Some(Duration::from_secs(1))
             }
         );
         assert_eq!(refused.cost_usd, 0.0);
-        state.finish(plan.ends_at, plan.outcome, plan.permit, plan.output_tokens, false);
-        assert_eq!(state.in_flight(), 0);
+        fleet.finish(0, plan.ends_at, plan.outcome, plan.permit, plan.output_tokens, plan.cost_usd, false);
+        assert_eq!(fleet.in_flight(0), 0);
     }
 }

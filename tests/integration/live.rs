@@ -68,7 +68,7 @@ fn live_router_and_simulator_admit_the_same_counts_per_deployment() {
 
     // Live: 150 calls at 100/s on real threads, about 1.6 s of wall time.
     let router = LiveRouter::new(scenario.strategies[0].policy.build(), scenario.seed);
-    let provider = ModelledProvider::new(scenario.deployments.to_vec(), scenario.seed);
+    let provider = ModelledProvider::new(scenario.deployments.to_vec(), scenario.seed).unwrap();
     let served: Vec<AtomicU64> = (0..2).map(|_| AtomicU64::new(0)).collect();
     std::thread::scope(|scope| {
         for request in trace() {

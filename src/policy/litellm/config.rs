@@ -57,7 +57,10 @@ impl ErrorClass {
     /// The class LiteLLM raises for a failure the provider model produces.
     pub fn of(kind: FailureKind) -> ErrorClass {
         match kind {
-            FailureKind::RateLimited | FailureKind::ExceedsLimit => ErrorClass::RateLimit,
+            // A quota 429 (a spend cap) is a RateLimitError to LiteLLM like any other 429.
+            FailureKind::RateLimited | FailureKind::ExceedsLimit | FailureKind::QuotaExhausted => {
+                ErrorClass::RateLimit
+            }
             FailureKind::Timeout | FailureKind::SlowFirstToken => ErrorClass::Timeout,
             FailureKind::Overloaded => ErrorClass::InternalServer,
             FailureKind::ServerError

@@ -523,7 +523,7 @@ impl LiteLlm {
 /// The HTTP status LiteLLM sees for a failure of the provider model.
 fn status_of(kind: FailureKind) -> u16 {
     match kind {
-        FailureKind::RateLimited | FailureKind::ExceedsLimit => 429,
+        FailureKind::RateLimited | FailureKind::ExceedsLimit | FailureKind::QuotaExhausted => 429,
         FailureKind::Timeout | FailureKind::SlowFirstToken => 408,
         FailureKind::Overloaded => 529,
         _ => 500,
