@@ -43,6 +43,7 @@ pub const KNOWN_PARTS: &[&str] = &[
     "limits.burst",
     "limits.cache_reads_count_toward_itpm",
     "limits.acceleration",
+    "limits.quotas",
     "latency",
     "latency.ttft_ms",
     "latency.ttft_ms_per_1k_uncached_input",
@@ -165,8 +166,21 @@ pub fn strip(table: &mut toml::Table) {
     table.remove(ASSUMED_KEY);
 }
 
+/// `limits.quotas[N]`: one entry of the quotas list (a preset's quotas may mix sourced and
+/// assumed figures).
+fn is_quota_entry(part: &str) -> bool {
+    part.strip_prefix("limits.quotas[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `part` names a part a provenance may name.
+pub fn is_known_part(part: &str) -> bool {
+    KNOWN_PARTS.contains(&part) || is_quota_entry(part)
+}
+
 fn known_part(part: &str) -> Result<(), String> {
-    if KNOWN_PARTS.contains(&part) {
+    if is_known_part(part) {
         return Ok(());
     }
     Err(format!(

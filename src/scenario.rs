@@ -538,8 +538,20 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
                 info.name,
                 info.model
             );
+            let quotas = presets().presets[&info.name]
+                .get("limits")
+                .and_then(|l| l.get("quotas"))
+                .and_then(|q| q.as_array())
+                .map_or(0, Vec::len);
             for part in info.provenance.sources.keys().chain(&info.provenance.assumed) {
-                assert!(provenance::KNOWN_PARTS.contains(&part.as_str()), "{}: {part}", info.name);
+                assert!(provenance::is_known_part(part), "{}: {part}", info.name);
+                if let Some(index) = part.strip_prefix("limits.quotas[").and_then(|r| r.strip_suffix(']')) {
+                    assert!(
+                        index.parse::<usize>().unwrap() < quotas,
+                        "{}: {part} past the quotas",
+                        info.name
+                    );
+                }
             }
         }
         let opus41 = list.iter().find(|i| i.name == "anthropic-tier1-opus-4.1").unwrap();

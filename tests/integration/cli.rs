@@ -140,6 +140,22 @@ fn bad_input_exits_2_with_file_line_and_field() {
             r#"strategy[1].policy.chain[1]: unknown deployment "anthropic/haiku4""#,
         ),
         (SCENARIO.replace("trace.csv", "missing.csv"), TRACE.into(), "missing.csv"),
+        (
+            SCENARIO.replace(
+                "preset = \"anthropic-tier1-haiku-4.5\"",
+                "preset = \"anthropic-tier1-haiku-4.5\"\nlimits.quotas = [{ meter = \"requests\", amount = 10, period = \"1d\" }, { meter = \"tokens\", amount = 2.5, period = \"1d\" }]",
+            ),
+            TRACE.into(),
+            r#"scenario.toml:10: deployments."anthropic/haiku".limits.quotas[1].amount: the amount of tokens must be a whole number, got 2.5"#,
+        ),
+        (
+            // Start-tier Sonnet and Build-tier Opus name one organisation with two spend caps.
+            SCENARIO
+                .replace("anthropic-tier1-sonnet-4.x", "anthropic-start-sonnet-4.x")
+                .replace("anthropic-tier1-haiku-4.5", "anthropic-build-opus-4.5"),
+            TRACE.into(),
+            r#"scenario.toml:6: deployments."anthropic/sonnet".limits.quotas: pool "anthropic/organisation" is defined differently by deployments "anthropic/haiku" and "anthropic/sonnet""#,
+        ),
     ];
     for (scenario, trace, expected) in cases {
         let dir = workdir(&scenario, &trace);

@@ -596,6 +596,32 @@ inner = { kind = "single", deployment = "a", max_attempts = 1 }"#;
     .starts_with("count: must be between 1 and 1000"));
 }
 
+/// A quota that clears only at its period's end (issue 12): a $0.02 monthly spend cap, and
+/// requests of 1,000 input + 10 output tokens at $3 / $15 per M = $0.00315 each, 5 s apart
+/// (each done in 1.1 s). Admission needs budget left: spent 0, 0.00315, … , 0.0189 < 0.02, so
+/// 7 pass and the last 3 are refused as quota_exhausted with no retry-after. No layer retries
+/// them: an SDK layer (3 retries) over a router (3 attempts) still makes 1 attempt each (10 in
+/// all); a fallback chain sends each refused request on to the spare (7 + 2 × 3 = 13).
+#[test]
+fn a_spend_cap_is_a_quota_no_layer_retries_and_a_fallback_takes_over() {
+    let ds = [
+        deployment("capped", "[limits]\nquotas = [{ meter = \"spend_usd\", amount = 0.02, period = \"30d\", refill = \"fixed\" }]\n"),
+        deployment("spare", ""),
+    ];
+    let trace = every(10, 5_000.0);
+    let layered = "kind = \"retry_layer\"\nmax_retries = 3\ninner = { kind = \"single\", deployment = \"capped\", max_attempts = 3 }";
+    let m = simulate(&mut policy(layered, &ds), &ds, trace.clone());
+    assert_eq!((m.total.succeeded, m.total.failed, m.total.attempts), (7, 3, 10));
+    assert_eq!(cause(&m, FailureCause::Attempt(routesim::provider::FailureKind::QuotaExhausted)), 3);
+    let by_axis = &m.by_deployment[0].attempts_429_by_axis;
+    assert_eq!(by_axis.get(&"spend_usd_per_30d".parse().unwrap()), Some(&3), "{by_axis:?}");
+    assert!((m.by_deployment[0].cost_usd - 7.0 * 0.00315).abs() < 1e-9);
+    let fallback = "kind = \"fallback\"\nchain = [\"capped\", \"spare\"]";
+    let m = simulate(&mut policy(fallback, &ds), &ds, trace);
+    assert_eq!((m.total.succeeded, m.total.attempts), (10, 13));
+    assert_eq!(m.by_deployment[1].successes, 3);
+}
+
 // ------------------------------------------------------------------ beyond the peers
 
 #[test]
