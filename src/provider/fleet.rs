@@ -315,4 +315,31 @@ mod tests {
         let month = Instant::ZERO + Duration::from_secs(30 * 86_400);
         assert_eq!(run_one(&mut fleet, &deployments, 0, month), PlannedOutcome::Success);
     }
+
+    #[test]
+    fn a_529_consumes_no_quota_and_a_500_does() {
+        let failing = |errors: &str| {
+            Deployment::from_config(
+                "a/m",
+                &config(&format!("limits = {{ rpm = 1 }}\nerrors = {{ {errors} }}")),
+            )
+            .unwrap()
+        };
+        let fail = |kind| PlannedOutcome::Failed { kind, axis: None, retry_after: None };
+        // Overloaded every time: three 529s at once, and the one-request bucket is still full.
+        let overloaded = [failing("overloaded_rate = 1.0")];
+        let mut fleet = Fleet::new(&overloaded, 1).unwrap();
+        for _ in 0..3 {
+            assert_eq!(run_one(&mut fleet, &overloaded, 0, Instant::ZERO), fail(FailureKind::Overloaded));
+        }
+        assert_eq!(fleet.remaining(0, Instant::ZERO).of(Axis::REQUESTS), Some(1));
+        // A 500 was admitted and served badly: it took the request, so the next is a 429.
+        let broken = [failing("server_error_rate = 1.0")];
+        let mut fleet = Fleet::new(&broken, 1).unwrap();
+        assert_eq!(run_one(&mut fleet, &broken, 0, Instant::ZERO), fail(FailureKind::ServerError));
+        assert!(matches!(
+            run_one(&mut fleet, &broken, 0, Instant::ZERO),
+            PlannedOutcome::Failed { kind: FailureKind::RateLimited, .. }
+        ));
+    }
 }

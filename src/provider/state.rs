@@ -251,27 +251,24 @@ impl DeploymentState {
             input_tokens: deployment.counted_input_tokens(request),
             output_reserve_tokens: request.max_tokens,
         };
-        let permit = match gate.check(now, demand) {
-            Ok(()) => gate.admit_checked(now, demand),
-            Err(refusal) => {
-                let (kind, retry_after) = match refusal.retry {
-                    Retry::Never => (FailureKind::ExceedsLimit, None),
-                    Retry::At(at) => (
-                        FailureKind::RateLimited,
-                        Some(round_up(at.saturating_since(now), deployment.retry_after_granularity)),
-                    ),
-                    Retry::WhenSlotFrees => (FailureKind::RateLimited, None),
-                    Retry::PeriodEnd(_) => (FailureKind::QuotaExhausted, None),
-                };
-                return AttemptPlan::failure(
-                    kind,
-                    now + deployment.rate_limit_response,
-                    Some(refusal.axis),
-                    retry_after,
-                    None,
-                );
-            }
-        };
+        if let Err(refusal) = gate.check(now, demand) {
+            let (kind, retry_after) = match refusal.retry {
+                Retry::Never => (FailureKind::ExceedsLimit, None),
+                Retry::At(at) => (
+                    FailureKind::RateLimited,
+                    Some(round_up(at.saturating_since(now), deployment.retry_after_granularity)),
+                ),
+                Retry::WhenSlotFrees => (FailureKind::RateLimited, None),
+                Retry::PeriodEnd(_) => (FailureKind::QuotaExhausted, None),
+            };
+            return AttemptPlan::failure(
+                kind,
+                now + deployment.rate_limit_response,
+                Some(refusal.axis),
+                retry_after,
+                None,
+            );
+        }
 
         let effect = self.incidents.effect_at(deployment, now).cloned();
         let (server_error_rate, overloaded_rate, ttft_multiplier, speed_multiplier) = match &effect {
@@ -302,14 +299,19 @@ impl DeploymentState {
             let response = Duration::from_millis_f64(
                 deployment.error_response_ms.sample(&mut key(Purpose::ErrorLatency).rng()),
             );
+            // A 529 (the provider's overload, API-wide) and an injected 429 turn the request
+            // away before any work: they consume no quota and hold no slot. A 500 failed while
+            // being served: it keeps its admission.
+            let permit = (kind == FailureKind::ServerError).then(|| gate.admit_checked(now, demand));
             return AttemptPlan::failure(
                 kind,
                 now + response.max(Duration::from_micros(1)),
                 None,
                 retry_after,
-                Some(permit),
+                permit,
             );
         }
+        let permit = gate.admit_checked(now, demand);
 
         let prefill_ms =
             deployment.ttft_ms_per_1k_uncached_input * request.uncached_input_tokens() as f64 / 1000.0;
