@@ -291,6 +291,8 @@ pub enum Metric {
     FailedByCause { class: Option<String>, cause: String },
     /// Fallbacks fired after a failure of this kind.
     FallbacksByCause(String),
+    /// Calls re-issued by the retry layer of this name (0 when it re-issued none).
+    RetriesByLayer(String),
     /// Closed-loop children that started late.
     LateChildStarts,
     /// A figure of one deployment.
@@ -372,7 +374,7 @@ impl Metric {
 
     /// Parses a metric name. Canonical forms: `cost_usd`, `interactive.ttft_p95_ms`,
     /// `failed_by_cause.max_price`, `bulk.failed_by_cause.timeout`,
-    /// `fallbacks_by_cause.rate_limited`, `late_child_starts`,
+    /// `fallbacks_by_cause.rate_limited`, `retries_by_layer.sdk`, `late_child_starts`,
     /// `by_deployment.openai/gpt-5.cost_usd`. Also accepted, as the same metrics:
     /// `by_class.<class>.<figure>` (the path in `summary.json`), `<class>_<latency>_<stat>_ms`
     /// (the gate's older short form, e.g. `interactive_ttft_p95_ms`) and `cost` for `cost_usd`.
@@ -387,6 +389,9 @@ impl Metric {
         }
         if let Some(cause) = trimmed.strip_prefix("fallbacks_by_cause.") {
             return non_empty(cause).map(Metric::FallbacksByCause).ok_or_else(|| unknown("no cause".into()));
+        }
+        if let Some(layer) = trimmed.strip_prefix("retries_by_layer.") {
+            return non_empty(layer).map(Metric::RetriesByLayer).ok_or_else(|| unknown("no layer".into()));
         }
         if let Some(rest) = trimmed.strip_prefix("by_deployment.") {
             let (deployment, figure) = rest
@@ -430,7 +435,7 @@ impl Metric {
             }
         }
         Err(unknown(format!(
-            "figures are {} (of a class: <class>.<figure>), or failed_by_cause.<cause>, fallbacks_by_cause.<cause>, late_child_starts, by_deployment.<deployment>.<figure>",
+            "figures are {} (of a class: <class>.<figure>), or failed_by_cause.<cause>, fallbacks_by_cause.<cause>, retries_by_layer.<layer>, late_child_starts, by_deployment.<deployment>.<figure>",
             Figure::all().map(Figure::name).collect::<Vec<_>>().join(", ")
         )))
     }
@@ -450,6 +455,7 @@ impl Metric {
             Metric::FallbacksByCause(cause) => {
                 Some(s.fallbacks_by_cause.get(cause).copied().unwrap_or(0) as f64)
             }
+            Metric::RetriesByLayer(layer) => Some(s.retries_by_layer.get(layer).copied().unwrap_or(0) as f64),
             Metric::LateChildStarts => Some(s.late_child_starts as f64),
             Metric::Deployment { deployment, figure } => {
                 s.by_deployment.get(deployment).map(|d| figure.value(d))
@@ -491,6 +497,7 @@ impl fmt::Display for Metric {
             Metric::FailedByCause { class: None, cause } => write!(f, "failed_by_cause.{cause}"),
             Metric::FailedByCause { class: Some(c), cause } => write!(f, "{c}.failed_by_cause.{cause}"),
             Metric::FallbacksByCause(cause) => write!(f, "fallbacks_by_cause.{cause}"),
+            Metric::RetriesByLayer(layer) => write!(f, "retries_by_layer.{layer}"),
             Metric::LateChildStarts => write!(f, "late_child_starts"),
             Metric::Deployment { deployment, figure } => {
                 write!(f, "by_deployment.{deployment}.{}", figure.name())
@@ -520,6 +527,7 @@ mod tests {
             outcome: outcome(10, 2),
             late_child_starts: 7,
             fallbacks_by_cause: [("rate_limited".to_string(), 5)].into(),
+            retries_by_layer: [("sdk".to_string(), 3)].into(),
             by_class: [("interactive".to_string(), outcome(4, 1)), ("a.b".to_string(), outcome(3, 0))].into(),
             by_deployment: [(
                 "openai/gpt-4.1".to_string(),
@@ -545,6 +553,7 @@ mod tests {
             ("failed_by_cause.max_price", "failed_by_cause.max_price"),
             ("by_class.bulk.failed_by_cause.timeout", "bulk.failed_by_cause.timeout"),
             ("fallbacks_by_cause.rate_limited", "fallbacks_by_cause.rate_limited"),
+            ("retries_by_layer.sdk", "retries_by_layer.sdk"),
             ("late_child_starts", "late_child_starts"),
             ("by_deployment.openai/gpt-4.1.cost_usd", "by_deployment.openai/gpt-4.1.cost_usd"),
             ("batch_completion_p50_ms", "batch_completion_p50_ms"),
@@ -584,6 +593,8 @@ mod tests {
         assert_eq!(v("failed_by_cause.max_price"), Some(2.0));
         assert_eq!(v("failed_by_cause.timeout"), Some(0.0));
         assert_eq!(v("fallbacks_by_cause.rate_limited"), Some(5.0));
+        assert_eq!(v("retries_by_layer.sdk"), Some(3.0));
+        assert_eq!(v("retries_by_layer.harness"), Some(0.0));
         assert_eq!(v("late_child_starts"), Some(7.0));
         assert_eq!(v("by_deployment.openai/gpt-4.1.load_share"), Some(0.25));
         assert_eq!(v("by_deployment.openai/gpt-4.1.cost_usd"), Some(1.5));

@@ -344,6 +344,9 @@ pub struct StrategyMetrics {
     /// Fallbacks fired: a failed attempt followed by an attempt at another deployment, by
     /// the failure that caused it.
     pub fallbacks_by_cause: BTreeMap<FailureKind, u64>,
+    /// Calls re-issued by each retry layer above the router (`retry_layer`'s `layer` name):
+    /// the amplification per layer.
+    pub retries_by_layer: BTreeMap<String, u64>,
     /// Closed-loop children that started later than their parent allowed because their row was
     /// read after that instant (the trace lookahead was too short). Zero in a faithful replay.
     pub late_child_starts: u64,
@@ -417,6 +420,7 @@ impl StrategyMetrics {
             by_deployment: vec![DeploymentMetrics::default(); deployments],
             per_minute: vec![BTreeMap::new(); deployments],
             fallbacks_by_cause: BTreeMap::new(),
+            retries_by_layer: BTreeMap::new(),
             late_child_starts: 0,
             in_system_area: 0,
             last_event_at: Instant::ZERO,
@@ -594,6 +598,7 @@ impl StrategyMetrics {
                 .iter()
                 .map(|(k, n)| (k.as_str().to_string(), *n))
                 .collect(),
+            retries_by_layer: self.retries_by_layer.clone(),
             by_class,
             by_deployment,
         }
@@ -657,6 +662,9 @@ pub struct StrategySummary {
     pub late_child_starts: u64,
     /// Fallbacks fired (a failed attempt followed by one at another deployment), by cause.
     pub fallbacks_by_cause: BTreeMap<String, u64>,
+    /// Calls re-issued by each retry layer (absent when the strategy has none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retries_by_layer: BTreeMap<String, u64>,
     pub by_class: BTreeMap<String, OutcomeSummary>,
     pub by_deployment: BTreeMap<String, DeploymentSummary>,
 }

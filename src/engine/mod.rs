@@ -647,6 +647,9 @@ impl Engine<'_> {
             self.parked.remove(&active.request.id);
         }
         self.metrics.record_outcome(active.request.class, active.history.started_at(), outcome);
+        for (layer, calls) in active.history.restarts() {
+            *self.metrics.retries_by_layer.entry(layer.to_string()).or_insert(0) += u64::from(*calls);
+        }
         self.driver.forget(self.now, active.request.id);
         if self.config.replay == Replay::Closed {
             let id = active.request.id;

@@ -36,6 +36,8 @@ use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
 use crate::trace::{ClassId, Request};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use std::sync::Arc;
 
 /// What a policy wants done with a request now.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -126,6 +128,8 @@ pub struct History {
     attempts_total: u32,
     waits_total: u32,
     call: CallState,
+    /// Calls re-issued by each retry layer, in the order layers first restarted the call.
+    restarts: SmallVec<[(Arc<str>, u32); 2]>,
 }
 
 /// The part of a request's history its current call sees.
@@ -233,8 +237,17 @@ impl History {
 
     /// A retry layer re-issues the call: what the router sees starts afresh (attempts, waits,
     /// failures, per-deployment memos); attempt numbers and draws run on.
-    pub fn restart_call(&mut self) {
+    pub fn restart_call(&mut self, layer: &Arc<str>) {
         self.call = CallState { fresh: true, ..CallState::default() };
+        match self.restarts.iter_mut().find(|(name, _)| name == layer) {
+            Some((_, n)) => *n += 1,
+            None => self.restarts.push((layer.clone(), 1)),
+        }
+    }
+
+    /// Calls re-issued so far, per retry layer (empty without layers).
+    pub fn restarts(&self) -> &[(Arc<str>, u32)] {
+        &self.restarts
     }
 }
 

@@ -543,10 +543,10 @@ deployment = "a"
 max_attempts = 2
 backoff = { initial = "10ms", max = "10ms" }"#;
     let sdk = format!(
-        "kind = \"retry_layer\"\nmax_retries = 2\nbackoff = {{ initial = \"100ms\", max = \"100ms\" }}\n[inner]\n{router}"
+        "kind = \"retry_layer\"\nlayer = \"sdk\"\nmax_retries = 2\nbackoff = {{ initial = \"100ms\", max = \"100ms\" }}\n[inner]\n{router}"
     );
     let harness = format!(
-        "kind = \"retry_layer\"\nmax_retries = 2\nbackoff = {{ initial = \"1s\", max = \"1s\" }}\n[inner]\nkind = \"retry_layer\"\nmax_retries = 2\nbackoff = {{ initial = \"100ms\", max = \"100ms\" }}\n[inner.inner]\n{router}"
+        "kind = \"retry_layer\"\nlayer = \"harness\"\nmax_retries = 2\nbackoff = {{ initial = \"1s\", max = \"1s\" }}\n[inner]\nkind = \"retry_layer\"\nlayer = \"sdk\"\nmax_retries = 2\nbackoff = {{ initial = \"100ms\", max = \"100ms\" }}\n[inner.inner]\n{router}"
     );
     let run_one = |text: &str| {
         let m = simulate(&mut policy(text, &ds), &ds, vec![request(1, 0.0, 10, 10)]);
@@ -555,9 +555,13 @@ backoff = { initial = "10ms", max = "10ms" }"#;
         m
     };
     assert_eq!(run_one(router).total.attempts, 2);
-    assert_eq!(run_one(&sdk).total.attempts, 6);
+    let one_layer = run_one(&sdk);
+    assert_eq!(one_layer.total.attempts, 6);
+    assert_eq!(one_layer.retries_by_layer, [("sdk".to_string(), 2)].into());
     let stacked = run_one(&harness);
     assert_eq!(stacked.total.attempts, 18);
+    // The harness re-issues 2 rounds; in each of its 3 rounds the SDK re-issues 2 calls.
+    assert_eq!(stacked.retries_by_layer, [("harness".to_string(), 2), ("sdk".to_string(), 6)].into());
     // The waits add up too: each call backs off 10 ms between its attempts, the SDK 100 ms
     // between calls, the harness 1 s between its rounds (jitter takes up to 25% off each):
     // 9 × 10 ms + 6 × 100 ms + 2 × 1 s = 2.69 s at most, 2.0175 s at least, plus the errors'
@@ -567,6 +571,26 @@ backoff = { initial = "10ms", max = "10ms" }"#;
     let oversized = "kind = \"retry_layer\"\nmax_retries = 5\ninner = { kind = \"single\", deployment = \"small\", max_attempts = 3 }";
     let m = simulate(&mut policy(oversized, &ds), &ds, vec![request(1, 0.0, 1_000, 10)]);
     assert_eq!((m.total.attempts, m.total.rate_limited), (1, 1), "exceeds_limit is final at every layer");
+}
+
+/// Broken streams (issue 12): a deployment whose every stream breaks after its first token.
+/// The SDKs do not retry an error inside a stream that already started: an SDK layer with
+/// 2 retries over a one-attempt router makes 1 attempt. A harness that restarts the turn
+/// (`retry_mid_stream = true`) makes 3. A layer name that cannot be a metric is refused.
+#[test]
+fn a_broken_stream_is_not_retried_by_an_sdk_layer_unless_it_says_so() {
+    let ds = [deployment("a", "[errors]\nmid_stream_error_rate = 1.0\n")];
+    let layer = |extra: &str| {
+        format!("kind = \"retry_layer\"\nmax_retries = 2\n{extra}\ninner = {{ kind = \"single\", deployment = \"a\", max_attempts = 1 }}")
+    };
+    let sdk = simulate(&mut policy(&layer(""), &ds), &ds, vec![request(1, 0.0, 10, 100)]);
+    assert_eq!((sdk.total.attempts, sdk.total.failed), (1, 1));
+    assert!(sdk.retries_by_layer.is_empty());
+    let harness =
+        simulate(&mut policy(&layer("retry_mid_stream = true"), &ds), &ds, vec![request(1, 0.0, 10, 100)]);
+    assert_eq!((harness.total.attempts, harness.total.failed), (3, 1));
+    assert_eq!(harness.retries_by_layer, [("retry_layer".to_string(), 2)].into());
+    assert!(build_error(&layer("layer = \"my sdk\""), &ds).starts_with("layer: must be a non-empty name"));
 }
 
 /// Gateway replicas without a shared store (issue 12): each replica's client-side limit

@@ -41,6 +41,7 @@ fn summary(scenario: &str, seed: u64, strategies: &[(&str, Headline)]) -> String
             },
             late_child_starts: 0,
             fallbacks_by_cause: Default::default(),
+            retries_by_layer: Default::default(),
             by_class: [(
                 "interactive".to_string(),
                 OutcomeSummary { ttft_ms: latency(800.0, h.interactive_p95_ms), ..Default::default() },
