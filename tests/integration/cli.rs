@@ -230,3 +230,32 @@ fn a_closed_stdout_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.is_empty(), "nothing on stderr: {err}");
 }
+
+/// The story README tells of `scenarios/first-token.toml` (issue 12), held to its numbers'
+/// shape: the stacked retries make p95 first token about 23 s and 3.8 attempts per request;
+/// dropping the harness layer gives up sooner (more than twice the losses); smoothing stops
+/// the storm (under 1.2 attempts per request, under 5% of attempts 429); routing interactive
+/// turns to Haiku takes them out of it (interactive p95 under 3 s) and leaves the rest as is.
+#[test]
+fn the_first_token_scenario_tells_the_readmes_story() {
+    let out = sim(&["run", "scenarios/first-token.toml", "--json"], &repo_root());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let strategy = |name: &str| {
+        summary["strategies"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone()
+    };
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    let lost = |s: &serde_json::Value| f(&s["rate_limited"]) + f(&s["failed"]);
+    let as_is = strategy("as-is");
+    let p95_s = f(&as_is["ttft_ms"]["p95"]) / 1000.0;
+    assert!((20.0..27.0).contains(&p95_s), "as-is p95 first token {p95_s} s");
+    assert!(f(&as_is["attempts_per_request"]) > 3.5);
+    assert!(f(&as_is["retries_by_layer"]["harness"]) > 0.0 && f(&as_is["retries_by_layer"]["sdk"]) > 0.0);
+    let sdk_only = strategy("sdk-retries-only");
+    assert!(f(&sdk_only["ttft_ms"]["p95"]) < 10_000.0 && lost(&sdk_only) > 2.0 * lost(&as_is));
+    let smooth = strategy("smooth");
+    assert!(f(&smooth["attempts_per_request"]) < 1.2 && f(&smooth["attempt_429_rate"]) < 0.05);
+    let haiku = strategy("interactive-to-haiku");
+    assert!(f(&haiku["by_class"]["interactive"]["ttft_ms"]["p95"]) < 3_000.0);
+    assert!(f(&haiku["by_class"]["hard"]["ttft_ms"]["p95"]) > 20_000.0);
+}
