@@ -25,6 +25,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+pub mod serve;
 pub mod suggest;
 pub mod sweep;
 pub mod time;
