@@ -17,6 +17,7 @@ pub mod limiter;
 pub mod live;
 pub mod metric;
 pub mod metrics;
+pub mod observe;
 pub mod policy;
 pub mod progress;
 pub mod provenance;

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use routesim::engine::EngineError;
+use routesim::observe::ObserveError;
 use routesim::progress::{millions, Progress, ProgressMode, Unit};
 use routesim::report::data::ReportError;
 use routesim::report::{format_table, write_incidents, write_outputs, RunSummary};
@@ -115,6 +116,33 @@ enum Command {
         /// Stop after this much wall time, e.g. "10m" (default: until killed).
         #[arg(long)]
         duration: Option<String>,
+    },
+    /// Replay the scenario's trace in real time through the live router (one strategy, the
+    /// same policy code as `sim run`) against HTTP endpoints; write attempts.jsonl and the
+    /// summary.json, timeseries.csv and latency.csv of `sim run`. Exit 1 when an endpoint
+    /// cannot be used (cannot connect, refused key), 2 on bad input.
+    Observe {
+        /// Scenario TOML file (trace, deployments, strategies; api_key_env per deployment).
+        scenario: PathBuf,
+        /// The strategy to drive.
+        #[arg(long)]
+        strategy: String,
+        /// DEPLOYMENT=PROTOCOL:URL, PROTOCOL anthropic or openai, URL the base the client
+        /// appends /v1/messages or /v1/chat/completions to; one per deployment used.
+        #[arg(long = "endpoint", value_name = "DEPLOYMENT=PROTOCOL:URL", required = true)]
+        endpoints: Vec<String>,
+        /// Arrivals and think times this many times denser than in the trace.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Stop after this much wall time, e.g. "5m" (requests still running: unfinished).
+        #[arg(long)]
+        duration: Option<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The longest one attempt may take, whatever the policy's timeouts.
+        #[arg(long, default_value = "10m")]
+        attempt_timeout: String,
     },
 }
 
@@ -382,6 +410,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.downcast_ref::<SweepError>().is_some_and(SweepError::is_input_error)
             || cause.downcast_ref::<EngineError>().is_some_and(EngineError::is_input_error)
             || cause.downcast_ref::<ServeError>().is_some_and(ServeError::is_input_error)
+            || cause.downcast_ref::<ObserveError>().is_some_and(ObserveError::is_input_error)
     });
     if input {
         2
@@ -544,6 +573,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sweep(args) => run_sweep_command(args),
         Command::ServeProvider { scenario, deployments, time_scale, seed, duration } => {
             serve_provider(&scenario, &deployments, time_scale, seed, duration.as_deref())
+        }
+        Command::Observe { scenario, strategy, endpoints, speed, duration, out, attempt_timeout } => {
+            let scenario = Scenario::load(&scenario)?;
+            print_notes(&scenario);
+            let endpoints = endpoints
+                .iter()
+                .map(|spec| {
+                    routesim::observe::endpoint::EndpointSpec::parse(spec)
+                        .map_err(|m| UsageError(format!("--endpoint {m}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = routesim::observe::ObserveOptions {
+                strategy,
+                endpoints,
+                speed,
+                duration: duration.map(|d| parse_wall_duration("--duration", &d)).transpose()?,
+                out: out.clone(),
+                attempt_timeout: parse_wall_duration("--attempt-timeout", &attempt_timeout)?,
+            };
+            let observed = routesim::observe::observe(&scenario, &options)?;
+            let summary = RunSummary::of(&observed.result);
+            println!(
+                "observed scenario {} · strategy {} · trace {} · {:.1} s wall{}",
+                summary.scenario,
+                options.strategy,
+                summary.trace,
+                observed.wall.as_secs_f64(),
+                if observed.stopped_early { " (stopped by --duration)" } else { "" }
+            );
+            print!("{}", format_table(&summary));
+            println!(
+                "\nwrote {}/attempts.jsonl ({} attempts), summary.json, timeseries.csv and latency.csv",
+                out.display(),
+                observed.attempts
+            );
+            Ok(())
         }
         Command::Presets => {
             for preset in routesim::scenario::preset_list()? {
