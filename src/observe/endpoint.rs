@@ -67,7 +67,9 @@ impl EndpointSpec {
         };
         let protocol = Protocol::parse(protocol)
             .ok_or_else(|| format!("{spec:?}: unknown protocol {protocol:?} (known: anthropic, openai)"))?;
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("{spec:?}: {url:?} is not a URL: {e}"))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            format!("{spec:?}: {url:?} is not a URL ({e}); the URL must be http:// or https://")
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
             return Err(format!("{spec:?}: the URL must be http:// or https:// with a host, {example}"));
         }

@@ -96,51 +96,26 @@ impl Encoding for Anthropic {
         )
     }
 
-    fn rate_limit_headers(&self, state: &RateLimitState, clock: &ScaledClock) -> Vec<(&'static str, String)> {
+    fn rate_limit_headers(&self, state: &RateLimitState, clock: &ScaledClock) -> Vec<(String, String)> {
         let mut headers = Vec::new();
         let now = std::time::SystemTime::now();
         let reset =
             |full_in: Option<Duration>| rfc3339(now + clock.wall_duration(full_in.unwrap_or(Duration::ZERO)));
-        let axes: [(&'static str, &'static str, &'static str, Option<u64>, Option<u64>, Option<Duration>);
-            4] = [
-            (
-                "anthropic-ratelimit-requests-limit",
-                "anthropic-ratelimit-requests-remaining",
-                "anthropic-ratelimit-requests-reset",
-                state.limits.rpm,
-                state.remaining.requests,
-                state.requests_full_in,
-            ),
-            (
-                "anthropic-ratelimit-input-tokens-limit",
-                "anthropic-ratelimit-input-tokens-remaining",
-                "anthropic-ratelimit-input-tokens-reset",
-                state.limits.itpm,
-                state.remaining.input_tokens,
-                state.input_tokens_full_in,
-            ),
-            (
-                "anthropic-ratelimit-output-tokens-limit",
-                "anthropic-ratelimit-output-tokens-remaining",
-                "anthropic-ratelimit-output-tokens-reset",
-                state.limits.otpm,
-                state.remaining.output_tokens,
-                state.output_tokens_full_in,
-            ),
-            (
-                "anthropic-ratelimit-tokens-limit",
-                "anthropic-ratelimit-tokens-remaining",
-                "anthropic-ratelimit-tokens-reset",
-                state.limits.tpm,
-                state.remaining.tokens,
-                state.tokens_full_in,
-            ),
+        // (header prefix, limit, remaining, time to full) per limited axis.
+        let axes = [
+            ("requests", state.limits.rpm, state.remaining.requests, state.requests_full_in),
+            ("input-tokens", state.limits.itpm, state.remaining.input_tokens, state.input_tokens_full_in),
+            ("output-tokens", state.limits.otpm, state.remaining.output_tokens, state.output_tokens_full_in),
+            ("tokens", state.limits.tpm, state.remaining.tokens, state.tokens_full_in),
         ];
-        for (limit_name, remaining_name, reset_name, limit, remaining, full_in) in axes {
+        for (axis, limit, remaining, full_in) in axes {
             if let Some(limit) = limit {
-                headers.push((limit_name, limit.to_string()));
-                headers.push((remaining_name, remaining.unwrap_or(0).to_string()));
-                headers.push((reset_name, reset(full_in)));
+                headers.push((format!("anthropic-ratelimit-{axis}-limit"), limit.to_string()));
+                headers.push((
+                    format!("anthropic-ratelimit-{axis}-remaining"),
+                    remaining.unwrap_or(0).to_string(),
+                ));
+                headers.push((format!("anthropic-ratelimit-{axis}-reset"), reset(full_in)));
             }
         }
         headers

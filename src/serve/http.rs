@@ -78,7 +78,7 @@ pub struct App {
     pub served: Arc<ServedDeployment>,
 }
 
-type Headers = Vec<(&'static str, String)>;
+type Headers = Vec<(String, String)>;
 
 fn response(status: u16, headers: Headers, body: ServeBody) -> Response<ServeBody> {
     let mut builder = Response::builder().status(status);
@@ -95,7 +95,7 @@ fn response(status: u16, headers: Headers, body: ServeBody) -> Response<ServeBod
 }
 
 fn json_response(status: u16, mut headers: Headers, body: String) -> Response<ServeBody> {
-    headers.push(("content-type", "application/json".into()));
+    headers.push(("content-type".into(), "application/json".into()));
     response(status, headers, ServeBody::Whole(Some(Bytes::from(body))))
 }
 
@@ -126,7 +126,7 @@ fn header_u64(request: &Request<Incoming>, name: &str) -> Result<Option<u64>, St
 /// (a time-scaled server's waits are fractions of a wall second).
 fn seconds_value(wall: std::time::Duration) -> String {
     let ms = wall.as_micros().div_ceil(1_000);
-    if ms % 1_000 == 0 {
+    if ms.is_multiple_of(1_000) {
         (ms / 1_000).to_string()
     } else {
         format!("{}", ms as f64 / 1_000.0)
@@ -217,7 +217,7 @@ pub async fn handle(
         include_usage: parsed.include_usage,
     };
     let mut headers = encoding.rate_limit_headers(&started.rate_limits, &clock);
-    headers.push(("request-id", format!("req_{}", info.id)));
+    headers.push(("request-id".into(), format!("req_{}", info.id)));
     match started.answer {
         Answer::Error { at, error } => {
             tokio::time::sleep_until(tokio::time::Instant::from_std(clock.wall_at(at))).await;
@@ -226,8 +226,8 @@ pub async fn handle(
                 ErrorAnswer::RateLimited { retry_after, axis, never } => {
                     if let Some(after) = retry_after {
                         let wall = clock.wall_duration(after);
-                        headers.push(("retry-after", seconds_value(wall)));
-                        headers.push(("retry-after-ms", wall.as_micros().div_ceil(1_000).to_string()));
+                        headers.push(("retry-after".into(), seconds_value(wall)));
+                        headers.push(("retry-after-ms".into(), wall.as_micros().div_ceil(1_000).to_string()));
                     }
                     let axis_name = axis.map_or("rate", |a| a.as_str());
                     let message = if never {
@@ -246,8 +246,8 @@ pub async fn handle(
             let info = AnswerInfo { output_tokens, truncated, ..info };
             let times = StreamTimes { first_token_at, ends_at, output_tokens, broken };
             if parsed.stream {
-                headers.push(("content-type", "text/event-stream".into()));
-                headers.push(("cache-control", "no-cache".into()));
+                headers.push(("content-type".into(), "text/event-stream".into()));
+                headers.push(("cache-control".into(), "no-cache".into()));
                 let (tx, rx) = tokio::sync::mpsc::channel(16);
                 tokio::spawn(stream(tx, encoding, info, times, clock, started.pending));
                 Ok(response(200, headers, ServeBody::Channel(rx)))

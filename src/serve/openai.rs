@@ -110,20 +110,23 @@ impl Encoding for OpenAi {
         )
     }
 
-    fn rate_limit_headers(&self, state: &RateLimitState, clock: &ScaledClock) -> Vec<(&'static str, String)> {
+    fn rate_limit_headers(&self, state: &RateLimitState, clock: &ScaledClock) -> Vec<(String, String)> {
         let mut headers = Vec::new();
         let reset =
             |full_in: Option<Duration>| go_duration(clock.wall_duration(full_in.unwrap_or(Duration::ZERO)));
         if let Some(limit) = state.limits.rpm {
-            headers.push(("x-ratelimit-limit-requests", limit.to_string()));
-            headers
-                .push(("x-ratelimit-remaining-requests", state.remaining.requests.unwrap_or(0).to_string()));
-            headers.push(("x-ratelimit-reset-requests", reset(state.requests_full_in)));
+            headers.push(("x-ratelimit-limit-requests".into(), limit.to_string()));
+            let remaining = state.remaining.requests.unwrap_or(0);
+            headers.push(("x-ratelimit-remaining-requests".into(), remaining.to_string()));
+            headers.push(("x-ratelimit-reset-requests".into(), reset(state.requests_full_in)));
         }
         if let Some(limit) = state.limits.tpm {
-            headers.push(("x-ratelimit-limit-tokens", limit.to_string()));
-            headers.push(("x-ratelimit-remaining-tokens", state.remaining.tokens.unwrap_or(0).to_string()));
-            headers.push(("x-ratelimit-reset-tokens", reset(state.tokens_full_in)));
+            headers.push(("x-ratelimit-limit-tokens".into(), limit.to_string()));
+            headers.push((
+                "x-ratelimit-remaining-tokens".into(),
+                state.remaining.tokens.unwrap_or(0).to_string(),
+            ));
+            headers.push(("x-ratelimit-reset-tokens".into(), reset(state.tokens_full_in)));
         }
         headers
     }
@@ -188,7 +191,7 @@ pub fn go_duration(d: std::time::Duration) -> String {
     }
     let (h, m) = (ms / 3_600_000, ms / 60_000 % 60);
     let s_ms = ms % 60_000;
-    let s = if s_ms % 1_000 == 0 {
+    let s = if s_ms.is_multiple_of(1_000) {
         format!("{}s", s_ms / 1_000)
     } else {
         format!("{}", s_ms as f64 / 1_000.0).trim_end_matches('0').to_string() + "s"

@@ -68,7 +68,7 @@ pub trait Encoding: Send + Sync {
     /// The status and JSON body of an error.
     fn error(&self, error: ApiError, message: &str) -> (u16, String);
     /// The rate-limit headers of a response (`retry-after` is the HTTP layer's).
-    fn rate_limit_headers(&self, state: &RateLimitState, clock: &ScaledClock) -> Vec<(&'static str, String)>;
+    fn rate_limit_headers(&self, state: &RateLimitState, clock: &ScaledClock) -> Vec<(String, String)>;
     /// The events sent with the response headers, before the first token.
     fn stream_start(&self, answer: &AnswerInfo) -> String;
     /// One event carrying `text`.
