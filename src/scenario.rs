@@ -735,6 +735,35 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
     }
 
     #[test]
+    fn api_keys_are_named_by_environment_variable_and_never_echoed() {
+        let text = MINIMAL.replace(
+            "limits.burst = \"10s\"",
+            "limits.burst = \"10s\"\napi_key_env = \"ANTHROPIC_API_KEY\"\napi_model = \"claude-sonnet-4-5\"",
+        );
+        let s = parse(&text).unwrap();
+        let expected = DeploymentApi {
+            key_env: Some("ANTHROPIC_API_KEY".into()),
+            model: Some("claude-sonnet-4-5".into()),
+        };
+        assert_eq!(s.apis, vec![expected, DeploymentApi::default()]);
+        assert_eq!(s.deployments[0], parse(MINIMAL).unwrap().deployments[0], "a simulation ignores them");
+        // A key pasted where its variable's name belongs is refused without being shown.
+        let text = MINIMAL.replace("limits.burst = \"10s\"", "api_key_env = \"sk-ant-api03-secret\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(8), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains(
+                "deployments.\"anthropic/sonnet\".api_key_env: must be the name of an environment variable"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+        let e = parse(&MINIMAL.replace("limits.burst = \"10s\"", "api_model = 3")).unwrap_err().to_string();
+        assert!(e.contains("api_model: must be a non-empty string"), "{e}");
+    }
+
+    #[test]
     fn top_level_typos_are_reported_with_their_line() {
         let typo = MINIMAL.replace("seed = 7", "seed = 7\nsede = 8");
         let e = parse(&typo).unwrap_err();

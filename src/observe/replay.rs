@@ -320,7 +320,10 @@ impl Shared {
                 }
             }
             recorder.attempts += 1;
-            if let Some(Err(e)) = recorder.log.as_mut().map(|log| log.write(&line)) {
+            // Flushed line by line: a long run's log can be followed while it runs, and a
+            // killed run keeps what it observed.
+            let written = recorder.log.as_mut().map(|log| log.write(&line).and_then(|()| log.flush()));
+            if let Some(Err(e)) = written {
                 recorder.log_error.get_or_insert(e);
             }
         }

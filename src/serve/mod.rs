@@ -216,3 +216,57 @@ async fn accept_loop(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn deployment(extra: &str) -> Deployment {
+        let text = format!(
+            "provider = \"p\"\nmodel = \"m\"\nprices = {{ input_usd_per_mtok = 3.0, output_usd_per_mtok = 15.0 }}\n\
+             latency = {{ ttft_ms = {{ dist = \"constant\", value = 10 }}, output_tokens_per_s = {{ dist = \"constant\", value = 20 }} }}\n{extra}"
+        );
+        Deployment::from_config("p/m", &toml::from_str(&text).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn listen_specs_split_at_the_last_equals_sign() {
+        let (name, addr) = parse_listen_spec("a=b/c=127.0.0.1:0").unwrap();
+        assert_eq!((name.as_str(), addr.port()), ("a=b/c", 0));
+        assert!(parse_listen_spec("a=b").unwrap_err().contains("not an IP address"));
+        assert!(check_time_scale(f64::NAN).is_err() && check_time_scale(1e9).is_err());
+    }
+
+    #[test]
+    fn a_client_hanging_up_mid_stream_releases_its_admission() {
+        // 1,000 tokens at 20 tokens/s: a 50 s answer; the client reads its first events and
+        // hangs up. The concurrency slot and output reservation are settled at once.
+        let server = Server::start(vec![(deployment(""), "127.0.0.1:0".parse().unwrap())], 1, 1.0).unwrap();
+        let addr = server.bound()[0].addr;
+        let body =
+            r#"{"model":"m","max_tokens":1000,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let request = format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nx-routesim-output-tokens: 1000\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("content_block_delta") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the stream ended early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(server.in_flight(), vec![1]);
+        drop(stream);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while server.in_flight() != vec![0] {
+            assert!(std::time::Instant::now() < deadline, "the attempt was never settled");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        server.shutdown();
+    }
+}
