@@ -750,7 +750,7 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
         // A key pasted where its variable's name belongs is refused without being shown.
         let text = MINIMAL.replace("limits.burst = \"10s\"", "api_key_env = \"sk-ant-api03-secret\"");
         let e = parse(&text).unwrap_err();
-        assert_eq!(e.line, Some(8), "{e}");
+        assert_eq!(e.line, Some(7), "the line of the key: {e}");
         let e = e.to_string();
         assert!(
             e.contains(
