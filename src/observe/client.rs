@@ -109,9 +109,14 @@ impl Sent {
     }
 }
 
-/// A prompt of about `tokens` tokens (four characters each, as providers estimate English).
+/// The longest prompt sent (a million tokens, the largest context windows): a longer row
+/// sends this much text, and `x-routesim-input-tokens` still says its real size.
+pub const MAX_PROMPT_TOKENS: u64 = 1_000_000;
+
+/// A prompt of about `tokens` tokens (four characters each, as providers estimate English),
+/// at most [`MAX_PROMPT_TOKENS`].
 pub fn prompt_text(tokens: u64) -> String {
-    " tok".repeat(usize::try_from(tokens).unwrap_or(usize::MAX / 8).max(1))
+    " tok".repeat(tokens.clamp(1, MAX_PROMPT_TOKENS) as usize)
 }
 
 /// The JSON body of `request` for `protocol`.

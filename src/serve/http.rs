@@ -29,6 +29,10 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// `max_tokens` (OpenAI's is optional).
 pub const DEFAULT_MAX_TOKENS: u64 = 1_024;
 
+/// Largest answer served (beyond any model's output limit): a client cannot make the server
+/// build an unbounded body.
+pub const MAX_OUTPUT_TOKENS: u64 = 1_000_000;
+
 /// Events of a stream leave at most this often: tokens due in between go together.
 const MIN_EVENT_GAP: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -193,6 +197,11 @@ pub async fn handle(
         return Ok(api_error(encoding, ApiError::InvalidRequest, &message, Vec::new()));
     }
     let max_tokens = parsed.max_tokens.or(output_header).unwrap_or(DEFAULT_MAX_TOKENS).max(1);
+    if max_tokens > MAX_OUTPUT_TOKENS {
+        let message =
+            format!("max_tokens: {max_tokens} is above the {MAX_OUTPUT_TOKENS} this server answers");
+        return Ok(api_error(encoding, ApiError::InvalidRequest, &message, Vec::new()));
+    }
     let ask = Ask {
         input_tokens,
         cached_input_tokens,

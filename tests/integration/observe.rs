@@ -358,23 +358,29 @@ fn bad_endpoints_exit_2_and_an_unreachable_one_exits_1() {
 
 #[test]
 fn http_failures_map_to_the_failure_kinds_the_policy_falls_back_on() {
-    // Each request walks the chain: a stream broken after its first token (mid_stream), a 503
-    // from an overloaded OpenAI-style endpoint (overloaded), a 500 (server_error), then a success.
+    // Each request walks the chain: a stream broken after its first token by an error event
+    // (Anthropic) and by a cut connection (OpenAI), both mid_stream; a 503 from an overloaded
+    // OpenAI-style endpoint (overloaded); a 500 (server_error); then a success.
     let dir = tempfile::tempdir().unwrap();
     write_trace(dir.path(), 4);
-    let broken = deployment_toml("broken", 100, 100, "errors = { mid_stream_error_rate = 1.0 }");
-    let storm = deployment_toml("storm", 100, 100, "errors = { overloaded_rate = 1.0 }");
-    let failing = deployment_toml("failing", 100, 100, "errors = { server_error_rate = 1.0 }");
-    let good = deployment_toml("good", 100, 100, "");
-    write_scenario(
-        dir.path(),
-        &format!("{broken}{storm}{failing}{good}"),
-        "{ kind = \"fallback\", chain = [\"broken\", \"storm\", \"failing\", \"good\"], max_attempts = 4 }",
+    let chain = [
+        ("broken", "anthropic", "errors = { mid_stream_error_rate = 1.0 }"),
+        ("cut", "openai", "errors = { mid_stream_error_rate = 1.0 }"),
+        ("storm", "openai", "errors = { overloaded_rate = 1.0 }"),
+        ("failing", "anthropic", "errors = { server_error_rate = 1.0 }"),
+        ("good", "openai", ""),
+    ];
+    let deployments: String =
+        chain.iter().map(|(name, _, extra)| deployment_toml(name, 100, 100, extra)).collect();
+    let names: Vec<&str> = chain.iter().map(|(name, ..)| *name).collect();
+    let policy = format!(
+        "{{ kind = \"fallback\", chain = [{}], max_attempts = 5 }}",
+        names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
     );
-    let names = ["broken", "storm", "failing", "good"];
+    write_scenario(dir.path(), &deployments, &policy);
     let server = ServeProcess::start(dir.path(), "s.toml", &names, &["--time-scale", "10"]);
     let mut args = vec!["observe".to_string(), "s.toml".into(), "--strategy".into(), "chain".into()];
-    for (name, protocol) in names.iter().zip(["anthropic", "openai", "anthropic", "openai"]) {
+    for (name, protocol, _) in &chain {
         args.push("--endpoint".into());
         args.push(format!("{name}={protocol}:{}", server.url(name)));
     }
@@ -383,19 +389,17 @@ fn http_failures_map_to_the_failure_kinds_the_policy_falls_back_on() {
     let out = sim(&args, dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let attempts = read_attempts(&dir.path().join("obs/attempts.jsonl")).unwrap();
-    assert_eq!(attempts.len(), 16);
+    assert_eq!(attempts.len(), 4 * chain.len());
     for a in &attempts {
         let (status, error_type, first_token) = match a.deployment.as_str() {
             "broken" => (200, Some("overloaded_error"), true),
+            "cut" => (200, Some("stream_broken"), true),
             "storm" => (503, Some("overloaded"), false),
             "failing" => (500, Some("api_error"), false),
             _ => (200, None, true),
         };
-        assert_eq!(
-            (a.status, a.error_type.as_deref(), a.first_token_ms.is_some()),
-            (status, error_type, first_token),
-            "{a:?}"
-        );
+        let seen = (a.status, a.error_type.as_deref(), a.first_token_ms.is_some());
+        assert_eq!(seen, (status, error_type, first_token), "{a:?}");
         assert_eq!(a.attempt, names.iter().position(|n| *n == a.deployment).unwrap() as u32 + 1, "{a:?}");
     }
     let summary: serde_json::Value =
@@ -403,8 +407,8 @@ fn http_failures_map_to_the_failure_kinds_the_policy_falls_back_on() {
     let s = &summary["strategies"][0];
     assert_eq!((s["requests"].as_u64(), s["succeeded"].as_u64()), (Some(4), Some(4)));
     let fallbacks = &s["fallbacks_by_cause"];
-    for kind in ["mid_stream", "overloaded", "server_error"] {
-        assert_eq!(fallbacks[kind], 4, "{kind}: {fallbacks}");
+    for (kind, count) in [("mid_stream", 8), ("overloaded", 4), ("server_error", 4)] {
+        assert_eq!(fallbacks[kind], count, "{kind}: {fallbacks}");
     }
 }
 
