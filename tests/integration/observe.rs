@@ -457,7 +457,8 @@ fn closed_loop_children_wait_for_their_parents_and_duration_stops_the_run() {
     // Each answer takes 100 ms + 5 tokens at 100/s = 150 ms; a child starts 400 ms after.
     for (parent, child) in [("a", "b"), ("b", "c")] {
         let gap = by_id[child].start_ms - by_id[parent].end_ms;
-        assert!((399.0..=480.0).contains(&gap), "{parent} → {child}: {gap} ms");
+        // Never early; late by the replay loop's and the thread's start (slack for a loaded machine).
+        assert!((399.0..=700.0).contains(&gap), "{parent} → {child}: {gap} ms");
     }
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("obs/summary.json")).unwrap()).unwrap();

@@ -65,7 +65,7 @@ fn a_burst_above_the_rpm_bucket_gets_exactly_the_hand_computed_429s() {
 }
 
 #[test]
-fn time_to_first_token_over_http_at_time_scale_20_is_the_models_within_40_ms() {
+fn time_to_first_token_over_http_at_time_scale_20_is_the_models_within_40_ms_at_the_median() {
     // TTFT = 2000 ms + 100 ms per 1k uncached input × 10k = 3000 ms of provider time; 40 tokens
     // at 40 tokens/s = 1000 ms more. At --time-scale 20: 150 ms and 200 ms of wall time.
     let dir = tempfile::tempdir().unwrap();
@@ -74,7 +74,9 @@ fn time_to_first_token_over_http_at_time_scale_20_is_the_models_within_40_ms() {
     let server = ServeProcess::start(dir.path(), "s.toml", &["p/m"], &["--time-scale", "20"]);
     let addr = server.addr("p/m");
     let (model_ttft, model_e2e) = (Duration::from_millis(150), Duration::from_millis(200));
-    let bound = Duration::from_millis(40);
+    // Each answer is late by at most `any` (a loaded 2-core machine running other tests can
+    // delay one), the median by at most `median`; none is ever early.
+    let (any, median) = (Duration::from_millis(200), 40.0);
     let mut errors_ms = Vec::new();
     for _ in 0..4 {
         let r = post(
@@ -88,10 +90,10 @@ fn time_to_first_token_over_http_at_time_scale_20_is_the_models_within_40_ms() {
         let ttft = r.marker_after.expect("a delta arrived");
         // The headers (and message_start) leave at once; the first delta at the model's TTFT.
         assert!(r.headers_after + Duration::from_millis(50) < ttft, "headers {:?}", r.headers_after);
-        // Never early (the server sleeps until the instant), late by at most the bound.
-        assert!(ttft >= model_ttft - Duration::from_millis(2) && ttft <= model_ttft + bound, "TTFT {ttft:?}");
+        // Never early: the server sleeps until the instant.
+        assert!(ttft >= model_ttft - Duration::from_millis(2) && ttft <= model_ttft + any, "TTFT {ttft:?}");
         assert!(
-            r.done_after >= model_e2e - Duration::from_millis(2) && r.done_after <= model_e2e + bound,
+            r.done_after >= model_e2e - Duration::from_millis(2) && r.done_after <= model_e2e + any,
             "e2e {:?}",
             r.done_after
         );
@@ -124,6 +126,9 @@ fn time_to_first_token_over_http_at_time_scale_20_is_the_models_within_40_ms() {
         assert_eq!(delta["delta"]["stop_reason"], "end_turn");
     }
     eprintln!("TTFT error at time scale 20 (ms, model 150 ms): {errors_ms:.1?}");
+    errors_ms.sort_by(f64::total_cmp);
+    let middle = (errors_ms[1] + errors_ms[2]) / 2.0;
+    assert!(middle <= median, "median TTFT error {middle:.1} ms: {errors_ms:?}");
 }
 
 #[test]
