@@ -168,6 +168,11 @@ impl<W: Write> AttemptLogWriter<W> {
         self.out.write_all(b"\n")
     }
 
+    /// Flushes what was written to the underlying writer.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }

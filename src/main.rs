@@ -4,11 +4,13 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use routesim::engine::EngineError;
+use routesim::observe::ObserveError;
 use routesim::progress::{millions, Progress, ProgressMode, Unit};
 use routesim::report::data::ReportError;
 use routesim::report::{format_table, write_incidents, write_outputs, RunSummary};
 use routesim::run::run_scenario_source;
 use routesim::scenario::{Scenario, ScenarioError};
+use routesim::serve::ServeError;
 use routesim::sweep::results::{choose, describe_row, resolve_metric, Choice, Constraint};
 use routesim::sweep::{merge, prepare, run_sweep, Shard, SweepError, SweepOptions};
 use routesim::trace::import::{ImportOptions, Mapping, TraceFormat};
@@ -94,6 +96,54 @@ enum Command {
     },
     /// Run a parameter sweep (grid × replications) in parallel; `sim sweep merge` joins shards.
     Sweep(SweepArgs),
+    /// Serve the scenario's modelled provider over HTTP in real time: the Anthropic Messages
+    /// API (POST /v1/messages) and the OpenAI Chat Completions API (POST
+    /// /v1/chat/completions), one listener per deployment. Prints one JSON line per listener
+    /// on stdout ({"deployment","addr","url"}).
+    ServeProvider {
+        /// Scenario TOML file (its deployments, seed).
+        scenario: PathBuf,
+        /// NAME=ADDRESS:PORT: serve deployment NAME there (port 0: any free port); repeatable.
+        #[arg(long = "deployment", value_name = "NAME=ADDR", required = true)]
+        deployments: Vec<String>,
+        /// Run the provider this many times faster than real time (latencies, refill,
+        /// incidents, retry-after and reset headers).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Stop after this much wall time, e.g. "10m" (default: until killed).
+        #[arg(long)]
+        duration: Option<String>,
+    },
+    /// Replay the scenario's trace in real time through the live router (one strategy, the
+    /// same policy code as `sim run`) against HTTP endpoints; write attempts.jsonl and the
+    /// summary.json, timeseries.csv and latency.csv of `sim run`. Exit 1 when an endpoint
+    /// cannot be used (cannot connect, refused key), 2 on bad input.
+    Observe {
+        /// Scenario TOML file (trace, deployments, strategies; api_key_env per deployment).
+        scenario: PathBuf,
+        /// The strategy to drive.
+        #[arg(long)]
+        strategy: String,
+        /// DEPLOYMENT=PROTOCOL:URL, PROTOCOL anthropic or openai, URL the base the client
+        /// appends /v1/messages or /v1/chat/completions to; one per deployment used.
+        #[arg(long = "endpoint", value_name = "DEPLOYMENT=PROTOCOL:URL", required = true)]
+        endpoints: Vec<String>,
+        /// Arrivals and think times this many times denser than in the trace.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Stop after this much wall time, e.g. "5m" (requests still running: unfinished).
+        #[arg(long)]
+        duration: Option<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The longest one attempt may take, whatever the policy's timeouts.
+        #[arg(long, default_value = "10m")]
+        attempt_timeout: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -359,6 +409,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.downcast_ref::<ReportError>().is_some_and(ReportError::is_input_error)
             || cause.downcast_ref::<SweepError>().is_some_and(SweepError::is_input_error)
             || cause.downcast_ref::<EngineError>().is_some_and(EngineError::is_input_error)
+            || cause.downcast_ref::<ServeError>().is_some_and(ServeError::is_input_error)
+            || cause.downcast_ref::<ObserveError>().is_some_and(ObserveError::is_input_error)
     });
     if input {
         2
@@ -519,6 +571,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sweep(args) => run_sweep_command(args),
+        Command::ServeProvider { scenario, deployments, time_scale, seed, duration } => {
+            serve_provider(&scenario, &deployments, time_scale, seed, duration.as_deref())
+        }
+        Command::Observe { scenario, strategy, endpoints, speed, duration, out, attempt_timeout } => {
+            let scenario = Scenario::load(&scenario)?;
+            print_notes(&scenario);
+            let endpoints = endpoints
+                .iter()
+                .map(|spec| {
+                    routesim::observe::endpoint::EndpointSpec::parse(spec)
+                        .map_err(|m| UsageError(format!("--endpoint {m}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = routesim::observe::ObserveOptions {
+                strategy,
+                endpoints,
+                speed,
+                duration: duration.map(|d| parse_wall_duration("--duration", &d)).transpose()?,
+                out: out.clone(),
+                attempt_timeout: parse_wall_duration("--attempt-timeout", &attempt_timeout)?,
+            };
+            let observed = routesim::observe::observe(&scenario, &options)?;
+            let summary = RunSummary::of(&observed.result);
+            println!(
+                "observed scenario {} · strategy {} · trace {} · {:.1} s wall{}",
+                summary.scenario,
+                options.strategy,
+                summary.trace,
+                observed.wall.as_secs_f64(),
+                if observed.stopped_early { " (stopped by --duration)" } else { "" }
+            );
+            print!("{}", format_table(&summary));
+            println!(
+                "\nwrote {}/attempts.jsonl ({} attempts), summary.json, timeseries.csv and latency.csv",
+                out.display(),
+                observed.attempts
+            );
+            Ok(())
+        }
         Command::Presets => {
             for preset in routesim::scenario::preset_list()? {
                 println!("{preset}");
@@ -526,6 +617,63 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The deployment of `scenario` named `name`, or a usage error for `flag` with a suggestion.
+fn scenario_deployment<'a>(
+    scenario: &'a Scenario,
+    flag: &str,
+    name: &str,
+) -> Result<&'a routesim::provider::Deployment, UsageError> {
+    scenario.deployments.iter().find(|d| d.name == name).ok_or_else(|| {
+        let names = scenario.deployment_names();
+        let known: Vec<&str> = names.iter().map(String::as_str).collect();
+        UsageError(format!(
+            "{flag}: unknown deployment {name:?}{} (the scenario has {})",
+            routesim::suggest::suggestion(name, &known),
+            known.join(", ")
+        ))
+    })
+}
+
+fn parse_wall_duration(flag: &str, text: &str) -> Result<std::time::Duration, UsageError> {
+    let d: routesim::time::Duration = text.parse().map_err(|e| UsageError(format!("{flag}: {e}")))?;
+    Ok(std::time::Duration::from_micros(d.as_micros()))
+}
+
+fn serve_provider(
+    scenario_path: &std::path::Path,
+    specs: &[String],
+    time_scale: f64,
+    seed: Option<u64>,
+    duration: Option<&str>,
+) -> anyhow::Result<()> {
+    let scenario = Scenario::load(scenario_path)?;
+    let duration = duration.map(|d| parse_wall_duration("--duration", d)).transpose()?;
+    let mut listeners = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let (name, addr) =
+            routesim::serve::parse_listen_spec(spec).map_err(|m| UsageError(format!("--deployment {m}")))?;
+        let deployment = scenario_deployment(&scenario, "--deployment", &name)?;
+        if listeners.iter().any(|(d, _): &(routesim::provider::Deployment, _)| d.name == name) {
+            return Err(UsageError(format!(
+                "--deployment: {name:?} is given twice (one listener per deployment)"
+            ))
+            .into());
+        }
+        listeners.push((deployment.clone(), addr));
+    }
+    let server = routesim::serve::Server::start(listeners, seed.unwrap_or(scenario.seed), time_scale)?;
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        for bound in server.bound() {
+            writeln!(out, "{}", bound.to_json_line())?;
+        }
+        out.flush()?;
+    }
+    server.run_for(duration);
+    Ok(())
 }
 
 fn run_sweep_command(args: SweepArgs) -> anyhow::Result<()> {

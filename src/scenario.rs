@@ -177,7 +177,66 @@ pub struct Scenario {
     pub horizon: Option<Duration>,
     pub max_attempts_per_request: u32,
     pub deployments: Arc<[Deployment]>,
+    /// How `sim observe` reaches each deployment's real API, in `deployments` order.
+    pub apis: Vec<DeploymentApi>,
     pub strategies: Vec<Strategy>,
+}
+
+/// The keys of a deployment that only `sim observe` reads (a simulation ignores them): where
+/// its API key comes from and the model id its API expects. Written beside the deployment's
+/// model fields; never taken from a preset.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeploymentApi {
+    /// `api_key_env`: the name of the environment variable holding the API key. The key itself
+    /// never appears in a scenario, an output file or a message.
+    pub key_env: Option<String>,
+    /// `api_model`: the model id sent in requests when the API's differs from `model` (e.g.
+    /// `claude-sonnet-4-5` for `model = "claude-sonnet-4.5"`).
+    pub model: Option<String>,
+}
+
+/// The scenario key naming a deployment's API-key environment variable.
+pub const API_KEY_ENV_KEY: &str = "api_key_env";
+/// The scenario key of a deployment's API model id.
+pub const API_MODEL_KEY: &str = "api_model";
+
+impl DeploymentApi {
+    /// Removes the API keys from a deployment table and checks them; errors are the suffix
+    /// after the deployment's path. The value of `api_key_env` is never echoed: a user who put
+    /// the key itself there must not see it printed.
+    fn take(table: &mut toml::Table) -> Result<DeploymentApi, String> {
+        let key_env = match table.remove(API_KEY_ENV_KEY) {
+            None => None,
+            Some(toml::Value::String(name)) if is_env_var_name(&name) => Some(name),
+            Some(_) => {
+                return Err(format!(
+                    ".{API_KEY_ENV_KEY}: must be the name of an environment variable (ASCII letters, digits \
+                     and _, not starting with a digit); the key itself never goes in a scenario"
+                ))
+            }
+        };
+        let model = match table.remove(API_MODEL_KEY) {
+            None => None,
+            Some(toml::Value::String(model))
+                if !model.trim().is_empty() && !model.chars().any(char::is_control) =>
+            {
+                Some(model)
+            }
+            Some(_) => {
+                return Err(format!(
+                    ".{API_MODEL_KEY}: must be a non-empty string without control characters"
+                ))
+            }
+        };
+        Ok(DeploymentApi { key_env, model })
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`, the portable environment variable names.
+fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl Scenario {
@@ -228,6 +287,7 @@ impl Scenario {
             return Err(fail("deployments: at least one deployment is required".into()));
         }
         let mut deployments = Vec::with_capacity(raw.deployments.len());
+        let mut apis = Vec::with_capacity(raw.deployments.len());
         for (name, table) in &raw.deployments {
             let path = format!("deployments.{}", quote_key(name));
             // Names are echoed in tables and errors: no line breaks or other control characters.
@@ -236,7 +296,9 @@ impl Scenario {
                     "{path}: a deployment name must be non-empty, without control characters"
                 )));
             }
-            let config = resolve_deployment(table, &presets).map_err(|m| fail(format!("{path}{m}")))?;
+            let mut table = table.clone();
+            apis.push(DeploymentApi::take(&mut table).map_err(|m| fail(format!("{path}{m}")))?);
+            let config = resolve_deployment(&table, &presets).map_err(|m| fail(format!("{path}{m}")))?;
             let deployment =
                 Deployment::from_config(name, &config).map_err(|e| fail(format!("{path}.{e}")))?;
             deployments.push(deployment);
@@ -324,6 +386,7 @@ impl Scenario {
             horizon: raw.simulation.horizon,
             max_attempts_per_request,
             deployments,
+            apis,
             strategies,
         })
     }
@@ -687,6 +750,35 @@ policy = { kind = "fallback", chain = ["anthropic/sonnet", "openai/gpt-5"] }
         let nan = MINIMAL.replace(r#"limits.burst = "10s""#, "errors.overloaded_rate = nan");
         let e = parse(&nan).unwrap_err().to_string();
         assert!(e.contains("errors.overloaded_rate: must be a probability in [0, 1], got NaN"), "{e}");
+    }
+
+    #[test]
+    fn api_keys_are_named_by_environment_variable_and_never_echoed() {
+        let text = MINIMAL.replace(
+            "limits.burst = \"10s\"",
+            "limits.burst = \"10s\"\napi_key_env = \"ANTHROPIC_API_KEY\"\napi_model = \"claude-sonnet-4-5\"",
+        );
+        let s = parse(&text).unwrap();
+        let expected = DeploymentApi {
+            key_env: Some("ANTHROPIC_API_KEY".into()),
+            model: Some("claude-sonnet-4-5".into()),
+        };
+        assert_eq!(s.apis, vec![expected, DeploymentApi::default()]);
+        assert_eq!(s.deployments[0], parse(MINIMAL).unwrap().deployments[0], "a simulation ignores them");
+        // A key pasted where its variable's name belongs is refused without being shown.
+        let text = MINIMAL.replace("limits.burst = \"10s\"", "api_key_env = \"sk-ant-api03-secret\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(7), "the line of the key: {e}");
+        let e = e.to_string();
+        assert!(
+            e.contains(
+                "deployments.\"anthropic/sonnet\".api_key_env: must be the name of an environment variable"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+        let e = parse(&MINIMAL.replace("limits.burst = \"10s\"", "api_model = 3")).unwrap_err().to_string();
+        assert!(e.contains("api_model: must be a non-empty string"), "{e}");
     }
 
     #[test]

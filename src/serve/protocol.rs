@@ -1,0 +1,153 @@
+//! What every protocol encoding provides ([`Encoding`]) and what they share: the request body
+//! as the server needs it ([`RequestBody`]), protocol-neutral API errors ([`ApiError`]), the
+//! facts of one answer an encoding writes out ([`AnswerInfo`]), and the prompt-size estimate.
+//!
+//! It must not know about the provider model or about sockets: the HTTP layer
+//! ([`super::http`]) decides, an [`Encoding`] only writes bytes.
+
+use super::clock::ScaledClock;
+use crate::limiter::{Axis, AxisRemaining, Meter, Remaining};
+
+/// The parts of a request body the server uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestBody {
+    pub model: String,
+    pub stream: bool,
+    /// `max_tokens` (OpenAI: also `max_completion_tokens`), if given.
+    pub max_tokens: Option<u64>,
+    /// Characters of prompt text (system and messages), for the token estimate.
+    pub prompt_chars: u64,
+    /// OpenAI `stream_options.include_usage`: a last chunk carries the usage.
+    pub include_usage: bool,
+}
+
+/// The per-minute axis on `meter` a provider's headers report: the deployment's own limit,
+/// or else the pool it answers to (Anthropic reports a model family's pooled limits as the
+/// model's). Longer periods and dollars have no standard header.
+pub fn header_axis(remaining: &Remaining, meter: Meter) -> Option<&AxisRemaining> {
+    let per_minute = Axis::per_minute(meter);
+    remaining
+        .axes
+        .iter()
+        .find(|a| a.axis == per_minute)
+        .or_else(|| remaining.axes.iter().find(|a| a.axis == per_minute.shared()))
+}
+
+/// Prompt tokens estimated from characters (about four per token in English text) when the
+/// client does not say with `x-routesim-input-tokens`. At least one.
+pub fn estimate_tokens(chars: u64) -> u64 {
+    chars.div_ceil(4).max(1)
+}
+
+/// An API error, whatever the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiError {
+    InvalidRequest,
+    NotFound,
+    MethodNotAllowed,
+    RequestTooLarge,
+    RateLimited { axis: Option<Axis> },
+    Overloaded,
+    Server,
+}
+
+/// The facts of one answer that an encoding writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerInfo {
+    /// The response id (`msg_…`, `chatcmpl-…` suffix).
+    pub id: String,
+    /// The model as the client named it.
+    pub model: String,
+    /// The whole prompt, cache reads included.
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    /// Output tokens of the whole answer (or streamed before a break).
+    pub output_tokens: u64,
+    /// The answer stopped at `max_tokens`.
+    pub truncated: bool,
+    /// Seconds since the Unix epoch when the answer was created (OpenAI's `created`).
+    pub created_s: u64,
+    pub include_usage: bool,
+}
+
+/// One protocol's wire format.
+pub trait Encoding: Send + Sync {
+    /// The protocol's name in messages.
+    fn name(&self) -> &'static str;
+    /// Parses a request body; the error is a message for a 400.
+    fn parse(&self, body: &[u8]) -> Result<RequestBody, String>;
+    /// The status and JSON body of an error.
+    fn error(&self, error: ApiError, message: &str) -> (u16, String);
+    /// The rate-limit headers of a response (`retry-after` is the HTTP layer's).
+    fn rate_limit_headers(&self, state: &Remaining, clock: &ScaledClock) -> Vec<(String, String)>;
+    /// The events sent with the response headers, before the first token.
+    fn stream_start(&self, answer: &AnswerInfo) -> String;
+    /// One event carrying `text`.
+    fn stream_delta(&self, answer: &AnswerInfo, text: &str) -> String;
+    /// The events that end a complete answer.
+    fn stream_end(&self, answer: &AnswerInfo) -> String;
+    /// What a broken stream sends before the connection ends (`None`: it is just cut).
+    fn stream_broken(&self, answer: &AnswerInfo) -> Option<String>;
+    /// A whole non-streamed answer.
+    fn message(&self, answer: &AnswerInfo, text: &str) -> String;
+}
+
+/// Counts the characters of every string under `text` and string `content` keys, recursively
+/// (plain string contents, content blocks, nested tool results).
+pub fn text_chars(value: &serde_json::Value) -> u64 {
+    match value {
+        serde_json::Value::Array(items) => items.iter().map(text_chars).sum(),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(key, v)| match v {
+                serde_json::Value::String(s) if key == "text" || key == "content" => s.chars().count() as u64,
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => text_chars(v),
+                _ => 0,
+            })
+            .sum(),
+        serde_json::Value::String(s) => s.chars().count() as u64,
+        _ => 0,
+    }
+}
+
+/// A field of a JSON object as a non-negative integer, if present; `Err` names the field.
+pub fn optional_u64(
+    object: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<Option<u64>, String> {
+    match object.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| format!("{key}: expected a non-negative integer")),
+    }
+}
+
+/// The request body as a JSON object; `Err` is a message for a 400.
+pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err("the request body must be a JSON object".into()),
+        Err(e) => Err(format!("the request body is not valid JSON: {e}")),
+    }
+}
+
+/// A JSON string literal.
+pub fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_characters_are_counted_in_strings_and_blocks() {
+        let v: serde_json::Value = serde_json::json!([
+            {"role": "user", "content": "abcd"},
+            {"role": "user", "content": [{"type": "text", "text": "efgh"}, {"type": "image"}]},
+        ]);
+        assert_eq!(text_chars(&v), 8);
+        assert_eq!(estimate_tokens(8), 2);
+        assert_eq!(estimate_tokens(9), 3);
+        assert_eq!(estimate_tokens(0), 1);
+    }
+}
