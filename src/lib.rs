@@ -11,6 +11,7 @@
 //! config validator shares).
 
 pub mod attempt_log;
+pub mod calibrate;
 pub mod dist;
 pub mod engine;
 pub mod limiter;

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use routesim::calibrate::CalibrateError;
 use routesim::engine::EngineError;
 use routesim::progress::{millions, Progress, ProgressMode, Unit};
 use routesim::report::data::ReportError;
@@ -94,6 +95,50 @@ enum Command {
     },
     /// Run a parameter sweep (grid × replications) in parallel; `sim sweep merge` joins shards.
     Sweep(SweepArgs),
+    /// Fit deployments from observed attempts (DIR/attempts.jsonl of `sim observe`): TTFT,
+    /// output speed, error rates, limits and burst; writes [deployments."…"] tables and prints
+    /// the goodness of fit.
+    Calibrate {
+        /// Observed runs (directories holding attempts.jsonl).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output TOML.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// A scenario whose deployments of the same names supply what observation cannot
+        /// (provider, model, prices, cache and batch settings).
+        #[arg(long)]
+        base: Option<PathBuf>,
+        /// A bucket check passes within this much refill time (ms): the client's clock is not
+        /// the limiter's.
+        #[arg(long, default_value_t = 1.0)]
+        clock_tolerance_ms: f64,
+    },
+    /// Simulate what was observed (the requests as sent, the strategy, the given deployments)
+    /// and compare: 429 rates, attempts per request, TTFT p50/p95, e2e p95, cost, in total and
+    /// per deployment. Exit 1 when an error exceeds --max-error.
+    Validate {
+        /// The observed run (a directory holding attempts.jsonl and summary.json).
+        dir: PathBuf,
+        /// The scenario observed (strategies, trace, deployments).
+        #[arg(long)]
+        scenario: PathBuf,
+        /// [deployments."…"] tables replacing the scenario's of the same names (`sim calibrate`'s output).
+        #[arg(long)]
+        deployments: PathBuf,
+        /// The strategy to simulate [default: the one DIR/summary.json names].
+        #[arg(long)]
+        strategy: Option<String>,
+        /// Fail (exit 1) when any figure's absolute percentage error exceeds this (10 = 10%).
+        #[arg(long, value_name = "PERCENT")]
+        max_error: Option<f64>,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Also write the simulated attempts (as attempts.jsonl records) here.
+        #[arg(long)]
+        write_simulated: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -265,6 +310,11 @@ fn parse_format(flag: &str, name: &str) -> Result<TraceFormat, UsageError> {
 #[error("{0}")]
 struct UsageError(String);
 
+/// `sim validate`: the simulation is further from the observation than allowed (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("validation failed: {0}")]
+struct ValidationFailed(String);
+
 /// The gate found regressions (exit code 1).
 #[derive(Debug, thiserror::Error)]
 #[error("regression: {0}")]
@@ -359,6 +409,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.downcast_ref::<ReportError>().is_some_and(ReportError::is_input_error)
             || cause.downcast_ref::<SweepError>().is_some_and(SweepError::is_input_error)
             || cause.downcast_ref::<EngineError>().is_some_and(EngineError::is_input_error)
+            || cause.downcast_ref::<CalibrateError>().is_some_and(CalibrateError::is_input_error)
     });
     if input {
         2
@@ -519,6 +570,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sweep(args) => run_sweep_command(args),
+        Command::Calibrate { dirs, output, base, clock_tolerance_ms } => {
+            if !(clock_tolerance_ms.is_finite() && clock_tolerance_ms >= 0.0) {
+                return Err(UsageError(format!(
+                    "--clock-tolerance-ms: expected a number >= 0, got {clock_tolerance_ms}"
+                ))
+                .into());
+            }
+            let base = base.as_deref().map(Scenario::load).transpose()?;
+            let options = routesim::calibrate::FitOptions { clock_tolerance_ms };
+            let calibration = routesim::calibrate::fit_dirs(&dirs, base.as_ref(), options)?;
+            std::fs::write(&output, calibration.to_toml())
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            print!("{}", calibration.report());
+            println!("\nwrote {}: {} deployments", output.display(), calibration.deployments.len());
+            Ok(())
+        }
+        Command::Validate { dir, scenario, deployments, strategy, max_error, seed, write_simulated } => {
+            if let Some(m) = max_error.filter(|m| !(m.is_finite() && *m >= 0.0)) {
+                return Err(UsageError(format!("--max-error: expected a percentage >= 0, got {m}")).into());
+            }
+            let (validation, simulated) = routesim::calibrate::validate_run::validate_dir(
+                &dir,
+                &scenario,
+                &deployments,
+                strategy.as_deref(),
+                seed,
+            )?;
+            if let Some(path) = &write_simulated {
+                let file = std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let mut writer = routesim::attempt_log::AttemptLogWriter::new(std::io::BufWriter::new(file));
+                for record in &simulated.records {
+                    writer.write(record).with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                std::io::Write::flush(&mut writer.into_inner())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            print!("{}", validation.to_text());
+            match max_error {
+                Some(max) => {
+                    let exceeding = validation.exceeding(max);
+                    if exceeding.is_empty() {
+                        println!("within {max}% on every figure");
+                        Ok(())
+                    } else {
+                        Err(anyhow::Error::new(ValidationFailed(exceeding.join("; "))))
+                    }
+                }
+                None => Ok(()),
+            }
+        }
         Command::Presets => {
             for preset in routesim::scenario::preset_list()? {
                 println!("{preset}");
