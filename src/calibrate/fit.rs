@@ -258,7 +258,13 @@ pub fn fit_best(xs: &[f64]) -> Option<DistFit> {
     // Equal up to float noise (a residual computed from exact data) is a constant.
     let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
     if max - min <= 1e-9 * max.abs() {
-        let chosen = measure(DistConfig::Constant { value: round(sorted[0]) })?;
+        // Measured on the values as written (rounded), so float noise below the rounding is
+        // not a misfit of a step CDF.
+        let value = round(sorted[0]);
+        let rounded: Vec<f64> = sorted.iter().map(|x| round(*x)).collect();
+        let dist = Dist::try_from(DistConfig::Constant { value }).ok()?;
+        let chosen =
+            FamilyFit { ks_distance: ks_distance(&rounded, &dist), config: DistConfig::Constant { value } };
         return Some(DistFit { n: xs.len(), candidates: vec![chosen.clone()], chosen });
     }
     let fitters: [Fitter; 5] = [fit_lognormal, fit_gamma, fit_normal, fit_exponential, fit_uniform];
@@ -400,6 +406,12 @@ mod tests {
     fn equal_values_are_a_constant_and_bad_samples_are_refused() {
         let best = fit_best(&[7.0, 7.0, 7.0]).unwrap();
         assert_eq!(best.chosen, FamilyFit { config: DistConfig::Constant { value: 7.0 }, ks_distance: 0.0 });
+        // Differences below 1e-9 relative are float noise (500 ms computed as end − start).
+        let noisy = fit_best(&[500.0, 500.0 - 1e-10, 500.0 + 1e-10]).unwrap();
+        assert_eq!(
+            noisy.chosen,
+            FamilyFit { config: DistConfig::Constant { value: 500.0 }, ks_distance: 0.0 }
+        );
         assert_eq!(fit_best(&[]), None);
         assert_eq!(fit_best(&[1.0, f64::NAN]), None);
         assert_eq!(fit_lognormal(&[0.0, 1.0]), None);

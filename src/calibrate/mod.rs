@@ -343,13 +343,14 @@ fn write_report(out: &mut String, d: &DeploymentFit) {
         let high = high.map_or_else(|| "unbounded".to_string(), seconds);
         let _ = writeln!(
             out,
-            "  {:<22}{} per min ({}, {} headers); bucket {:.1}..{} tokens = {}..{} of refill; {} admissions, {} 429s attributed",
+            "  {:<22}{} per min ({}, {} headers); bucket {:.1}..{} {} = {}..{} of refill; {} admissions, {} 429s attributed",
             format!("limit {}", axis.axis),
             axis.limit_per_min,
             axis.header,
             axis.values_seen.iter().map(|(_, n)| n).sum::<u64>(),
             axis.capacity.low_tokens,
             axis.capacity.high_tokens.map_or_else(|| "∞".to_string(), |h| format!("{h:.1}")),
+            if axis.axis == crate::limiter::Axis::Requests { "requests" } else { "tokens" },
             seconds(low),
             high,
             axis.capacity.takes,
