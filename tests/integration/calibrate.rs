@@ -352,3 +352,40 @@ fn bad_input_is_one_line_naming_file_line_and_field() {
         "error: bad.toml:6: deployments.\"a/b\".limits.rpm: must be > 0 (omit the field for no limit)"
     );
 }
+
+/// The figures validation computes from an attempt log are the engine's own metrics when the
+/// log is a simulation's: the same attempts, 429 rates, latency quantiles (from arrival, one
+/// HDR histogram) and cost.
+#[test]
+fn figures_of_a_simulated_log_are_the_engines_metrics() {
+    use routesim::calibrate::validate_run::figures_of;
+    let dir = tempfile::tempdir().unwrap();
+    let requests = trace();
+    write_trace(dir.path(), &requests);
+    let scenario =
+        Scenario::parse(&with_deployments(SCENARIO, HIDDEN), Path::new("s.toml"), dir.path()).unwrap();
+    let run = simulate_observation(&scenario, "chain", &requests, Some(3), "trace.csv").unwrap();
+    let arrivals =
+        requests.iter().map(|(id, r)| (id.as_str(), r.arrival.as_micros() as f64 / 1000.0)).collect();
+    let prices = scenario.deployments.iter().map(|d| (d.name.as_str(), &d.prices)).collect();
+    let (all, per) = figures_of(&run.records, &arrivals, &prices);
+    let engine = run.metrics.summary(&ClassTable::new(), &scenario.deployment_names());
+    let o = &engine.outcome;
+    assert_eq!((all.requests, all.attempts), (o.requests, o.attempts));
+    assert!((all.attempt_429_rate - o.attempt_429_rate).abs() < 1e-6, "{all:?} vs {o:?}");
+    assert!((all.request_429_rate.unwrap() - o.request_429_rate).abs() < 1e-6);
+    assert!((all.attempts_per_request - o.attempts_per_request).abs() < 1e-6);
+    assert_eq!(
+        (all.ttft_p50_ms, all.ttft_p95_ms, all.e2e_p95_ms),
+        (Some(o.ttft_ms.p50), Some(o.ttft_ms.p95), Some(o.e2e_ms.p95))
+    );
+    assert!((all.cost_usd / o.cost_usd - 1.0).abs() < 1e-6, "{} vs {}", all.cost_usd, o.cost_usd);
+    for (name, d) in &engine.by_deployment {
+        let f = &per[name];
+        assert_eq!(f.attempts, d.metrics.attempts, "{name}");
+        assert!(
+            (f.attempt_429_rate - d.metrics.attempts_429 as f64 / d.metrics.attempts as f64).abs() < 1e-12
+        );
+        assert!((f.cost_usd / d.metrics.cost_usd - 1.0).abs() < 1e-6, "{name}");
+    }
+}
