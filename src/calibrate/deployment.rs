@@ -323,7 +323,8 @@ pub fn fit_deployment(
         }
     }
 
-    let (axes, unexplained_429) = fit_buckets(&chosen, runs, retry_after_granularity, options);
+    let counting = Counting { cache_reads_count: base.is_some_and(|b| b.cache_reads_count_toward_itpm) };
+    let (axes, unexplained_429) = fit_buckets(&chosen, runs, retry_after_granularity, counting, options);
     let burst = burst_of(&axes);
     if burst.as_ref().is_some_and(|b| !b.consistent) {
         notes.push(
@@ -403,9 +404,26 @@ fn granularity(values_s: &[f64]) -> Option<Duration> {
     Some(Duration::from_millis(g_ms.unwrap_or(1)))
 }
 
-/// What one attempt costs `axis` at admission (tokens) and what settlement gives back.
-fn axis_cost(axis: Axis, r: &AttemptRecord, reserve_tokens: u64) -> f64 {
-    let input = (r.input_tokens - r.cached_input_tokens) as f64;
+/// How the deployment counts an attempt: its output reservation and whether cache reads count
+/// toward ITPM/TPM (the base deployment's flag; modern models: they do not).
+#[derive(Clone, Copy)]
+struct Counting {
+    cache_reads_count: bool,
+}
+
+impl Counting {
+    fn input_tokens(self, r: &AttemptRecord) -> f64 {
+        if self.cache_reads_count {
+            r.input_tokens as f64
+        } else {
+            (r.input_tokens - r.cached_input_tokens) as f64
+        }
+    }
+}
+
+/// What one attempt costs `axis` at admission (tokens).
+fn axis_cost(axis: Axis, r: &AttemptRecord, reserve_tokens: u64, counting: Counting) -> f64 {
+    let input = counting.input_tokens(r);
     match axis {
         Axis::Requests => 1.0,
         Axis::InputTokens => input,
@@ -422,6 +440,7 @@ fn axis_events(
     run: &RunAttempts<'_>,
     refusals: &[(usize, bool)],
     granularity_ms: f64,
+    counting: Counting,
 ) -> Vec<BucketEvent> {
     let mut events = Vec::new();
     for (index, (_, r)) in run.records.iter().enumerate() {
@@ -431,7 +450,7 @@ fn axis_events(
             if refusals.iter().any(|(i, attributed)| *i == index && *attributed) {
                 events.push(BucketEvent::Refused {
                     at_ms: r.start_ms,
-                    tokens: axis_cost(axis, r, reserve),
+                    tokens: axis_cost(axis, r, reserve, counting),
                     retry_after_ms: r.retry_after_s.map(|s| s * 1000.0),
                     granularity_ms,
                 });
@@ -441,7 +460,7 @@ fn axis_events(
         if !outcome.admitted() {
             continue;
         }
-        events.push(BucketEvent::Take { at_ms: r.start_ms, tokens: axis_cost(axis, r, reserve) });
+        events.push(BucketEvent::Take { at_ms: r.start_ms, tokens: axis_cost(axis, r, reserve, counting) });
         if matches!(axis, Axis::OutputTokens | Axis::Tokens) {
             // Settlement to what streamed: an answer without a first token produced nothing.
             let actual = if r.first_token_ms.is_some() { r.output_tokens } else { 0 };
@@ -473,6 +492,7 @@ fn fit_buckets(
     chosen: &[(LimitHeader, Vec<(u64, u64)>)],
     runs: &[RunAttempts<'_>],
     granularity: Option<Duration>,
+    counting: Counting,
     options: FitOptions,
 ) -> (Vec<AxisFit>, u64) {
     let granularity_ms = granularity.map_or(1_000.0, |g| g.as_millis_f64());
@@ -501,7 +521,7 @@ fn fit_buckets(
                     .map(|((run, indices), attributed)| {
                         let refusals: Vec<(usize, bool)> =
                             indices.iter().zip(attributed).map(|(i, a)| (*i, *a == Some(k))).collect();
-                        let events = axis_events(header.axis, run, &refusals, granularity_ms);
+                        let events = axis_events(header.axis, run, &refusals, granularity_ms, counting);
                         AxisReplay::new(values[0].0, events, options.clock_tolerance_ms)
                             .bounds(level_seen(header, run))
                     })
@@ -515,13 +535,13 @@ fn fit_buckets(
     for _ in 0..MAX_ATTRIBUTION_ROUNDS {
         let mut next = attribution.clone();
         unexplained = 0;
-        for (((run, indices), attributed), _) in runs.iter().zip(&refusal_indices).zip(&mut next).zip(0..) {
+        for ((run, indices), attributed) in runs.iter().zip(&refusal_indices).zip(&mut next) {
             // Which axes could refuse each 429 of this run under the current lower bounds.
             let could: Vec<Vec<bool>> = chosen
                 .iter()
                 .zip(&bounds)
                 .map(|((header, values), b)| {
-                    let events = axis_events(header.axis, run, &[], granularity_ms);
+                    let events = axis_events(header.axis, run, &[], granularity_ms, counting);
                     let replay = AxisReplay::new(values[0].0, events, options.clock_tolerance_ms);
                     let probes: Vec<(f64, f64)> = indices
                         .iter()
@@ -532,7 +552,7 @@ fn fit_buckets(
                                 .get(r.request_id.as_str())
                                 .copied()
                                 .unwrap_or(r.output_tokens);
-                            (r.start_ms, axis_cost(header.axis, r, reserve))
+                            (r.start_ms, axis_cost(header.axis, r, reserve, counting))
                         })
                         .collect();
                     replay.could_refuse(b.low_tokens, &probes)

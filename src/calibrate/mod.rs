@@ -55,6 +55,9 @@ pub enum CalibrateError {
     Usage(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A fitted deployment the schema refuses: a bug of calibration, not bad input.
+    #[error("calibrated deployment \"{name}\" is invalid: {message}")]
+    Internal { name: String, message: String },
 }
 
 impl CalibrateError {
@@ -62,6 +65,7 @@ impl CalibrateError {
     pub fn is_input_error(&self) -> bool {
         match self {
             CalibrateError::Engine(e) => e.is_input_error(),
+            CalibrateError::Internal { .. } => false,
             _ => true,
         }
     }
@@ -148,7 +152,7 @@ pub fn fit_runs(
         let fitted = deployment::fit_deployment(name, &per_run, base, options)?;
         // The tables must load as the scenario loader loads them: a failure here is a bug.
         if let Err(e) = Deployment::from_config(name, &fitted.config) {
-            return Err(CalibrateError::Usage(format!("calibrated deployment \"{name}\" is invalid: {e}")));
+            return Err(CalibrateError::Internal { name: name.to_string(), message: e.to_string() });
         }
         deployments.push(fitted);
     }

@@ -74,10 +74,13 @@ struct TraceFacts {
     class: ClassId,
     max_tokens: u64,
     cache_write_tokens: u64,
+    session: Option<u64>,
+    deadline: Option<Duration>,
 }
 
-/// The class, `max_tokens` and cache writes of every observed request the scenario's trace
-/// holds (joined by id); a note instead when the trace cannot be read.
+/// The class, `max_tokens`, cache writes, session and deadline of every observed request the
+/// scenario's trace holds (joined by id: policies route on them); a note instead when the
+/// trace cannot be read.
 fn trace_facts(scenario: &Scenario, ids: &BTreeSet<u64>) -> (HashMap<u64, TraceFacts>, Option<String>) {
     let mut facts = HashMap::new();
     let stream =
@@ -94,6 +97,8 @@ fn trace_facts(scenario: &Scenario, ids: &BTreeSet<u64>) -> (HashMap<u64, TraceF
                         class: r.class,
                         max_tokens: r.max_tokens,
                         cache_write_tokens: r.cache_write_tokens,
+                        session: r.session,
+                        deadline: r.deadline,
                     },
                 );
                 if facts.len() == ids.len() {
@@ -111,7 +116,7 @@ fn trace_facts(scenario: &Scenario, ids: &BTreeSet<u64>) -> (HashMap<u64, TraceF
 pub struct SimulatedRun {
     pub metrics: StrategyMetrics,
     pub records: Vec<AttemptRecord>,
-    /// Requests per id hash, as simulated.
+    /// (trace id, request) as simulated, in order of arrival.
     pub requests: Vec<(String, Request)>,
     pub notes: Vec<String>,
 }
@@ -135,10 +140,11 @@ fn to_requests(observed: &[ObservedRequest], facts: &HashMap<u64, TraceFacts>) -
                 cache_write_tokens,
                 output_tokens: o.output_tokens,
                 max_tokens: fact.map_or(o.output_tokens, |f| f.max_tokens).max(o.output_tokens),
-                session: None,
+                session: fact.and_then(|f| f.session),
+                // The observed timeline already holds every parent's wait: open loop.
                 parent: None,
                 think: Duration::ZERO,
-                deadline: None,
+                deadline: fact.and_then(|f| f.deadline),
                 line: o.line,
             };
             (o.id.clone(), request)
@@ -592,33 +598,37 @@ pub fn scenario_with(scenario: &Path, deployments: toml::Table) -> Result<Scenar
     Ok(Scenario::from_value(table, scenario, base_dir)?)
 }
 
-/// The strategy an observed run used, from its `summary.json`: its only strategy.
+/// The strategy an observed run used, from its `summary.json` (as `sim run --out` and
+/// `sim observe` write it): its only strategy. Only the names are read, so a summary with
+/// other or fewer figures still names its strategy.
 pub fn observed_strategy(dir: &Path) -> Result<String, CalibrateError> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Strategies {
+        strategies: Vec<Named>,
+    }
     let path = dir.join("summary.json");
-    let summary = crate::report::data::Summary::load(&path).map_err(|e| CalibrateError::Summary {
-        file: path.display().to_string(),
-        message: strip_path(&e.to_string(), &path),
+    let file = path.display().to_string();
+    let fail = |message: String| CalibrateError::Summary { file: file.clone(), message };
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| fail(format!("cannot read: {e} (give --strategy)")))?;
+    let summary: Strategies = serde_json::from_str(&text).map_err(|e| {
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        CalibrateError::Summary { file: format!("{file}:{}", e.line()), message }
     })?;
     match &summary.strategies[..] {
         [one] => Ok(one.name.clone()),
-        [] => {
-            Err(CalibrateError::Summary { file: path.display().to_string(), message: "no strategy".into() })
-        }
-        many => Err(CalibrateError::Summary {
-            file: path.display().to_string(),
-            message: format!(
-                "{} strategies ({}): give --strategy",
-                many.len(),
-                many.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        }),
+        [] => Err(fail("no strategy (give --strategy)".into())),
+        many => Err(fail(format!(
+            "{} strategies ({}): give --strategy",
+            many.len(),
+            many.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
     }
-}
-
-/// A report error's text without the path it starts with (the caller names the file).
-fn strip_path(message: &str, path: &Path) -> String {
-    let prefix = format!("{}: ", path.display());
-    message.strip_prefix(&prefix).unwrap_or(message).to_string()
 }
 
 /// What `sim validate` does: read the observation in `dir`, load `scenario` with the
