@@ -109,9 +109,9 @@ enum Command {
         /// (provider, model, prices, cache and batch settings).
         #[arg(long)]
         base: Option<PathBuf>,
-        /// A bucket check passes within this much refill time (ms): the client's clock is not
-        /// the limiter's.
-        #[arg(long, default_value_t = 1.0)]
+        /// How far apart (ms) two observed attempts may be while the limiter saw them in the
+        /// other order (the client's clock is not the limiter's).
+        #[arg(long, default_value_t = routesim::calibrate::deployment::DEFAULT_CLOCK_TOLERANCE_MS)]
         clock_tolerance_ms: f64,
     },
     /// Simulate what was observed (the requests as sent, the strategy, the given deployments)

@@ -8,8 +8,20 @@
 //! `level >= cost` (a lower bound), a refusal `level < cost` (an upper bound), a `retry-after`
 //! of `r` rounded up to a granularity `g` says the wait `(cost − level) / rate` lay in
 //! `(r − g, r]` (both), and a `remaining` header is a level the bucket held (a lower bound).
-//! The bounds are found by bisection. It must not know about attempt records or headers: the
-//! caller turns those into [`BucketEvent`]s on one axis.
+//! The bounds are found by bisection.
+//!
+//! Observed times are the client's, not the limiter's. With a clock tolerance τ, two events
+//! recorded less than τ apart may have happened in the other order, and any time may be off
+//! by τ. The replay runs in recorded order; each check then allows the level to have been
+//! higher (for a lower bound) or lower (for an upper bound) by the refill of 2τ plus every
+//! take and refund within τ whose order relative to it may be wrong. That slack is local: time
+//! errors do not accumulate along the replay (a full bucket resynchronises, and between full
+//! moments the level is linear in what was taken), so the true capacity stays inside the
+//! interval while the interval stays narrow. Events at one instant keep the engine's order:
+//! settlements, then refusals, then takes; with τ = 0 the replay is exact.
+//!
+//! It must not know about attempt records or headers: the caller turns those into
+//! [`BucketEvent`]s on one axis.
 
 use serde::Serialize;
 
@@ -45,8 +57,17 @@ impl BucketEvent {
     fn phase(&self) -> u8 {
         match self {
             BucketEvent::Refund { .. } | BucketEvent::Debit { .. } => 0,
-            BucketEvent::Take { .. } => 2,
             BucketEvent::Refused { .. } => 1,
+            BucketEvent::Take { .. } => 2,
+        }
+    }
+
+    /// What the event removes from the level (takes and debits) and what it gives back.
+    fn flows(&self) -> (f64, f64) {
+        match *self {
+            BucketEvent::Take { tokens, .. } | BucketEvent::Debit { tokens, .. } => (tokens, 0.0),
+            BucketEvent::Refund { tokens, .. } => (0.0, tokens),
+            BucketEvent::Refused { .. } => (0.0, 0.0),
         }
     }
 }
@@ -90,11 +111,14 @@ impl CapacityBounds {
 pub struct AxisReplay {
     /// Refill rate, tokens per ms.
     rate_per_ms: f64,
-    /// Events in replay order (time, then phase, then as given).
+    /// Events in replay order (time, then phase, then as given), and their times.
     events: Vec<BucketEvent>,
-    /// Slack of every check, as a time: observed instants are the client's, the bucket's the
-    /// server's, so a check passes if it would within this much time of refill.
-    tolerance_tokens: f64,
+    times_ms: Vec<f64>,
+    /// Prefix sums over events of what they remove and give back (index i: events before i).
+    removed: Vec<f64>,
+    returned: Vec<f64>,
+    /// τ (see the module doc).
+    tolerance_ms: f64,
 }
 
 /// The relative precision the bisection stops at: far below one token for any real bucket.
@@ -103,25 +127,66 @@ const RELATIVE_PRECISION: f64 = 1e-10;
 /// The largest capacity ever tried (tokens): beyond any real limit × burst.
 const MAX_CAPACITY_TOKENS: f64 = 1e18;
 
+/// Slack of every comparison for float rounding (sums of many token counts).
+fn epsilon(tokens: f64) -> f64 {
+    1e-9 + tokens.abs() * 1e-12
+}
+
 impl AxisReplay {
-    /// A replay of a bucket refilling `limit_per_min` tokens per minute, with checks passing
-    /// within `clock_tolerance_ms` of refill.
+    /// A replay of a bucket refilling `limit_per_min` tokens per minute, whose observed times
+    /// may be off by up to `clock_tolerance_ms`.
     pub fn new(limit_per_min: u64, mut events: Vec<BucketEvent>, clock_tolerance_ms: f64) -> AxisReplay {
         events.sort_by(|a, b| a.at_ms().total_cmp(&b.at_ms()).then(a.phase().cmp(&b.phase())));
-        let rate_per_ms = limit_per_min as f64 / 60_000.0;
-        AxisReplay { rate_per_ms, events, tolerance_tokens: rate_per_ms * clock_tolerance_ms.max(0.0) }
+        let times_ms: Vec<f64> = events.iter().map(BucketEvent::at_ms).collect();
+        let (mut removed, mut returned) = (vec![0.0], vec![0.0]);
+        for e in &events {
+            let (out, back) = e.flows();
+            removed.push(removed.last().copied().unwrap_or(0.0) + out);
+            returned.push(returned.last().copied().unwrap_or(0.0) + back);
+        }
+        AxisReplay {
+            rate_per_ms: limit_per_min as f64 / 60_000.0,
+            events,
+            times_ms,
+            removed,
+            returned,
+            tolerance_ms: clock_tolerance_ms.max(0.0),
+        }
     }
 
-    /// Replays with `capacity` and calls `visit(event, level_before_event)` at each event
+    /// How much higher (`up`) or lower (`down`) than the replay's the level at `at_ms` may
+    /// truly have been: the refill of 2τ, plus the takes recorded up to τ before it (that may
+    /// have come after) and refunds up to τ after it (that may have come before), or the
+    /// reverse. Events at the same instant are in the replay's order and not counted. Zero
+    /// when τ = 0.
+    fn slack(&self, at_ms: f64) -> (f64, f64) {
+        if self.tolerance_ms == 0.0 {
+            return (0.0, 0.0);
+        }
+        let index = |pred: &dyn Fn(f64) -> bool| self.times_ms.partition_point(|t| pred(*t));
+        let window_start = index(&|t| t < at_ms - self.tolerance_ms);
+        let same_start = index(&|t| t < at_ms);
+        let same_end = index(&|t| t <= at_ms);
+        let window_end = index(&|t| t <= at_ms + self.tolerance_ms);
+        let sum = |prefix: &[f64], from: usize, to: usize| prefix[to] - prefix[from];
+        let refill = self.rate_per_ms * 2.0 * self.tolerance_ms;
+        let up =
+            refill + sum(&self.removed, window_start, same_start) + sum(&self.returned, same_end, window_end);
+        let down =
+            refill + sum(&self.removed, same_end, window_end) + sum(&self.returned, window_start, same_start);
+        (up, down)
+    }
+
+    /// Replays with `capacity` and calls `visit(index, level_before_event)` at each event
     /// (levels after refill, before the event's own change); stops when `visit` says false.
-    fn replay(&self, capacity: f64, mut visit: impl FnMut(&BucketEvent, f64) -> bool) {
+    fn replay(&self, capacity: f64, mut visit: impl FnMut(usize, f64) -> bool) {
         let mut level = capacity;
         let mut last_ms = 0.0_f64;
-        for event in &self.events {
+        for (index, event) in self.events.iter().enumerate() {
             let at_ms = event.at_ms().max(last_ms);
             level = (level + self.rate_per_ms * (at_ms - last_ms)).min(capacity);
             last_ms = at_ms;
-            if !visit(event, level) {
+            if !visit(index, level) {
                 return;
             }
             match *event {
@@ -135,28 +200,25 @@ impl AxisReplay {
     /// The level just after every take of the refusal's instant: the replay has no order for
     /// attempts starting at the same instant, so the lowest the level could have been.
     fn level_after_instant(&self, capacity: f64, index: usize, level: f64) -> f64 {
-        let at_ms = self.events[index].at_ms();
-        let taken: f64 = self.events[index + 1..]
-            .iter()
-            .take_while(|e| e.at_ms() == at_ms)
-            .map(|e| match *e {
-                BucketEvent::Take { tokens, .. } => tokens,
-                _ => 0.0,
-            })
-            .sum();
+        let at_ms = self.times_ms[index];
+        let taken: f64 =
+            self.events[index + 1..].iter().take_while(|e| e.at_ms() == at_ms).map(|e| e.flows().0).sum();
         (level - taken).min(capacity)
     }
 
     /// Whether `capacity` satisfies every lower-bound observation: admissions, and the lower
     /// end of each refusal's `retry-after`.
     fn admits_all(&self, capacity: f64) -> bool {
-        let slack = |tokens: f64| self.tolerance_tokens + tokens * 1e-12;
         let mut ok = true;
-        self.replay(capacity, |event, level| {
-            ok = match *event {
-                BucketEvent::Take { tokens, .. } => level + slack(tokens) >= tokens,
-                BucketEvent::Refused { tokens, retry_after_ms: Some(r), .. } => {
-                    level + slack(tokens) >= tokens - self.rate_per_ms * r
+        self.replay(capacity, |index, level| {
+            ok = match self.events[index] {
+                BucketEvent::Take { at_ms, tokens } => {
+                    // A take larger than the bucket never passes, whatever the order.
+                    tokens <= capacity + epsilon(tokens)
+                        && level + self.slack(at_ms).0 + epsilon(tokens) >= tokens
+                }
+                BucketEvent::Refused { at_ms, tokens, retry_after_ms: Some(r), .. } => {
+                    level + self.slack(at_ms).0 + epsilon(tokens) >= tokens - self.rate_per_ms * r
                 }
                 _ => true,
             };
@@ -169,27 +231,26 @@ impl AxisReplay {
     /// below its cost, and below the upper end its `retry-after` allows.
     fn refuses_all(&self, capacity: f64) -> bool {
         let mut ok = true;
-        let mut index = 0;
-        self.replay(capacity, |event, level| {
-            if let BucketEvent::Refused { tokens, retry_after_ms, granularity_ms, .. } = *event {
-                let lowest = self.level_after_instant(capacity, index, level);
+        self.replay(capacity, |index, level| {
+            if let BucketEvent::Refused { at_ms, tokens, retry_after_ms, granularity_ms } = self.events[index]
+            {
+                let lowest = self.level_after_instant(capacity, index, level) - self.slack(at_ms).1;
                 let bound = match retry_after_ms {
                     // The wait exceeded r − g (less one µs: the limiter rounds the wait up to
                     // whole µs before the header rounds it up to g).
                     Some(r) if r > granularity_ms => tokens - self.rate_per_ms * (r - granularity_ms - 0.001),
                     _ => tokens,
                 };
-                ok = lowest - self.tolerance_tokens - tokens * 1e-12 < bound;
+                ok = lowest - epsilon(tokens) < bound;
             }
-            index += 1;
             ok
         });
         ok
     }
 
     /// For each refusal-like probe `(at_ms, tokens)`: whether the bucket with `capacity` could
-    /// have refused it (its level, after every event of the probe's instant, below `tokens`).
-    /// Probes are given in any order; the answers follow it.
+    /// have refused it (its level, after every event of the probe's instant and less the
+    /// slack, below `tokens`). Probes are given in any order; the answers follow it.
     pub fn could_refuse(&self, capacity: f64, probes: &[(f64, f64)]) -> Vec<bool> {
         let mut order: Vec<usize> = (0..probes.len()).collect();
         order.sort_by(|a, b| probes[*a].0.total_cmp(&probes[*b].0));
@@ -205,7 +266,7 @@ impl AxisReplay {
                     break;
                 }
                 let refilled = (level + self.rate_per_ms * (at_ms - last_ms).max(0.0)).min(capacity);
-                answers[i] = refilled - self.tolerance_tokens < tokens;
+                answers[i] = refilled - self.slack(at_ms).1 - epsilon(tokens) < tokens;
                 pending.next();
             }
         };
@@ -356,6 +417,22 @@ mod tests {
         let answers = replay.could_refuse(10.0, &[(10.0, 1.0), (8.5, 1.0), (5_000.0, 1.0), (-1.0, 1.0)]);
         assert_eq!(answers, vec![true, false, false, false]);
         assert!(!replay.could_refuse(12.0, &[(10.0, 1.0)])[0]);
+    }
+
+    #[test]
+    fn a_clock_tolerance_allows_reordering_within_it() {
+        // Truly (capacity 10): takes at 0..9 ms, then a refusal at 9.2 ms. The client stamped
+        // the refusal 0.4 ms early, at 8.8 ms, before the 10th take. Read literally the
+        // refusal saw C − 9 + 0.0088 < 1, so C < 9.9912: the true 10 is excluded. With
+        // τ = 0.5 ms the refusal's level may have been lower by the take at 9 ms and 1 ms of
+        // refill (C < 10.9922), the 10th take's higher by 1 ms of refill (C >= 9.990).
+        let mut events: Vec<BucketEvent> = (0..10).map(|i| take(i as f64)).collect();
+        events.push(refused(8.8, None, 1_000.0));
+        let exact = AxisReplay::new(60, events.clone(), 0.0).bounds(0.0);
+        assert!((exact.high_tokens.unwrap() - 9.9912).abs() < 1e-6, "{exact:?}");
+        let tolerant = AxisReplay::new(60, events, 0.5).bounds(0.0);
+        assert!((tolerant.low_tokens - 9.990).abs() < 1e-6, "{tolerant:?}");
+        assert!((tolerant.high_tokens.unwrap() - 10.9922).abs() < 1e-6, "{tolerant:?}");
     }
 
     #[test]

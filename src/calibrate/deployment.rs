@@ -50,14 +50,19 @@ pub struct RunAttempts<'a> {
 /// How calibration treats its input.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FitOptions {
-    /// A bucket check passes within this much refill time (ms): observed times are the
-    /// client's, the limiter's are the server's.
+    /// How far apart (ms) two observed events may be while the limiter saw them in the other
+    /// order: observed times are the client's, the limiter's are the server's. Events closer
+    /// than this are replayed in every order ([`super::bucket`]).
     pub clock_tolerance_ms: f64,
 }
 
+/// The default [`FitOptions::clock_tolerance_ms`]: loopback jitter on a loaded machine, small
+/// against the gaps between requests up to some hundreds per second.
+pub const DEFAULT_CLOCK_TOLERANCE_MS: f64 = 5.0;
+
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { clock_tolerance_ms: 1.0 }
+        FitOptions { clock_tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS }
     }
 }
 

@@ -389,3 +389,26 @@ fn figures_of_a_simulated_log_are_the_engines_metrics() {
         assert!((f.cost_usd / d.metrics.cost_usd - 1.0).abs() < 1e-6, "{name}");
     }
 }
+
+/// Observed times are the client's: each attempt is stamped up to 3 ms before the limiter saw
+/// it. Within the default clock tolerance (5 ms) the burst intervals still hold the hidden
+/// values, stay narrow, and every 429 is still explained.
+#[test]
+fn calibration_holds_under_client_clock_jitter() {
+    use routesim::calibrate::{fit_runs, read_run, FitOptions};
+    let dir = observed();
+    let mut run = read_run(&dir.path().join("obs")).unwrap();
+    let mut rng = SplitMix64::new(5);
+    for (_, r) in &mut run.records {
+        r.start_ms = (r.start_ms - 3.0 * rng.next_open01()).max(0.0);
+    }
+    let calibration = fit_runs(&[run], &[], FitOptions::default()).unwrap();
+    for (name, hidden_s) in [(SONNET, 10.0), (HAIKU, 5.0)] {
+        let fit = calibration.deployments.iter().find(|d| d.name == name).unwrap();
+        let burst = fit.report.burst.clone().unwrap();
+        let high = burst.high_s.unwrap();
+        assert!(burst.consistent && burst.low_s <= hidden_s && high >= hidden_s, "{name}: {burst:?}");
+        assert!(high - burst.low_s < 0.01 * hidden_s, "{name}: {burst:?}");
+        assert_eq!(fit.report.unexplained_429, 0, "{name}");
+    }
+}
