@@ -119,6 +119,8 @@ pub struct AxisReplay {
     returned: Vec<f64>,
     /// τ (see the module doc).
     tolerance_ms: f64,
+    /// [`AxisReplay::slack`] at each event's time (it does not depend on the capacity).
+    slack_at_event: Vec<(f64, f64)>,
 }
 
 /// The relative precision the bisection stops at: far below one token for any real bucket.
@@ -144,14 +146,17 @@ impl AxisReplay {
             removed.push(removed.last().copied().unwrap_or(0.0) + out);
             returned.push(returned.last().copied().unwrap_or(0.0) + back);
         }
-        AxisReplay {
+        let mut replay = AxisReplay {
             rate_per_ms: limit_per_min as f64 / 60_000.0,
             events,
             times_ms,
             removed,
             returned,
             tolerance_ms: clock_tolerance_ms.max(0.0),
-        }
+            slack_at_event: Vec::new(),
+        };
+        replay.slack_at_event = replay.times_ms.iter().map(|t| replay.slack(*t)).collect();
+        replay
     }
 
     /// How much higher (`up`) or lower (`down`) than the replay's the level at `at_ms` may

@@ -462,7 +462,7 @@ fn axis_events(
             }
             continue;
         }
-        if !outcome.admitted() {
+        if !Outcome::admitted(r) {
             continue;
         }
         events.push(BucketEvent::Take { at_ms: r.start_ms, tokens: axis_cost(axis, r, reserve, counting) });

@@ -55,10 +55,14 @@ impl Outcome {
         }
     }
 
-    /// Whether the attempt got past the provider's limiter (everything but a 429 and what
-    /// never reached the model).
-    pub fn admitted(self) -> bool {
-        !matches!(self, Outcome::RateLimited | Outcome::Other)
+    /// Whether the attempt got past the provider's limiter: everything but a 429 and other
+    /// 4xx answers (a 2xx without a first token, an empty answer, was admitted too).
+    pub fn admitted(record: &AttemptRecord) -> bool {
+        match Outcome::of(record) {
+            Outcome::RateLimited => false,
+            Outcome::Other => (200..300).contains(&record.status),
+            _ => true,
+        }
     }
 }
 
@@ -201,6 +205,8 @@ mod tests {
         assert_eq!(Outcome::of(&record(200, None, None)), Outcome::Other);
         assert_eq!(Outcome::of(&record(503, None, None)), Outcome::ServerError);
         assert_eq!(Outcome::of(&record(400, Some("invalid_request_error"), None)), Outcome::Other);
+        assert!(Outcome::admitted(&record(200, None, None)) && !Outcome::admitted(&record(400, None, None)));
+        assert!(!Outcome::admitted(&record(429, Some("rate_limit_error"), None)));
     }
 
     #[test]
