@@ -277,13 +277,17 @@ pub fn fit_deployment(
         let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
         for run in runs {
             for (line, r) in &run.records {
-                let value = header_number(r, header.limit).map_err(|message| CalibrateError::Header {
-                    file: run.file.to_string(),
-                    line: *line,
-                    header: header.limit.to_string(),
-                    message,
-                })?;
-                if let Some(v) = value {
+                let read = |name: &str| {
+                    header_number(r, name).map_err(|message| CalibrateError::Header {
+                        file: run.file.to_string(),
+                        line: *line,
+                        header: name.to_string(),
+                        message,
+                    })
+                };
+                // `remaining` is read later by the replay; a bad one is an error here too.
+                read(header.remaining)?;
+                if let Some(v) = read(header.limit)? {
                     *counts.entry(v.round() as u64).or_default() += 1;
                 }
             }
@@ -480,7 +484,8 @@ fn axis_events(
     events
 }
 
-/// The largest level a run's `remaining` headers show on an axis, less their rounding.
+/// The largest level a run's `remaining` headers show on an axis, less their rounding (every
+/// value was checked when the limits were read).
 fn level_seen(header: &LimitHeader, run: &RunAttempts<'_>) -> f64 {
     run.records
         .iter()

@@ -1,7 +1,8 @@
 //! Validation: simulate exactly what was observed and compare.
 //!
 //! The timeline is the one actually sent: each observed request arrives at its first attempt's
-//! `start_ms` with the token counts its records report (class and `max_tokens` from the
+//! `start_ms` with the token counts its records report (class, `max_tokens`, session and
+//! deadline from the
 //! scenario's trace where it holds the request's id), and is replayed open loop under a
 //! scenario's strategy against its deployments, through [`crate::run`]. The simulated attempts
 //! are written as an observation would record them ([`observation_of`]), so both sides'
