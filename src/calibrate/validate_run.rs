@@ -4,11 +4,11 @@
 //! `start_ms` with the token counts its records report (class, `max_tokens`, session and
 //! deadline from the scenario's trace where it holds the request's id), and is replayed open
 //! loop under a scenario's strategy against its deployments, through [`crate::run`]. The
-//! simulated attempts
-//! are written as an observation would record them ([`observation_of`]), so both sides'
-//! figures come from one function over the one record schema ([`figures_of`]): attempt and
-//! request 429 rates, attempts per request, TTFT p50/p95 and e2e p95 (quantiles from
-//! [`crate::metrics::Latency`]), cost at the deployments' prices, in total and per deployment.
+//! simulated attempts are written as an observation would record them ([`observation_of`]),
+//! so both sides' figures come from one function over the one record schema ([`figures_of`]):
+//! attempt and request 429 rates, attempts per request, TTFT p50/p95 and e2e p95 (quantiles
+//! from [`crate::metrics::Latency`]), cost at the deployments' prices, in total and per
+//! deployment.
 //!
 //! It must not know HTTP or the engine's insides.
 
