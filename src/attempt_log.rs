@@ -115,17 +115,31 @@ pub enum AttemptLogError {
 
 /// Reads every record of `path`; blank lines are skipped, anything else must be a record.
 pub fn read_attempts(path: &Path) -> Result<Vec<AttemptRecord>, AttemptLogError> {
+    Ok(read_attempts_numbered(path)?.into_iter().map(|(_, record)| record).collect())
+}
+
+/// [`read_attempts`] with each record's 1-based line, so that later checks of a record's
+/// contents (a header that does not parse) can name `file:line` too.
+pub fn read_attempts_numbered(path: &Path) -> Result<Vec<(u64, AttemptRecord)>, AttemptLogError> {
     let file_name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|source| AttemptLogError::Io {
         file: file_name.clone(),
         action: "cannot open",
         source,
     })?;
-    parse_attempts(std::io::BufReader::new(file), &file_name)
+    parse_attempts_numbered(std::io::BufReader::new(file), &file_name)
 }
 
 /// Reads records from `input`; `file_name` is used in errors only.
 pub fn parse_attempts(input: impl BufRead, file_name: &str) -> Result<Vec<AttemptRecord>, AttemptLogError> {
+    Ok(parse_attempts_numbered(input, file_name)?.into_iter().map(|(_, record)| record).collect())
+}
+
+/// [`parse_attempts`] with each record's 1-based line.
+pub fn parse_attempts_numbered(
+    input: impl BufRead,
+    file_name: &str,
+) -> Result<Vec<(u64, AttemptRecord)>, AttemptLogError> {
     let mut records = Vec::new();
     for (index, line) in input.lines().enumerate() {
         let line_number = index as u64 + 1;
@@ -137,10 +151,17 @@ pub fn parse_attempts(input: impl BufRead, file_name: &str) -> Result<Vec<Attemp
         if line.trim().is_empty() {
             continue;
         }
-        let record: AttemptRecord = serde_json::from_str(&line).map_err(|e| AttemptLogError::Malformed {
-            file: file_name.to_string(),
-            line: line_number,
-            message: e.to_string(),
+        // The path of a value of the wrong type names its field (`field "start_ms": invalid
+        // type…`), which serde_json's own message does not.
+        let record: AttemptRecord = serde_path_to_error::deserialize(
+            &mut serde_json::Deserializer::from_str(&line),
+        )
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            let message =
+                if path.is_empty() || path == "." { message } else { format!("field \"{path}\": {message}") };
+            AttemptLogError::Malformed { file: file_name.to_string(), line: line_number, message }
         })?;
         record.check().map_err(|(field, message)| AttemptLogError::Field {
             file: file_name.to_string(),
@@ -148,7 +169,7 @@ pub fn parse_attempts(input: impl BufRead, file_name: &str) -> Result<Vec<Attemp
             field,
             message,
         })?;
-        records.push(record);
+        records.push((line_number, record));
     }
     Ok(records)
 }
@@ -230,6 +251,11 @@ mod tests {
 
         let error = parse_attempts("{\"request_id\": 1}\n".as_bytes(), "a.jsonl").unwrap_err().to_string();
         assert!(error.starts_with("a.jsonl:1: "), "{error}");
+        let wrong_type = good.replacen("\"start_ms\":10.5", "\"start_ms\":\"soon\"", 1);
+        let error = parse_attempts(format!("{good}\n{wrong_type}\n").as_bytes(), "a.jsonl").unwrap_err();
+        assert!(error.to_string().starts_with("a.jsonl:2: field \"start_ms\": invalid type"), "{error}");
+        let numbered = parse_attempts_numbered(format!("\n{good}\n").as_bytes(), "a.jsonl").unwrap();
+        assert_eq!(numbered, vec![(2, record())]);
         let unknown = good.replacen("{", "{\"extra\":1,", 1);
         let error = parse_attempts(unknown.as_bytes(), "a.jsonl").unwrap_err().to_string();
         assert!(error.contains("unknown field `extra`"), "{error}");

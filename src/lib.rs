@@ -2,7 +2,8 @@
 //!
 //! The crate is organised one concept per module (see `DESIGN.md`): [`time`] (virtual clock),
 //! [`limiter`] (the real, sans-IO rate limiter), [`attempt_log`] (attempts observed over real
-//! HTTP), [`dist`] (seeded distributions), [`rng`]
+//! HTTP), [`calibrate`] (deployments fitted to observed attempts, and their validation),
+//! [`dist`] (seeded distributions), [`rng`]
 //! (common random numbers), [`trace`] (requests in), [`provider`] (modelled upstreams),
 //! [`policy`] (the real, sans-IO routing policies), [`engine`] (the event loop), [`metrics`]
 //! (outcomes out), [`scenario`] (configuration), [`provenance`] (which preset figures are
@@ -11,6 +12,7 @@
 //! config validator shares).
 
 pub mod attempt_log;
+pub mod calibrate;
 pub mod dist;
 pub mod engine;
 pub mod limiter;

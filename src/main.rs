@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use routesim::calibrate::CalibrateError;
 use routesim::engine::EngineError;
 use routesim::observe::ObserveError;
 use routesim::progress::{millions, Progress, ProgressMode, Unit};
@@ -143,6 +144,50 @@ enum Command {
         /// The longest one attempt may take, whatever the policy's timeouts.
         #[arg(long, default_value = "10m")]
         attempt_timeout: String,
+    },
+    /// Fit deployments from observed attempts (DIR/attempts.jsonl of `sim observe`): TTFT,
+    /// output speed, error rates, limits and burst; writes [deployments."…"] tables and prints
+    /// the goodness of fit.
+    Calibrate {
+        /// Observed runs (directories holding attempts.jsonl).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output TOML.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// A scenario whose deployments of the same names supply what observation cannot
+        /// (provider, model, prices, cache and batch settings).
+        #[arg(long)]
+        base: Option<PathBuf>,
+        /// How far apart (ms) two observed attempts may be while the limiter saw them in the
+        /// other order (the client's clock is not the limiter's).
+        #[arg(long, default_value_t = routesim::calibrate::deployment::DEFAULT_CLOCK_TOLERANCE_MS)]
+        clock_tolerance_ms: f64,
+    },
+    /// Simulate what was observed (the requests as sent, the strategy, the given deployments)
+    /// and compare: 429 rates, attempts per request, TTFT p50/p95, e2e p95, cost, in total and
+    /// per deployment. Exit 1 when an error exceeds --max-error.
+    Validate {
+        /// The observed run (a directory holding attempts.jsonl and summary.json).
+        dir: PathBuf,
+        /// The scenario observed (strategies, trace, deployments).
+        #[arg(long)]
+        scenario: PathBuf,
+        /// [deployments."…"] tables replacing the scenario's of the same names (`sim calibrate`'s output).
+        #[arg(long)]
+        deployments: PathBuf,
+        /// The strategy to simulate [default: the one DIR/summary.json names].
+        #[arg(long)]
+        strategy: Option<String>,
+        /// Fail (exit 1) when any figure's absolute percentage error exceeds this (10 = 10%).
+        #[arg(long, value_name = "PERCENT")]
+        max_error: Option<f64>,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Also write the simulated attempts (as attempts.jsonl records) here.
+        #[arg(long)]
+        write_simulated: Option<PathBuf>,
     },
 }
 
@@ -315,6 +360,11 @@ fn parse_format(flag: &str, name: &str) -> Result<TraceFormat, UsageError> {
 #[error("{0}")]
 struct UsageError(String);
 
+/// `sim validate`: the simulation is further from the observation than allowed (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("validation failed: {0}")]
+struct ValidationFailed(String);
+
 /// The gate found regressions (exit code 1).
 #[derive(Debug, thiserror::Error)]
 #[error("regression: {0}")]
@@ -411,6 +461,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.downcast_ref::<EngineError>().is_some_and(EngineError::is_input_error)
             || cause.downcast_ref::<ServeError>().is_some_and(ServeError::is_input_error)
             || cause.downcast_ref::<ObserveError>().is_some_and(ObserveError::is_input_error)
+            || cause.downcast_ref::<CalibrateError>().is_some_and(CalibrateError::is_input_error)
     });
     if input {
         2
@@ -609,6 +660,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 observed.attempts
             );
             Ok(())
+        }
+        Command::Calibrate { dirs, output, base, clock_tolerance_ms } => {
+            if !(clock_tolerance_ms.is_finite() && clock_tolerance_ms >= 0.0) {
+                return Err(UsageError(format!(
+                    "--clock-tolerance-ms: expected a number >= 0, got {clock_tolerance_ms}"
+                ))
+                .into());
+            }
+            let base = base.as_deref().map(Scenario::load).transpose()?;
+            let options = routesim::calibrate::FitOptions { clock_tolerance_ms };
+            let calibration = routesim::calibrate::fit_dirs(&dirs, base.as_ref(), options)?;
+            std::fs::write(&output, calibration.to_toml())
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            print!("{}", calibration.report());
+            println!("\nwrote {}: {} deployments", output.display(), calibration.deployments.len());
+            Ok(())
+        }
+        Command::Validate { dir, scenario, deployments, strategy, max_error, seed, write_simulated } => {
+            if let Some(m) = max_error.filter(|m| !(m.is_finite() && *m >= 0.0)) {
+                return Err(UsageError(format!("--max-error: expected a percentage >= 0, got {m}")).into());
+            }
+            let (validation, simulated) = routesim::calibrate::validate_run::validate_dir(
+                &dir,
+                &scenario,
+                &deployments,
+                strategy.as_deref(),
+                seed,
+            )?;
+            if let Some(path) = &write_simulated {
+                let file = std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let mut writer = routesim::attempt_log::AttemptLogWriter::new(std::io::BufWriter::new(file));
+                for record in &simulated.records {
+                    writer.write(record).with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                std::io::Write::flush(&mut writer.into_inner())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            print!("{}", validation.to_text());
+            match max_error {
+                Some(max) => {
+                    let exceeding = validation.exceeding(max);
+                    if exceeding.is_empty() {
+                        println!("within {max}% on every figure");
+                        Ok(())
+                    } else {
+                        Err(anyhow::Error::new(ValidationFailed(exceeding.join("; "))))
+                    }
+                }
+                None => Ok(()),
+            }
         }
         Command::Presets => {
             for preset in routesim::scenario::preset_list()? {

@@ -5,7 +5,7 @@
 //! OpenAI: `x-ratelimit-{limit|remaining|reset}-{requests|tokens}`. Both report per-minute
 //! limits; longer periods and dollars have no standard header. It must not know HTTP.
 
-use crate::limiter::Meter;
+use crate::limiter::{Axis, AxisRemaining, Meter, Remaining};
 
 /// One meter's headers: its Anthropic infix and, if OpenAI reports it, its OpenAI suffix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +22,15 @@ pub const HEADER_AXES: [HeaderAxis; 4] = [
     HeaderAxis { meter: Meter::OutputTokens, anthropic: "output-tokens", openai: None },
     HeaderAxis { meter: Meter::Tokens, anthropic: "tokens", openai: Some("tokens") },
 ];
+
+/// The per-minute axis on `meter` a provider's headers report: the deployment's own limit,
+/// or else the pool it answers to (Anthropic reports a model family's pooled limits as the
+/// model's). Longer periods and dollars have no standard header.
+pub fn reported_axis(remaining: &Remaining, meter: Meter) -> Option<&AxisRemaining> {
+    let per_minute = Axis::per_minute(meter);
+    let find = |axis: Axis| remaining.axes.iter().find(|a| a.axis == axis);
+    find(per_minute).or_else(|| find(per_minute.shared()))
+}
 
 /// A header's field: the limit, what remains, when it is full again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,10 @@
 
 use crate::engine::{simulate, EngineConfig, EngineError, Replay};
 use crate::metrics::StrategyMetrics;
+use crate::policy::{AttemptReport, Decision, HedgeAttempt, History, Policy};
+use crate::rng::SplitMix64;
 use crate::scenario::{Scenario, Strategy};
+use crate::time::Instant;
 use crate::trace::source::TraceSource;
 use crate::trace::{shared, Request, TraceError};
 
@@ -25,6 +28,70 @@ where
 {
     let mut policy = strategy.policy.build();
     simulate(&strategy.name, config, &scenario.deployments, policy.as_mut(), trace, trace_name)
+}
+
+/// [`run_strategy`], also returning every finished attempt as the policy observed it, in the
+/// order the attempts ended, each with the provider's rate-limit headers: what an observation
+/// of the same run over HTTP records (`sim validate` compares the two). The policy itself sees
+/// the headers only if it asks for them, so its decisions are those of [`run_strategy`].
+pub fn run_strategy_reporting<I>(
+    scenario: &Scenario,
+    strategy: &Strategy,
+    config: &EngineConfig,
+    trace: I,
+    trace_name: &str,
+) -> Result<(StrategyMetrics, Vec<AttemptReport>), EngineError>
+where
+    I: Iterator<Item = Result<Request, TraceError>>,
+{
+    let mut policy = Reporting { inner: strategy.policy.build(), reports: Vec::new() };
+    let metrics = simulate(&strategy.name, config, &scenario.deployments, &mut policy, trace, trace_name)?;
+    Ok((metrics, policy.reports))
+}
+
+/// A policy that keeps a copy of every report it passes on.
+struct Reporting {
+    inner: Box<dyn Policy>,
+    reports: Vec<AttemptReport>,
+}
+
+impl Policy for Reporting {
+    fn route(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &mut History,
+        rng: &mut SplitMix64,
+    ) -> Decision {
+        self.inner.route(now, request, history, rng)
+    }
+    fn hedge(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &History,
+        rng: &mut SplitMix64,
+    ) -> Option<HedgeAttempt> {
+        self.inner.hedge(now, request, history, rng)
+    }
+    fn observe(&mut self, now: Instant, report: &AttemptReport) {
+        if self.inner.wants_rate_limit_headers() {
+            self.inner.observe(now, report);
+        } else {
+            // As in a plain run, where the engine reads no headers for such a policy.
+            self.inner.observe(now, &AttemptReport { remaining: None, ..report.clone() });
+        }
+        self.reports.push(report.clone());
+    }
+    fn forget(&mut self, now: Instant, request_id: u64) {
+        self.inner.forget(now, request_id)
+    }
+    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
+        self.inner.unpark(now, woken)
+    }
+    fn wants_rate_limit_headers(&self) -> bool {
+        true
+    }
 }
 
 /// The result of running every strategy of a scenario on one trace.

@@ -10,12 +10,11 @@
 //! sockets.
 
 use super::clock::ScaledClock;
-use super::protocol::header_axis;
 use super::protocol::{
     json_object, json_string, optional_u64, text_chars, AnswerInfo, ApiError, Encoding, RequestBody,
 };
 use crate::limiter::Remaining;
-use crate::ratelimit_headers::{Field, HEADER_AXES};
+use crate::ratelimit_headers::{reported_axis, Field, HEADER_AXES};
 use crate::time::Duration;
 
 /// The Anthropic Messages API.
@@ -103,7 +102,7 @@ impl Encoding for Anthropic {
         let now = std::time::SystemTime::now();
         let reset = |full_in: Duration| rfc3339(now + clock.wall_duration(full_in));
         for names in HEADER_AXES {
-            if let Some(a) = header_axis(state, names.meter) {
+            if let Some(a) = reported_axis(state, names.meter) {
                 headers.push((names.anthropic_name(Field::Limit), a.limit.to_string()));
                 headers.push((names.anthropic_name(Field::Remaining), a.remaining.to_string()));
                 headers.push((names.anthropic_name(Field::Reset), reset(a.reset)));

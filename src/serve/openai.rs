@@ -10,13 +10,12 @@
 //! sockets.
 
 use super::clock::ScaledClock;
-use super::protocol::header_axis;
 use super::protocol::{
     json_object, json_string, optional_u64, text_chars, AnswerInfo, ApiError, Encoding, RequestBody,
 };
 use crate::limiter::Axis;
 use crate::limiter::Remaining;
-use crate::ratelimit_headers::{Field, HEADER_AXES};
+use crate::ratelimit_headers::{reported_axis, Field, HEADER_AXES};
 
 /// The OpenAI Chat Completions API.
 pub struct OpenAi;
@@ -121,7 +120,7 @@ impl Encoding for OpenAi {
             ) else {
                 continue;
             };
-            if let Some(a) = header_axis(state, names.meter) {
+            if let Some(a) = reported_axis(state, names.meter) {
                 headers.push((limit, a.limit.to_string()));
                 headers.push((remaining, a.remaining.to_string()));
                 headers.push((reset, go_duration(clock.wall_duration(a.reset))));

@@ -6,7 +6,7 @@
 //! ([`super::http`]) decides, an [`Encoding`] only writes bytes.
 
 use super::clock::ScaledClock;
-use crate::limiter::{Axis, AxisRemaining, Meter, Remaining};
+use crate::limiter::{Axis, Remaining};
 
 /// The parts of a request body the server uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,18 +19,6 @@ pub struct RequestBody {
     pub prompt_chars: u64,
     /// OpenAI `stream_options.include_usage`: a last chunk carries the usage.
     pub include_usage: bool,
-}
-
-/// The per-minute axis on `meter` a provider's headers report: the deployment's own limit,
-/// or else the pool it answers to (Anthropic reports a model family's pooled limits as the
-/// model's). Longer periods and dollars have no standard header.
-pub fn header_axis(remaining: &Remaining, meter: Meter) -> Option<&AxisRemaining> {
-    let per_minute = Axis::per_minute(meter);
-    remaining
-        .axes
-        .iter()
-        .find(|a| a.axis == per_minute)
-        .or_else(|| remaining.axes.iter().find(|a| a.axis == per_minute.shared()))
 }
 
 /// Prompt tokens estimated from characters (about four per token in English text) when the

@@ -1,6 +1,7 @@
 //! Integration tests, compiled as one binary: one module per behaviour.
 
 mod behaviour;
+mod calibrate;
 mod cli;
 mod conformance;
 mod determinism;
