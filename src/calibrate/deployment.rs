@@ -754,6 +754,7 @@ fn build_config(
     DeploymentConfig {
         provider,
         model,
+        credential: base.and_then(|b| b.credential.clone()),
         prices,
         limits,
         latency,

@@ -13,6 +13,7 @@ use super::litellm::{LiteLlm, LiteLlmConfig};
 use super::openrouter::{OpenRouter, OpenRouterConfig};
 use super::replicas::{Replicas, ReplicasConfig};
 use super::retry_layer::{RetryLayer, RetryLayerConfig};
+use super::rotation::{Rotation, RotationConfig};
 use super::rules::{Rules, RulesConfig};
 use super::smoothing::{ConcurrencyCap, ConcurrencyCapConfig, Smoothing, SmoothingConfig};
 use super::{Backoff, BatchOnly, Fallback, Policy};
@@ -212,6 +213,9 @@ pub enum PolicyConfig {
     RetryLayer(RetryLayerConfig),
     /// The router run as N gateway replicas, each with its own state.
     Replicas(ReplicasConfig),
+    /// A chain that cools down what failed (per deployment, model or API key) and may rotate
+    /// where requests start.
+    Rotation(RotationConfig),
 }
 
 fn default_single_attempts() -> u32 {
@@ -248,7 +252,7 @@ pub fn check_backoff(b: &Backoff) -> Result<(), PolicyError> {
     Ok(())
 }
 
-fn check_attempts(n: u32) -> Result<(), PolicyError> {
+pub fn check_attempts(n: u32) -> Result<(), PolicyError> {
     if n == 0 {
         Err(PolicyError::new("max_attempts", "must be >= 1"))
     } else {
@@ -289,7 +293,8 @@ impl PolicyConfig {
             | PolicyConfig::Fallback { .. }
             | PolicyConfig::Batch { .. }
             | PolicyConfig::Litellm(_)
-            | PolicyConfig::Openrouter(_) => Vec::new(),
+            | PolicyConfig::Openrouter(_)
+            | PolicyConfig::Rotation(_) => Vec::new(),
             PolicyConfig::Rules(c) => {
                 c.rules.iter().map(|r| r.policy.as_ref()).chain([c.default.as_ref()]).collect()
             }
@@ -374,6 +379,7 @@ impl PolicyConfig {
             PolicyConfig::Deferral(c) => Box::new(Deferral::build(c, catalog)?),
             PolicyConfig::RetryLayer(c) => Box::new(RetryLayer::build(c, catalog)?),
             PolicyConfig::Replicas(c) => Box::new(Replicas::build(c, catalog)?),
+            PolicyConfig::Rotation(c) => Box::new(Rotation::build(c, catalog)?),
         })
     }
 }

@@ -24,6 +24,7 @@ pub mod openrouter;
 pub mod queueing;
 pub mod replicas;
 pub mod retry_layer;
+pub mod rotation;
 pub mod rules;
 pub mod smoothing;
 pub mod window;

@@ -17,6 +17,12 @@ pub struct DeploymentConfig {
     pub provider: String,
     /// Model served, e.g. `claude-sonnet-4.5`.
     pub model: String,
+    /// The API key this deployment is called with, as a label (`"team-key-1"`): deployments
+    /// naming the same one share a key, which a router may cool down as one
+    /// (`rotation`'s `cooldown_scope = "credential"`). A key's own quota is a pool of the same
+    /// name. Not the key itself (observe reads that from `api_key_env`).
+    #[serde(default)]
+    pub credential: Option<String>,
     pub prices: PricesConfig,
     #[serde(default)]
     pub limits: LimitsConfig,

@@ -121,6 +121,8 @@ pub struct Deployment {
     pub name_hash: u64,
     pub provider: String,
     pub model: String,
+    /// The API key's label, if given (see [`DeploymentConfig::credential`]).
+    pub credential: Option<String>,
     pub prices: Prices,
     /// The deployment's own server-side limits.
     pub limits: Limits,
@@ -257,6 +259,15 @@ impl Deployment {
             name_hash: hash_str(name),
             provider: c.provider.clone(),
             model: c.model.clone(),
+            credential: match &c.credential {
+                Some(k) if k.trim().is_empty() => {
+                    return Err(ConfigError::new(
+                        "credential",
+                        "must not be empty (omit it for the deployment's own key)",
+                    ))
+                }
+                other => other.clone(),
+            },
             prices,
             limits,
             pools,

@@ -593,6 +593,82 @@ fn a_broken_stream_is_not_retried_by_an_sdk_layer_unless_it_says_so() {
     assert!(build_error(&layer("layer = \"my sdk\""), &ds).starts_with("layer: must be a non-empty name"));
 }
 
+/// A deployment of `model` called with the API key `credential`.
+fn keyed(name: &str, model: &str, credential: &str, extra: &str) -> routesim::provider::Deployment {
+    let mut d = deployment(name, &format!("credential = \"{credential}\"\n{extra}"));
+    d.model = model.to_string();
+    d
+}
+
+/// Cooldown granularity (issue 12). Opus on key a has one request a minute; Sonnet on key a
+/// and Opus on key b are free. r1 at 0 s takes Opus@a's request, r2 at 1 s is refused there
+/// (429) and the failure is cooled down for 60 s; r3 at 2 s follows. What the cooldown covers
+/// decides where r2 and r3 go:
+/// - chain [opus@a, opus@b, sonnet@a]: per deployment → Opus@b (twice); per model (Opus on
+///   both keys cooled) → Sonnet@a (twice);
+/// - chain [opus@a, sonnet@a, opus@b]: per deployment → Sonnet@a; per key (key a cooled:
+///   Sonnet@a too, with capacity to spare) → Opus@b.
+#[test]
+fn the_cooldown_scope_decides_whether_a_limit_on_one_model_blocks_its_siblings() {
+    let ds = [
+        keyed("opus@a", "opus", "key-a", "[limits]\nrpm = 1\n"),
+        keyed("sonnet@a", "sonnet", "key-a", ""),
+        keyed("opus@b", "opus", "key-b", ""),
+    ];
+    let trace = every(3, 1_000.0);
+    let run = |chain: &str, scope: &str| {
+        let text =
+            format!("kind = \"rotation\"\nchain = {chain}\ncooldown_scope = \"{scope}\"\ncooldown = \"60s\"");
+        let m = simulate(&mut policy(&text, &ds), &ds, trace.clone());
+        assert_eq!((m.total.succeeded, m.total.attempts, m.total.attempts_429), (3, 4, 1), "{chain} {scope}");
+        (served(&m, 0), served(&m, 1), served(&m, 2))
+    };
+    let opus_first = r#"["opus@a", "opus@b", "sonnet@a"]"#;
+    assert_eq!(run(opus_first, "deployment"), (1, 0, 2));
+    assert_eq!(run(opus_first, "model"), (1, 2, 0));
+    let key_a_first = r#"["opus@a", "sonnet@a", "opus@b"]"#;
+    assert_eq!(run(key_a_first, "deployment"), (1, 2, 0));
+    assert_eq!(run(key_a_first, "credential"), (1, 0, 2));
+    assert!(build_error("kind = \"rotation\"\nchain = []", &ds).starts_with("chain: must name at least one"));
+    let unknown =
+        toml::from_str::<PolicyConfig>("kind = \"rotation\"\nchain = [\"opus@a\"]\ncooldown_scope = \"key\"");
+    assert!(unknown.unwrap_err().to_string().contains("expected one of `deployment`, `model`, `credential`"));
+}
+
+/// Key rotation among keys that share one quota (issue 12): Opus on keys a and b, requests at
+/// 0 s and 1 s, each request starting at the next key. With a limit of 1 a minute per key, r1
+/// takes a and r2 takes b: 2 attempts. With one pooled limit of 1 a minute for both keys
+/// (an organisation's per-model quota), r2 is refused at b (retry-after 59 s), then at a
+/// (rotation moves on: the key, not the quota, is what cooled), waits for the cooldowns
+/// (61.15 s) and passes at b: 4 attempts, 2 of them 429 (`shared_requests`). Cooling the model
+/// instead stops after the first refusal: 3 attempts.
+#[test]
+fn rotating_keys_that_share_one_quota_buys_no_capacity_only_429s() {
+    let own = "[limits]\nrpm = 1\n";
+    let pooled =
+        "[limits]\nquotas = [{ meter = \"requests\", amount = 1, period = \"1m\", pool = \"org/opus\" }]\n";
+    let run = |limits: &str, scope: &str| {
+        let ds = [keyed("opus@a", "opus", "key-a", limits), keyed("opus@b", "opus", "key-b", limits)];
+        let text = format!(
+            "kind = \"rotation\"\nchain = [\"opus@a\", \"opus@b\"]\nstart = \"rotate\"\ncooldown_scope = \"{scope}\"\ncooldown = \"60s\""
+        );
+        simulate(&mut policy(&text, &ds), &ds, every(2, 1_000.0))
+    };
+    let separate = run(own, "credential");
+    assert_eq!((separate.total.succeeded, separate.total.attempts, separate.total.attempts_429), (2, 2, 0));
+    let shared = run(pooled, "credential");
+    assert_eq!((shared.total.succeeded, shared.total.attempts, shared.total.attempts_429), (2, 4, 2));
+    let axis: routesim::limiter::Axis = "shared_requests".parse().unwrap();
+    assert_eq!(shared.by_deployment[0].attempts_429_by_axis.get(&axis), Some(&1));
+    assert_eq!(shared.by_deployment[1].attempts_429_by_axis.get(&axis), Some(&1));
+    // r2 arrived at 1 s and was served at b from 61.15 s: its first token 1 s later, 61.15 s
+    // after its arrival.
+    let e2e_max_ms = shared.total.ttft.summary().max;
+    assert!((e2e_max_ms - 61_150.0).abs() < 70.0, "{e2e_max_ms}");
+    let by_model = run(pooled, "model");
+    assert_eq!((by_model.total.attempts, by_model.total.attempts_429), (3, 1));
+}
+
 /// Gateway replicas without a shared store (issue 12): each replica's client-side limit
 /// admits its own share, so N replicas admit N × the limit. The provider allows 20 requests a
 /// minute (a bucket of 20); the client-side smoothing limit is the same 20. 60 requests at
