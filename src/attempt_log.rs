@@ -14,6 +14,55 @@ use std::path::Path;
 /// The file name inside an observed run's output directory.
 pub const ATTEMPTS_FILE: &str = "attempts.jsonl";
 
+/// How the run was observed, beside the log (`observation.json`).
+pub const OBSERVATION_FILE: &str = "observation.json";
+
+/// How an observed run's clock relates to the wall clock.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observation {
+    /// The endpoints were a modelled provider served this many times faster than real time
+    /// and the log's times are on the provider's clock (`sim observe --time-scale`): one
+    /// millisecond of wall-clock jitter is this many in the log. 1 against a real provider.
+    pub time_scale: f64,
+    /// Arrivals were this many times denser than the trace on the wall clock (`--speed`).
+    pub speed: f64,
+}
+
+impl Default for Observation {
+    fn default() -> Self {
+        Observation { time_scale: 1.0, speed: 1.0 }
+    }
+}
+
+/// Reads `dir/observation.json`; a directory without one was observed in wall time (the
+/// defaults). A malformed file is an error naming it.
+pub fn read_observation(dir: &Path) -> Result<Observation, AttemptLogError> {
+    let path = dir.join(OBSERVATION_FILE);
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Observation::default()),
+        Err(source) => return Err(AttemptLogError::Io { file, action: "cannot read", source }),
+    };
+    let observation: Observation = serde_json::from_str(&text).map_err(|e| AttemptLogError::Malformed {
+        file: file.clone(),
+        line: e.line() as u64,
+        message: e.to_string(),
+    })?;
+    for (field, value) in [("time_scale", observation.time_scale), ("speed", observation.speed)] {
+        if !crate::validate::is_positive(value) {
+            return Err(AttemptLogError::Field {
+                file,
+                line: 1,
+                field,
+                message: format!("must be a number > 0, got {value}"),
+            });
+        }
+    }
+    Ok(observation)
+}
+
 /// One attempt as observed on the wire.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -54,13 +54,25 @@ struct State {
 pub struct LiveRouter {
     state: Mutex<State>,
     epoch: std::time::Instant,
+    /// The router's clock runs this many times faster than the wall clock (1 in a gateway;
+    /// more against a modelled provider served faster, so backoffs and cooldowns keep their
+    /// meaning in the provider's time).
+    time_scale: f64,
     /// How often a parked request asks again.
     pub park_poll: std::time::Duration,
 }
 
 impl LiveRouter {
     pub fn new(policy: Box<dyn Policy>, seed: u64) -> LiveRouter {
+        LiveRouter::with_time_scale(policy, seed, 1.0)
+    }
+
+    /// A router whose clock runs `time_scale` times faster than the wall clock (finite, > 0;
+    /// anything else is taken as 1).
+    pub fn with_time_scale(policy: Box<dyn Policy>, seed: u64, time_scale: f64) -> LiveRouter {
+        let time_scale = if time_scale.is_finite() && time_scale > 0.0 { time_scale } else { 1.0 };
         LiveRouter {
+            time_scale,
             state: Mutex::new(State {
                 driver: Driver::new(policy, seed, DEFAULT_MAX_ATTEMPTS_PER_REQUEST),
                 in_flight: HashSet::new(),
@@ -73,12 +85,41 @@ impl LiveRouter {
 
     /// Now, on the router's clock.
     pub fn now(&self) -> Instant {
-        Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+        self.at(std::time::Instant::now())
+    }
+
+    /// The router instant of a wall-clock instant (the epoch for an earlier one).
+    pub fn at(&self, wall: std::time::Instant) -> Instant {
+        let elapsed = wall.saturating_duration_since(self.epoch);
+        if self.time_scale == 1.0 {
+            return Instant::from_micros(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        }
+        let micros = elapsed.as_micros() as f64 * self.time_scale;
+        // `as` saturates: a far-future instant is the end of time, never a wrap.
+        Instant::from_micros(micros as u64)
     }
 
     /// The wall-clock instant of a router instant.
     pub fn wall(&self, at: Instant) -> std::time::Instant {
-        self.epoch + std::time::Duration::from_micros(at.as_micros())
+        self.epoch + self.wall_duration(at.saturating_since(Instant::ZERO))
+    }
+
+    /// A span of the router's clock in wall time.
+    pub fn wall_duration(&self, d: crate::time::Duration) -> std::time::Duration {
+        if self.time_scale == 1.0 {
+            return std::time::Duration::from_micros(d.as_micros());
+        }
+        std::time::Duration::from_secs_f64(d.as_secs_f64() / self.time_scale)
+    }
+
+    /// A span of wall time on the router's clock.
+    pub fn router_duration(&self, wall: std::time::Duration) -> crate::time::Duration {
+        crate::time::Duration::from_secs_f64(wall.as_secs_f64() * self.time_scale)
+    }
+
+    /// How many times faster than the wall clock the router's clock runs.
+    pub fn time_scale(&self) -> f64 {
+        self.time_scale
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -135,6 +135,11 @@ enum Command {
         /// Arrivals and think times this many times denser than in the trace.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// The endpoints are `sim serve-provider --time-scale X`: run the router's clock X
+        /// times faster too, and write times on it (the provider's time). Give --speed X as
+        /// well to replay the trace at its own pace in the provider's time.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
         /// Stop after this much wall time, e.g. "5m" (requests still running: unfinished).
         #[arg(long)]
         duration: Option<String>,
@@ -625,7 +630,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ServeProvider { scenario, deployments, time_scale, seed, duration } => {
             serve_provider(&scenario, &deployments, time_scale, seed, duration.as_deref())
         }
-        Command::Observe { scenario, strategy, endpoints, speed, duration, out, attempt_timeout } => {
+        Command::Observe {
+            scenario,
+            strategy,
+            endpoints,
+            speed,
+            time_scale,
+            duration,
+            out,
+            attempt_timeout,
+        } => {
             let scenario = Scenario::load(&scenario)?;
             print_notes(&scenario);
             let endpoints = endpoints
@@ -639,6 +653,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 strategy,
                 endpoints,
                 speed,
+                time_scale,
                 duration: duration.map(|d| parse_wall_duration("--duration", &d)).transpose()?,
                 out: out.clone(),
                 attempt_timeout: parse_wall_duration("--attempt-timeout", &attempt_timeout)?,

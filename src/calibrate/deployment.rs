@@ -53,6 +53,8 @@ pub struct FitOptions {
     /// How far apart (ms) two observed events may be while the limiter saw them in the other
     /// order: observed times are the client's, the limiter's are the server's. Events closer
     /// than this are replayed in every order ([`super::bucket`]).
+    /// In wall-clock time: a run observed on a faster provider's clock (`observation.json`'s
+    /// `time_scale`) widens it by that factor.
     pub clock_tolerance_ms: f64,
 }
 

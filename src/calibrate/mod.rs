@@ -106,6 +106,12 @@ pub fn fit_dirs(
     options: FitOptions,
 ) -> Result<Calibration, CalibrateError> {
     let runs = dirs.iter().map(|d| read_run(d)).collect::<Result<Vec<_>, _>>()?;
+    // The tolerance is wall-clock jitter; a log on a faster provider's clock magnifies it.
+    let mut time_scale: f64 = 1.0;
+    for dir in dirs {
+        time_scale = time_scale.max(crate::attempt_log::read_observation(dir)?.time_scale);
+    }
+    let options = FitOptions { clock_tolerance_ms: options.clock_tolerance_ms * time_scale };
     fit_runs(&runs, base.map(|s| &s.deployments[..]).unwrap_or(&[]), options)
 }
 

@@ -42,8 +42,13 @@ pub struct ObserveOptions {
     pub strategy: String,
     /// One endpoint per deployment the strategy sends to.
     pub endpoints: Vec<EndpointSpec>,
-    /// Arrivals and think times this many times denser than in the trace.
+    /// Arrivals and think times this many times denser than in the trace (on the wall clock).
     pub speed: f64,
+    /// The endpoints are a modelled provider served this many times faster than real time
+    /// (`serve-provider --time-scale`): the router's clock runs as fast (backoffs, cooldowns,
+    /// timeouts keep their meaning in the provider's time) and everything written is on it,
+    /// i.e. in the provider's time. 1 against a real provider: times are wall time.
+    pub time_scale: f64,
     /// Stop after this much wall time (requests still running are `unfinished`).
     pub duration: Option<std::time::Duration>,
     /// The output directory.
@@ -173,6 +178,8 @@ pub fn observe(scenario: &Scenario, options: &ObserveOptions) -> Result<Observed
         ))
     })?;
     let speed = check_speed(options.speed)?;
+    crate::serve::check_time_scale(options.time_scale)
+        .map_err(|m| ObserveError::Input(format!("--time-scale: {m}")))?;
     if options.attempt_timeout.is_zero() {
         return Err(ObserveError::Input("--attempt-timeout: must be > 0".into()));
     }

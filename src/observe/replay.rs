@@ -14,7 +14,7 @@
 use super::client::{self, Sent};
 use super::ids::IdNames;
 use super::{ObserveError, ObserveOptions, Observed, Target};
-use crate::attempt_log::{AttemptLogWriter, AttemptRecord, ATTEMPTS_FILE};
+use crate::attempt_log::{AttemptLogWriter, AttemptRecord, Observation, ATTEMPTS_FILE, OBSERVATION_FILE};
 use crate::engine::{EngineError, Replay};
 use crate::limiter::{Axis, AxisRemaining, Remaining};
 use crate::live::{LiveOutcome, LiveRouter};
@@ -67,8 +67,9 @@ struct Shared {
     runtime: Arc<tokio::runtime::Runtime>,
     cancel: tokio::sync::watch::Sender<bool>,
     safety: std::time::Duration,
-    /// The router's time zero on the wall clock.
-    epoch: std::time::Instant,
+    /// The router, for its clock: its time zero on the wall clock and how much faster than
+    /// the wall clock it runs (`--time-scale`).
+    router: Arc<LiveRouter>,
     recorder: Mutex<Recorder>,
     /// The first fatal endpoint error: (deployment, message).
     fatal: Mutex<Option<(String, String)>>,
@@ -79,10 +80,6 @@ struct Shared {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking request thread must not stop the others from recording.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn to_std(d: Duration) -> std::time::Duration {
-    std::time::Duration::from_micros(d.as_micros())
 }
 
 fn from_std(d: std::time::Duration) -> Duration {
@@ -124,7 +121,7 @@ struct CallMemo {
 
 impl Shared {
     fn at(&self, t: std::time::Instant) -> Instant {
-        Instant::ZERO + from_std(t.saturating_duration_since(self.epoch))
+        self.router.at(t)
     }
 
     fn set_fatal(&self, deployment: &str, message: String) {
@@ -205,8 +202,8 @@ impl Shared {
             return report;
         }
         let limits = client::Limits {
-            first_token_timeout: options.first_token_timeout.map(to_std),
-            timeout: options.timeout.map(to_std),
+            first_token_timeout: options.first_token_timeout.map(|d| self.router.wall_duration(d)),
+            timeout: options.timeout.map(|d| self.router.wall_duration(d)),
             safety: self.safety,
         };
         let sent = self.runtime.block_on(client::send(
@@ -228,7 +225,7 @@ impl Shared {
             ended_at: self.at(sent.ended),
             first_token_at: sent.first_token.map(|t| self.at(t)),
             outcome: sent.failure.map_or(AttemptOutcome::Success, AttemptOutcome::Failed),
-            retry_after: sent.retry_after.map(from_std),
+            retry_after: sent.retry_after.map(|d| self.router.router_duration(d)),
             output_tokens: sent.output_tokens(),
             remaining: Some(Box::new(remaining_of(&sent.headers))),
         };
@@ -311,7 +308,7 @@ impl Shared {
             end_ms: report.ended_at.as_millis_f64(),
             status: sent.status,
             error_type: sent.error_type.clone(),
-            retry_after_s: sent.retry_after.map(|d| d.as_secs_f64()),
+            retry_after_s: report.retry_after.map(Duration::as_secs_f64),
             headers: sent.headers.clone(),
             input_tokens,
             cached_input_tokens: sent
@@ -418,6 +415,7 @@ pub fn run(
     speed: f64,
     options: &ObserveOptions,
 ) -> Result<Observed, ObserveError> {
+    let time_scale = options.time_scale;
     let out = &options.out;
     let io = |file: &std::path::Path, action: &'static str| {
         let file = file.display().to_string();
@@ -444,8 +442,10 @@ pub fn run(
         .map_err(|e| ObserveError::Runtime(e.to_string()))?;
     let (cancel, _) = tokio::sync::watch::channel(false);
 
-    let router = Arc::new(LiveRouter::new(strategy.policy.build(), scenario.seed));
-    let epoch = router.wall(Instant::ZERO);
+    let router = Arc::new(LiveRouter::with_time_scale(strategy.policy.build(), scenario.seed, time_scale));
+    // Arrivals and think times on the router's clock: `speed` times denser than the trace on
+    // the wall clock, which runs `time_scale` times slower than the router's.
+    let speed = speed / time_scale;
     let shared = Arc::new(Shared {
         deployments: scenario.deployments.clone(),
         targets,
@@ -453,7 +453,7 @@ pub fn run(
         runtime: Arc::new(runtime),
         cancel,
         safety: options.attempt_timeout,
-        epoch,
+        router: Arc::clone(&router),
         recorder: Mutex::new(Recorder {
             open: true,
             metrics: StrategyMetrics::new(&strategy.name, 4, scenario.deployments.len()),
@@ -471,7 +471,7 @@ pub fn run(
     let trace_name = source.name();
     let replay = scenario.trace.replay;
     let lookahead = scaled(scenario.trace.lookahead, speed);
-    let deadline = options.duration.map(|d| Instant::ZERO + from_std(d));
+    let deadline = options.duration.map(|d| Instant::ZERO + router.router_duration(d));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Instant)>();
     let mut due: BinaryHeap<Due> = BinaryHeap::new();
     let mut seq = 0u64;
@@ -595,7 +595,7 @@ pub fn run(
         if let Some(d) = deadline {
             wake = wake.min(d);
         }
-        let sleep = to_std(wake.saturating_since(router.now()));
+        let sleep = router.wall(wake).saturating_duration_since(std::time::Instant::now());
         // A completion wakes the loop early; it is handled at the top like the others.
         received = done_rx.recv_timeout(sleep).ok();
     }
@@ -661,5 +661,9 @@ pub fn run(
         import_report: stream.report(),
     };
     crate::report::write_outputs(&result, out).map_err(io(out, "cannot write the results"))?;
+    let observation = Observation { time_scale, speed: speed * time_scale };
+    let observation_path = out.join(OBSERVATION_FILE);
+    let text = serde_json::to_string_pretty(&observation).unwrap_or_default() + "\n";
+    std::fs::write(&observation_path, text).map_err(io(&observation_path, "cannot write"))?;
     Ok(Observed { result, attempts, wall: wall_start.elapsed(), stopped_early })
 }

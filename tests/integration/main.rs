@@ -9,6 +9,7 @@ mod http_support;
 mod litellm_import;
 mod live;
 mod observe;
+mod observe_loop;
 mod policies;
 mod report;
 mod resources;
