@@ -1,5 +1,5 @@
 //! The observe → calibrate → validate loop end to end on loopback (issue 13): a modelled
-//! provider with hidden parameters served over HTTP 20 times faster than real time, observed
+//! provider with hidden parameters served over HTTP 10 times faster than real time, observed
 //! through the live router, fitted, and the fit validated on a second, different run (another
 //! strategy, 1.5 times the traffic) against a fresh server.
 //!
@@ -13,8 +13,11 @@ use routesim::provider::DeploymentConfig;
 use routesim::rng::SplitMix64;
 use std::path::Path;
 
-/// The provider's time runs this many times faster than the wall clock.
-const TIME_SCALE: &str = "20";
+/// The provider's time runs this many times faster than the wall clock. Each wall
+/// millisecond of scheduling jitter is this many in the provider's time, so the scale is a
+/// trade between the test's length and its precision under load: 20 held the bounds alone but
+/// not beside the rest of the suite on 2 cores; 10 does.
+const TIME_SCALE: &str = "10";
 
 const HIDDEN: &str = r#"seed = 5
 [trace]
@@ -129,11 +132,12 @@ fn observe_calibrate_validate_recovers_the_hidden_provider_and_predicts_a_held_o
     let root = dir.path();
     std::fs::write(root.join("hidden.toml"), HIDDEN).unwrap();
     std::fs::write(root.join("team.toml"), TEAM).unwrap();
-    // Fit run: 6 minutes of provider time at 2 requests a second (120 a minute against
-    // Sonnet's 100), 18 s of wall time. Held-out run: 1.5× the traffic, another strategy.
-    let fit_rows = write_trace(&root.join("fit.csv"), 1, 2.0, 360.0);
-    let held_rows = write_trace(&root.join("held.csv"), 2, 3.0, 300.0);
-    assert!(fit_rows > 600 && held_rows > 800, "{fit_rows} {held_rows}");
+    // Fit run: 5 minutes of provider time at 2 requests a second (120 a minute against
+    // Sonnet's 100), 30 s of wall time. Held-out run: 1.5× the traffic, another strategy,
+    // 4 minutes.
+    let fit_rows = write_trace(&root.join("fit.csv"), 1, 2.0, 300.0);
+    let held_rows = write_trace(&root.join("held.csv"), 2, 3.0, 240.0);
+    assert!(fit_rows > 500 && held_rows > 600, "{fit_rows} {held_rows}");
     observe(root, "fit.csv", "fallback", "obs-fit");
     observe(root, "held.csv", "sonnet-with-retries", "obs-held");
 
@@ -162,7 +166,7 @@ fn observe_calibrate_validate_recovers_the_hidden_provider_and_predicts_a_held_o
     );
     assert!(within(burst.estimate_s, 20.0, 0.1), "{burst:?}\n{report}");
     // TTFT base median and output speed within 10% (wall-clock lateness of ~2 ms per answer
-    // is 40 ms of provider time at scale 20: under 3% of a 1.5 s first token).
+    // is 20 ms of provider time at scale 10: under 2% of a 1.5 s first token).
     let ttft = routesim::dist::Dist::try_from(sonnet.latency.ttft_ms.clone()).unwrap();
     assert!(within(ttft.median(), 1_500.0, 0.1), "sonnet ttft {:?}\n{report}", sonnet.latency.ttft_ms);
     let speed = routesim::dist::Dist::try_from(sonnet.latency.output_tokens_per_s.clone()).unwrap();
@@ -172,8 +176,8 @@ fn observe_calibrate_validate_recovers_the_hidden_provider_and_predicts_a_held_o
         sonnet.latency.output_tokens_per_s
     );
     // Haiku serves Sonnet's overflow, each call just after a 429 elsewhere, often on a fresh
-    // connection: a few wall milliseconds of set-up are 40-100 ms at scale 20 (measured: +5% to
-    // +13% on its 700 ms median). 20% allowed.
+    // connection: a few wall milliseconds of set-up are 20-100 ms of provider time (measured at
+    // scale 20: +5% to +13% on its 700 ms median). 20% allowed.
     let haiku_ttft = routesim::dist::Dist::try_from(haiku.latency.ttft_ms.clone()).unwrap();
     assert!(within(haiku_ttft.median(), 700.0, 0.2), "haiku ttft {:?}\n{report}", haiku.latency.ttft_ms);
 
