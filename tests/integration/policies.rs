@@ -686,6 +686,69 @@ fn a_litellm_cooldown_reaches_the_other_replicas_at_the_next_sync() {
     assert_eq!(outcome(replicas("{ every = \"0s\" }")), (9, 10, 1), "Δ = 0");
 }
 
+/// Every wrapper passes the shared state of the policy it wraps (issue 12): the burst of
+/// `replicas_without_a_shared_store_admit_n_times_the_client_limit` (60 requests at t = 0,
+/// provider and client limits 20 a minute) through each wrapper around the smoothing, behind
+/// three replicas: 40 provider 429s without a store, none and all 60 served with Δ = 0.
+#[test]
+fn every_wrapper_passes_shared_state_through() {
+    let ds = [deployment("a", "[limits]\nrpm = 20\n"), deployment("b", "")];
+    let smoothing = r#"{ kind = "smoothing", limits = { a = { rpm = 20 } }, max_wait = "10m", inner = { kind = "single", deployment = "a", max_attempts = 1 } }"#;
+    let wrappers = [
+        format!("kind = \"concurrency_cap\"\nmax_in_flight = 1000\ninner = {smoothing}"),
+        format!("kind = \"adaptive\"\ninitial_limit = 100.0\ninner = {smoothing}"),
+        format!("kind = \"deferral\"\nbusy_in_flight = 10\ninner = {smoothing}"),
+        format!("kind = \"hedge\"\nhedge_to = [\"a\"]\ninner = {smoothing}"),
+        format!("kind = \"retry_layer\"\nmax_retries = 0\ninner = {smoothing}"),
+        // The smoothing is the second rule's: the delta reaches the same rule in every replica.
+        format!(
+            "kind = \"rules\"\nrules = [{{ match = {{ class = [\"bulk\"] }}, policy = {{ kind = \"single\", deployment = \"b\" }} }}, \
+             {{ match = {{ class = [\"interactive\"] }}, policy = {smoothing} }}]\ndefault = {{ kind = \"single\", deployment = \"b\" }}"
+        ),
+    ];
+    let burst: Vec<Request> = (0..60).map(|i| request(i + 1, 0.0, 10, 10)).collect();
+    for wrapper in wrappers {
+        let replicas = |sync: &str| {
+            let inner: String = wrapper.lines().map(|l| format!("{l}\n")).collect();
+            format!("kind = \"replicas\"\ncount = 3\nsync = {sync}\n[inner]\n{inner}")
+        };
+        let alone = simulate(&mut policy(&replicas("\"none\""), &ds), &ds, burst.clone());
+        let shared = simulate(&mut policy(&replicas("{ every = \"0s\" }"), &ds), &ds, burst.clone());
+        assert_eq!(alone.total.attempts_429, 40, "{wrapper}");
+        assert_eq!((shared.total.attempts_429, shared.total.succeeded), (0, 60), "{wrapper}");
+    }
+}
+
+/// Synchronised replicas share LiteLLM's usage counters (issue 12): usage-based routing skips
+/// a deployment once `requests_used + 1 >= rpm`, so `a` (rpm 5) takes 4 calls a minute; the
+/// rest fall back to group `h` (`b`). Round robin over 3 replicas: 3 requests at t = 0 (one per
+/// replica, all on `a`), then 9 at t = 20 s (3 per replica), all in minute 0.
+/// - Δ = ∞: each replica has counted 1 and sends 3 more: `a` takes all 12.
+/// - Δ = 10 s: the sync at 10 s brings each replica the other 2: with 3 used, each sends 1
+///   more to `a` (4 used, full) and 2 to `b`: `a` 6, `b` 6.
+/// - Δ = 0: one counter: `a` takes 1 more, `b` 8: `a` 4, as one gateway.
+#[test]
+fn litellm_usage_counters_are_summed_at_each_sync() {
+    let ds = [deployment("a", ""), deployment("b", "")];
+    let replicas = |sync: &str| {
+        format!(
+            "kind = \"replicas\"\ncount = 3\nsync = {sync}\n[inner]\nkind = \"litellm\"\n\
+             model_list = [{{ model_name = \"g\", deployment = \"a\", rpm = 5 }}, {{ model_name = \"h\", deployment = \"b\" }}]\n\
+             router_settings = {{ routing_strategy = \"usage-based-routing-v2\", fallbacks = [{{ g = [\"h\"] }}] }}"
+        )
+    };
+    let mut trace: Vec<Request> = (0..3).map(|i| request(i + 1, 0.0, 10, 10)).collect();
+    trace.extend((3..12).map(|i| request(i + 1, 20_000.0, 10, 10)));
+    let served_by = |sync: &str| {
+        let m = simulate(&mut policy(&replicas(sync), &ds), &ds, trace.clone());
+        m.check_conservation().unwrap();
+        (served(&m, 0), served(&m, 1))
+    };
+    assert_eq!(served_by("\"none\""), (12, 0), "Δ = ∞");
+    assert_eq!(served_by("{ every = \"10s\" }"), (6, 6), "Δ = 10 s");
+    assert_eq!(served_by("{ every = \"0s\" }"), (4, 8), "Δ = 0");
+}
+
 /// `sync` options: a duration or `"none"`; errors name their path in the scenario.
 #[test]
 fn replicas_sync_errors_name_their_path() {
