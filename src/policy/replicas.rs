@@ -261,3 +261,127 @@ impl Policy for Replicas {
         self.replicas.wants_rate_limit_headers()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::shared::UsageAdded;
+    use crate::provider::DeploymentId;
+    use crate::trace::ClassId;
+    use std::sync::{Arc, Mutex};
+
+    /// (receiving replica, instant applied, the sender's changes as (sender, routed at in ms)).
+    type Log = Arc<Mutex<Vec<(u16, u64, Vec<(u16, u64)>)>>>;
+
+    /// A router that shares one change per request it routes (tagged with its replica number
+    /// and the instant) and logs every delta it imports.
+    struct Probe {
+        tag: u16,
+        pending: SharedDelta,
+        sharing: bool,
+        log: Log,
+    }
+
+    impl Policy for Probe {
+        fn route(&mut self, now: Instant, _: &Request, _: &mut History, _: &mut SplitMix64) -> Decision {
+            if self.sharing {
+                let minute = now.as_micros() / 1_000;
+                let change =
+                    UsageAdded { deployment: DeploymentId(self.tag), minute, requests: 1, tokens: 0 };
+                self.pending.usage.push(change);
+            }
+            Decision::GiveUp
+        }
+        fn start_sharing(&mut self) {
+            self.sharing = true;
+        }
+        fn export_shared(&mut self) -> SharedDelta {
+            std::mem::take(&mut self.pending)
+        }
+        fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+            let changes = delta.usage.iter().map(|u| (u.deployment.0, u.minute)).collect();
+            self.log.lock().unwrap().push((self.tag, at.as_micros() / 1_000, changes));
+        }
+    }
+
+    fn probes(count: u16, every: Option<Duration>) -> (Replicas, Log) {
+        let log = Log::default();
+        let policies = (0..count)
+            .map(|tag| {
+                let probe = Probe { tag, pending: SharedDelta::default(), sharing: false, log: log.clone() };
+                Box::new(probe) as Box<dyn Policy>
+            })
+            .collect();
+        let mut replicas = Dispatch::new(policies);
+        if every.is_some() {
+            replicas.start_sharing();
+        }
+        let next_sync = Instant::ZERO + every.unwrap_or_default();
+        (Replicas { replicas, split: Split::RoundRobin, next: 0, every, next_sync }, log)
+    }
+
+    fn route_at(replicas: &mut Replicas, id: u64, ms: u64) {
+        let request = Request {
+            id,
+            arrival: Instant::from_millis(ms),
+            class: ClassId::INTERACTIVE,
+            input_tokens: 1,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            output_tokens: 1,
+            max_tokens: 1,
+            session: None,
+            parent: None,
+            think: Duration::ZERO,
+            deadline: None,
+            line: 2,
+        };
+        let mut history = History::new(request.arrival);
+        replicas.route(request.arrival, &request, &mut history, &mut SplitMix64::new(id));
+    }
+
+    #[test]
+    fn a_sync_runs_at_the_first_call_at_or_after_each_multiple_of_delta_and_applies_there() {
+        let (mut replicas, log) = probes(2, Some(Duration::from_secs(10)));
+        // Replica 0 routes at 3 s, replica 1 at 12 s: the call at 12 s first runs the sync of
+        // 10 s (replica 0's change reaches replica 1, applied at 10 s), then routes.
+        route_at(&mut replicas, 1, 3_000);
+        assert!(log.lock().unwrap().is_empty(), "no sync before 10 s");
+        route_at(&mut replicas, 2, 12_000);
+        assert_eq!(*log.lock().unwrap(), vec![(1, 10_000, vec![(0, 3_000)])]);
+        // Nothing until 47 s: the syncs of 20, 30 s saw no call (nothing to exchange); the call
+        // at 47 s runs the one of 20 s (replica 1's change of 12 s, applied at 20 s), and the
+        // next is at 50 s, so a call at 49.9 s runs none.
+        route_at(&mut replicas, 3, 47_000);
+        route_at(&mut replicas, 4, 49_900);
+        route_at(&mut replicas, 5, 50_000);
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![
+                (1, 10_000, vec![(0, 3_000)]),
+                (0, 20_000, vec![(1, 12_000)]),
+                (1, 50_000, vec![(0, 47_000)]),
+                (0, 50_000, vec![(1, 49_900)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn delta_zero_shares_each_change_at_its_instant_and_none_shares_nothing() {
+        let (mut replicas, log) = probes(3, Some(Duration::ZERO));
+        route_at(&mut replicas, 1, 1_000);
+        route_at(&mut replicas, 2, 1_000);
+        let expected = vec![
+            (1, 1_000, vec![(0, 1_000)]),
+            (2, 1_000, vec![(0, 1_000)]),
+            (0, 1_000, vec![(1, 1_000)]),
+            (2, 1_000, vec![(1, 1_000)]),
+        ];
+        assert_eq!(*log.lock().unwrap(), expected);
+        let (mut alone, log) = probes(3, None);
+        for (id, ms) in [(1, 0), (2, 10_000), (3, 3_600_000)] {
+            route_at(&mut alone, id, ms);
+        }
+        assert!(log.lock().unwrap().is_empty(), "sync = \"none\" never exchanges (nor records)");
+    }
+}
