@@ -7,7 +7,9 @@
 //! enforces any set of them together with a concurrency cap and the acceleration (ramp) limit
 //! ([`AccelerationLimit`]), all-or-nothing, and says *which axis* refused and *when to come
 //! back* ([`Refusal`]); output and dollars are reserved or charged at admission ([`Permit`]) and
-//! settled at completion ([`Consumed`]).
+//! settled at completion ([`Consumed`]). Another holder's admissions and settlements (a gateway
+//! replica's, learnt through a shared store) are recorded without a permit
+//! ([`MultiLimiter::record_admission`], [`MultiLimiter::record_settlement`]).
 //!
 //! Every call takes `now` ([`Instant`], integer microseconds) as an argument: nothing here reads
 //! a clock, sleeps or spawns. The simulator passes virtual time, the provider model builds its
@@ -578,13 +580,7 @@ impl MultiLimiter {
     /// changed in between (a caller checking several limiters before admitting on all of them).
     pub fn admit_checked(&mut self, now: Instant, demand: Demand) -> Permit {
         debug_assert!(self.check(now, demand).is_ok(), "admit_checked after a failed check");
-        for q in &mut self.quotas {
-            q.enforcer.take_unchecked(now, q.limit.meter.admission_units(demand));
-        }
-        if let Some(ramp) = &mut self.ramp {
-            ramp.record(now, demand);
-        }
-        self.in_flight = self.in_flight.saturating_add(1);
+        self.record_admission(now, demand);
         Permit { demand }
     }
 
@@ -592,8 +588,28 @@ impl MultiLimiter {
     /// reserve to the output consumed (the unused reserve refunded, capped at capacity, or the
     /// excess debited into debt), spend charged, and the concurrency slot released.
     pub fn settle(&mut self, now: Instant, permit: Permit, consumed: Consumed) {
+        self.record_settlement(now, permit.demand, consumed);
+    }
+
+    /// Takes what admitting `demand` takes (every quota's units, the ramp's count, a
+    /// concurrency slot) without checking and without a [`Permit`]: an admission made by
+    /// another holder of the same limits (a gateway replica, learnt through a shared store).
+    /// Quotas may go into debt; nothing is ever refused.
+    pub fn record_admission(&mut self, now: Instant, demand: Demand) {
         for q in &mut self.quotas {
-            match q.limit.meter.settlement(permit.demand, consumed) {
+            q.enforcer.take_unchecked(now, q.limit.meter.admission_units(demand));
+        }
+        if let Some(ramp) = &mut self.ramp {
+            ramp.record(now, demand);
+        }
+        self.in_flight = self.in_flight.saturating_add(1);
+    }
+
+    /// Settles an admission of `demand` recorded with [`MultiLimiter::record_admission`],
+    /// exactly as [`MultiLimiter::settle`] settles a permit.
+    pub fn record_settlement(&mut self, now: Instant, demand: Demand, consumed: Consumed) {
+        for q in &mut self.quotas {
+            match q.limit.meter.settlement(demand, consumed) {
                 Settlement::Nothing => {}
                 Settlement::Refund(units) => q.enforcer.refund(now, units),
                 Settlement::Debit(units) => q.enforcer.take_unchecked(now, units),
@@ -844,6 +860,42 @@ mod tests {
         assert_eq!(refusal, Refusal { axis: Axis::OUTPUT_TOKENS, retry: Retry::At(at_ms(100_000)) });
         assert!(limiter.check(at_ms(99_999), demand(0, 100)).is_err());
         assert!(limiter.try_admit(at_ms(100_000), demand(0, 100)).is_ok());
+    }
+
+    #[test]
+    fn recorded_admissions_and_settlements_replay_another_holders_traffic() {
+        // A gateway replica learns of another replica's traffic through a shared store: the
+        // same admissions and settlements, recorded at the same instants, leave its limiter
+        // exactly where the other's is.
+        let limits = Limits {
+            max_in_flight: Some(2),
+            ..per_minute(&[(Meter::Requests, 3), (Meter::OutputTokens, 1_000)])
+        };
+        let mut own = MultiLimiter::new(&limits, Instant::ZERO);
+        let mut mirror = MultiLimiter::new(&limits, Instant::ZERO);
+        let first = own.try_admit(Instant::ZERO, demand(0, 600)).unwrap();
+        mirror.record_admission(Instant::ZERO, demand(0, 600));
+        let second = own.try_admit(at_ms(1_000), demand(0, 300)).unwrap();
+        mirror.record_admission(at_ms(1_000), demand(0, 300));
+        // RPM 3 - 1 + 0.05 (1 s of refill) - 1 = 1.05; OTPM 1000 - 600 + 16.7 - 300 = 116.7.
+        let remaining = mirror.remaining(at_ms(1_000));
+        assert_eq!(remaining, own.remaining(at_ms(1_000)));
+        assert_eq!((remaining.of(Axis::REQUESTS), remaining.of(Axis::OUTPUT_TOKENS)), (Some(1), Some(116)));
+        assert_eq!(mirror.in_flight(), 2);
+        let full = Refusal { axis: Axis::Concurrency, retry: Retry::WhenSlotFrees };
+        assert_eq!(mirror.check(at_ms(1_000), demand(0, 1)), Err(full));
+        // The first produced 100 of its 600: 500 come back on both, and a slot frees.
+        own.settle(at_ms(2_000), first, output(100));
+        mirror.record_settlement(at_ms(2_000), demand(0, 600), output(100));
+        assert_eq!(mirror.remaining(at_ms(2_000)), own.remaining(at_ms(2_000)));
+        assert_eq!(mirror.remaining(at_ms(2_000)).of(Axis::OUTPUT_TOKENS), Some(633));
+        // Recording never refuses: an admission beyond the limits puts the mirror in debt
+        // (OTPM 633.3 - 1000), and its own next request waits for the refill.
+        mirror.record_admission(at_ms(2_000), demand(0, 1_000));
+        assert_eq!(mirror.remaining(at_ms(2_000)).of(Axis::OUTPUT_TOKENS), Some(0));
+        assert_eq!(mirror.in_flight(), 2);
+        assert_eq!(mirror.check(at_ms(2_000), demand(0, 1)).unwrap_err().axis, Axis::OUTPUT_TOKENS);
+        own.settle(at_ms(3_000), second, output(300));
     }
 
     #[test]

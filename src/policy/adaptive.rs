@@ -9,7 +9,7 @@
 use super::classes::{class_ranks, default_priority, rank_of};
 use super::config::{nested, Catalog, PolicyConfig};
 use super::queueing::{held_or_new_attempt, Pending, SlotGate};
-use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy};
+use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy, SharedDelta};
 use crate::limiter::Axis;
 use crate::policy::config::PolicyError;
 use crate::provider::{DeploymentId, FailureKind};
@@ -261,5 +261,17 @@ impl Policy for Adaptive {
 
     fn wants_rate_limit_headers(&self) -> bool {
         true
+    }
+
+    fn start_sharing(&mut self) {
+        self.inner.start_sharing();
+    }
+
+    fn export_shared(&mut self) -> SharedDelta {
+        SharedDelta::wrapping(self.inner.export_shared())
+    }
+
+    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+        self.inner.import_shared(at, delta.child(0));
     }
 }

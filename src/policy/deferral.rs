@@ -6,7 +6,7 @@
 
 use super::classes::class_id;
 use super::config::{nested, Catalog, PolicyConfig};
-use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy};
+use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy, SharedDelta};
 use crate::policy::config::PolicyError;
 use crate::provider::FailureKind;
 use crate::rng::SplitMix64;
@@ -135,5 +135,17 @@ impl Policy for Deferral {
 
     fn wants_rate_limit_headers(&self) -> bool {
         self.inner.wants_rate_limit_headers()
+    }
+
+    fn start_sharing(&mut self) {
+        self.inner.start_sharing();
+    }
+
+    fn export_shared(&mut self) -> SharedDelta {
+        SharedDelta::wrapping(self.inner.export_shared())
+    }
+
+    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+        self.inner.import_shared(at, delta.child(0));
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! It owns the request → sub-policy map; it must not know how a sub-policy is chosen.
 
-use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
+use super::{AttemptReport, Decision, HedgeAttempt, History, Policy, SharedDelta};
 use crate::rng::SplitMix64;
 use crate::time::Instant;
 use crate::trace::Request;
@@ -31,7 +31,17 @@ impl Dispatch {
 
     /// The sub-policy that owns `request`, if it was routed and not yet forgotten.
     pub fn owner_of(&self, request: &Request) -> Option<usize> {
-        self.owner.get(&request.id).copied()
+        self.owner_of_id(request.id)
+    }
+
+    /// The sub-policy that owns the request `request_id`, if it was routed and not yet forgotten.
+    pub fn owner_of_id(&self, request_id: u64) -> Option<usize> {
+        self.owner.get(&request_id).copied()
+    }
+
+    /// Sub-policy `index` itself.
+    pub fn policy_mut(&mut self, index: usize) -> &mut dyn Policy {
+        self.policies[index].as_mut()
     }
 
     /// Routes `request` with its owner, or, on its first call, with `pick`, which then owns it.
@@ -79,5 +89,30 @@ impl Dispatch {
 
     pub fn wants_rate_limit_headers(&self) -> bool {
         self.policies.iter().any(|p| p.wants_rate_limit_headers())
+    }
+
+    pub fn start_sharing(&mut self) {
+        for policy in &mut self.policies {
+            policy.start_sharing();
+        }
+    }
+
+    /// Every sub-policy's delta, in order (empty if none changed).
+    pub fn export_shared(&mut self) -> SharedDelta {
+        let inner: Vec<SharedDelta> = self.policies.iter_mut().map(|p| p.export_shared()).collect();
+        if inner.iter().all(SharedDelta::is_empty) {
+            return SharedDelta::default();
+        }
+        SharedDelta::of_inner(inner)
+    }
+
+    /// Each sub-policy takes the child delta at its own position.
+    pub fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+        for (i, policy) in self.policies.iter_mut().enumerate() {
+            let child = delta.child(i);
+            if !child.is_empty() {
+                policy.import_shared(at, child);
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@
 
 use super::config::{nested, Catalog, PolicyConfig};
 use super::observed::Observed;
-use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
+use super::{AttemptReport, Decision, HedgeAttempt, History, Policy, SharedDelta};
 use crate::policy::config::PolicyError;
 use crate::provider::{AttemptOptions, DeploymentId};
 use crate::rng::SplitMix64;
@@ -143,5 +143,17 @@ impl Policy for Hedge {
 
     fn wants_rate_limit_headers(&self) -> bool {
         self.inner.wants_rate_limit_headers()
+    }
+
+    fn start_sharing(&mut self) {
+        self.inner.start_sharing();
+    }
+
+    fn export_shared(&mut self) -> SharedDelta {
+        SharedDelta::wrapping(self.inner.export_shared())
+    }
+
+    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+        self.inner.import_shared(at, delta.child(0));
     }
 }

@@ -26,10 +26,12 @@ pub mod replicas;
 pub mod retry_layer;
 pub mod rotation;
 pub mod rules;
+pub mod shared;
 pub mod smoothing;
 pub mod window;
 
 pub use fallback::{BatchOnly, Fallback};
+pub use shared::SharedDelta;
 
 use crate::limiter::Remaining;
 use crate::provider::{AttemptOptions, DeploymentId, FailureKind};
@@ -305,6 +307,24 @@ pub trait Policy: Send {
     fn wants_rate_limit_headers(&self) -> bool {
         false
     }
+
+    /// Gateway replicas synchronised through a store ([`replicas`]): from now on, record the
+    /// shareable changes [`Policy::export_shared`] drains. Never called otherwise, so a policy
+    /// outside synchronised replicas records nothing. Wrappers pass it to their inner policies.
+    fn start_sharing(&mut self) {}
+
+    /// The shareable changes made since the last export ([`SharedDelta`]: client-side limiter
+    /// traffic, LiteLLM cooldowns and usage counters), drained. Policies with nothing to share
+    /// keep the default; wrappers put their inner policies' deltas in [`SharedDelta::inner`].
+    fn export_shared(&mut self) -> SharedDelta {
+        SharedDelta::default()
+    }
+
+    /// Applies another copy's delta at `at` (not before any instant this copy has seen): its
+    /// limiter traffic is recorded without permits, its cooldowns and usage merged. Importing
+    /// records nothing for export. Wrappers pass each [`SharedDelta::child`] to the inner
+    /// policy at the same position.
+    fn import_shared(&mut self, _at: Instant, _delta: &SharedDelta) {}
 }
 
 /// A policy behind a pointer is the policy: `Box<dyn Policy>` (what a build returns) and
@@ -341,6 +361,15 @@ macro_rules! forward_policy {
             }
             fn wants_rate_limit_headers(&self) -> bool {
                 (**self).wants_rate_limit_headers()
+            }
+            fn start_sharing(&mut self) {
+                (**self).start_sharing()
+            }
+            fn export_shared(&mut self) -> SharedDelta {
+                (**self).export_shared()
+            }
+            fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+                (**self).import_shared(at, delta)
             }
         }
     )*};

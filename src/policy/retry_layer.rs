@@ -8,7 +8,7 @@
 //! does, nor the engine.
 
 use super::config::{check_backoff, nested, Catalog, PolicyConfig, PolicyError};
-use super::{AttemptReport, Backoff, Decision, HedgeAttempt, History, Policy};
+use super::{AttemptReport, Backoff, Decision, HedgeAttempt, History, Policy, SharedDelta};
 use crate::provider::FailureKind;
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
@@ -145,5 +145,17 @@ impl Policy for RetryLayer {
 
     fn wants_rate_limit_headers(&self) -> bool {
         self.inner.wants_rate_limit_headers()
+    }
+
+    fn start_sharing(&mut self) {
+        self.inner.start_sharing();
+    }
+
+    fn export_shared(&mut self) -> SharedDelta {
+        SharedDelta::wrapping(self.inner.export_shared())
+    }
+
+    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+        self.inner.import_shared(at, delta.child(0));
     }
 }

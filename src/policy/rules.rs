@@ -10,7 +10,7 @@
 use super::classes::class_id;
 use super::config::{nested, Catalog, PolicyConfig};
 use super::dispatch::Dispatch;
-use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
+use super::{AttemptReport, Decision, HedgeAttempt, History, Policy, SharedDelta};
 use crate::policy::config::PolicyError;
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
@@ -140,5 +140,17 @@ impl Policy for Rules {
 
     fn wants_rate_limit_headers(&self) -> bool {
         self.policies.wants_rate_limit_headers()
+    }
+
+    fn start_sharing(&mut self) {
+        self.policies.start_sharing();
+    }
+
+    fn export_shared(&mut self) -> SharedDelta {
+        self.policies.export_shared()
+    }
+
+    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+        self.policies.import_shared(at, delta);
     }
 }

@@ -9,11 +9,16 @@
 //!
 //! The inner policy decides *where*; these wrappers decide *when*. A queued request keeps the
 //! target the inner policy chose, so the inner policy is asked once per attempt.
+//!
+//! Run as synchronised gateway replicas ([`super::replicas`]), smoothing shares its limiters'
+//! traffic (every admission and settlement, so the axes and the in-flight count) and keeps its
+//! queues; a concurrency cap is each replica's own (a process's connection limit).
 
 use super::classes::{class_ranks, default_priority, rank_of};
 use super::config::{nested, Catalog, PolicyConfig};
 use super::queueing::{held_or_new_attempt, Pending, SlotGate, WaitQueue};
-use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy};
+use super::shared::LimiterChange;
+use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy, SharedDelta};
 use crate::limiter::config::LimitsConfig;
 use crate::limiter::{Consumed, Demand, Limit, Limits, MultiLimiter, Permit, Quota, Refusal, Retry};
 use crate::policy::config::PolicyError;
@@ -97,6 +102,8 @@ pub struct Smoothing {
     ranks: Vec<u8>,
     max_wait: Duration,
     to_wake: Vec<u64>,
+    /// Limiter traffic not yet exported, once replicas share it ([`Policy::start_sharing`]).
+    shared: Option<Vec<LimiterChange>>,
 }
 
 impl Smoothing {
@@ -136,7 +143,15 @@ impl Smoothing {
             ranks: class_ranks("priority", &config.priority)?,
             max_wait: config.max_wait,
             to_wake: Vec::new(),
+            shared: None,
         })
+    }
+
+    /// Records a change for the other replicas, if they share this one's limiters.
+    fn share(&mut self, change: LimiterChange) {
+        if let Some(changes) = &mut self.shared {
+            changes.push(change);
+        }
     }
 
     /// What `request` asks of `d`'s local limiter: input counted as the deployment counts it.
@@ -193,6 +208,7 @@ impl Policy for Smoothing {
             match limiter.try_admit(now, demand) {
                 Ok(permit) => {
                     self.permits.insert((id, history.next_attempt()), (d, permit, Usage::of(request, 0)));
+                    self.share(LimiterChange::Admitted { deployment: d, demand });
                     self.leave_queue(id);
                     return attempt;
                 }
@@ -249,6 +265,7 @@ impl Policy for Smoothing {
         match limiter.try_admit(now, demand) {
             Ok(permit) => {
                 self.permits.insert((request.id, history.next_attempt()), (d, permit, Usage::of(request, 0)));
+                self.share(LimiterChange::Admitted { deployment: d, demand });
                 self.leave_queue(request.id);
                 Some(hedge)
             }
@@ -269,7 +286,9 @@ impl Policy for Smoothing {
                     _ => Usage { output_tokens: report.output_tokens, ..usage },
                 };
                 let cost_usd = self.prices[d.index()].cost_usd(&billed, false);
-                limiter.settle(now, permit, Consumed::new(report.output_tokens, cost_usd));
+                let (demand, consumed) = (permit.demand(), Consumed::new(report.output_tokens, cost_usd));
+                limiter.settle(now, permit, consumed);
+                self.share(LimiterChange::Settled { deployment: d, demand, consumed });
             }
             self.wake_head(d);
         }
@@ -288,6 +307,42 @@ impl Policy for Smoothing {
 
     fn wants_rate_limit_headers(&self) -> bool {
         self.inner.wants_rate_limit_headers()
+    }
+
+    fn start_sharing(&mut self) {
+        self.shared.get_or_insert_with(Vec::new);
+        self.inner.start_sharing();
+    }
+
+    fn export_shared(&mut self) -> SharedDelta {
+        let limiter = self.shared.as_mut().map(std::mem::take).unwrap_or_default();
+        let inner = self.inner.export_shared();
+        if limiter.is_empty() && inner.is_empty() {
+            return SharedDelta::default();
+        }
+        SharedDelta { limiter, ..SharedDelta::wrapping(inner) }
+    }
+
+    /// Another replica's admissions and settlements are recorded on the same deployments'
+    /// limiters at `at` (taken without a permit, so nothing here is admitted by them); a
+    /// settlement may free room, so the head of that deployment's queue is woken.
+    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+        for change in &delta.limiter {
+            match *change {
+                LimiterChange::Admitted { deployment, demand } => {
+                    if let Some(limiter) = self.limiters[deployment.index()].as_mut() {
+                        limiter.record_admission(at, demand);
+                    }
+                }
+                LimiterChange::Settled { deployment, demand, consumed } => {
+                    if let Some(limiter) = self.limiters[deployment.index()].as_mut() {
+                        limiter.record_settlement(at, demand, consumed);
+                    }
+                    self.wake_head(deployment);
+                }
+            }
+        }
+        self.inner.import_shared(at, delta.child(0));
     }
 }
 
@@ -474,5 +529,17 @@ impl Policy for ConcurrencyCap {
 
     fn wants_rate_limit_headers(&self) -> bool {
         self.inner.wants_rate_limit_headers()
+    }
+
+    fn start_sharing(&mut self) {
+        self.inner.start_sharing();
+    }
+
+    fn export_shared(&mut self) -> SharedDelta {
+        SharedDelta::wrapping(self.inner.export_shared())
+    }
+
+    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+        self.inner.import_shared(at, delta.child(0));
     }
 }

@@ -669,11 +669,14 @@ fn rotating_keys_that_share_one_quota_buys_no_capacity_only_429s() {
     assert_eq!((by_model.total.attempts, by_model.total.attempts_429), (3, 1));
 }
 
-/// Gateway replicas without a shared store (issue 12): each replica's client-side limit
+/// Gateway replicas without a shared store (issue 12): each replica's client-side limiter
 /// admits its own share, so N replicas admit N × the limit. The provider allows 20 requests a
 /// minute (a bucket of 20); the client-side smoothing limit is the same 20. 60 requests at
 /// t = 0: one gateway admits 20 and queues 40 for the refill (no 429); three round-robin
-/// replicas admit 20 each, and the provider refuses exactly 60 − 20 = 40.
+/// replicas admit 20 each, and the provider refuses exactly 60 − 20 = 40. Synchronised at once
+/// (`sync = { every = "0s" }`, an atomic shared store) every admission is seen by every replica
+/// before the next decision: the three share one bucket of 20 and queue the other 40, as one
+/// gateway does (no 429, all 60 served).
 #[test]
 fn replicas_without_a_shared_store_admit_n_times_the_client_limit() {
     let ds = [deployment("a", "[limits]\nrpm = 20\n")];
@@ -684,16 +687,209 @@ inner = { kind = "single", deployment = "a", max_attempts = 1 }"#;
     let burst: Vec<Request> = (0..60).map(|i| request(i + 1, 0.0, 10, 10)).collect();
     let one = simulate(&mut policy(smoothing, &ds), &ds, burst.clone());
     assert_eq!((one.total.succeeded, one.total.attempts_429), (60, 0));
-    let replicas = |count: u32| format!("kind = \"replicas\"\ncount = {count}\n[inner]\n{smoothing}");
-    let three = simulate(&mut policy(&replicas(3), &ds), &ds, burst.clone());
+    let replicas = |count: u32, sync: &str| {
+        format!("kind = \"replicas\"\ncount = {count}\nsync = {sync}\n[inner]\n{smoothing}")
+    };
+    let three = simulate(&mut policy(&replicas(3, "\"none\""), &ds), &ds, burst.clone());
     assert_eq!((three.total.attempts_429, three.total.rate_limited, three.total.succeeded), (40, 40, 20));
-    let single_replica = simulate(&mut policy(&replicas(1), &ds), &ds, burst);
+    let single_replica = simulate(&mut policy(&replicas(1, "\"none\""), &ds), &ds, burst.clone());
     assert_eq!(single_replica.total.attempts_429, 0, "one replica is one gateway");
+    let shared = simulate(&mut policy(&replicas(3, "{ every = \"0s\" }"), &ds), &ds, burst);
+    assert_eq!((shared.total.attempts_429, shared.total.succeeded), (0, 60), "Δ = 0 is one gateway");
+    shared.check_conservation().unwrap();
     assert!(build_error(
         "kind = \"replicas\"\ncount = 0\ninner = { kind = \"single\", deployment = \"a\" }",
         &ds
     )
     .starts_with("count: must be between 1 and 1000"));
+}
+
+/// Replicas synchronised every Δ (issue 12): between two syncs each replica spends what was
+/// left at the last one as if it were alone, so N replicas may admit N × that. Provider and
+/// client limits are 20 a minute (buckets of 20, one request back every 3 s); a request the
+/// client refuses fails at once (`max_wait` 1 ms: `queue_timeout`). 15 requests at t = 0 (5 per
+/// replica, round robin: all pass, the provider keeps 5), then 30 at t = 11 s (10 per
+/// replica), when the provider has 5 + 11/3 = 8.67, so it serves 8 of what is sent.
+/// - Δ = ∞: a replica knows only its own 5: 15 + 11/3 = 18.67 left, it sends all 10: 30 sent,
+///   22 answered 429.
+/// - Δ = 10 s: the sync at 10 s (run by the first call after it, the arrival at 11 s) brings
+///   each replica the other 10 admissions: 20 − 15 + 10/3 = 8.33 left at 10 s, 8.67 at 11 s, so
+///   each sends 8 and refuses 2: 24 sent, 16 = (3 − 1) × 8 answered 429, 6 queue timeouts.
+/// - Δ = 0: one shared bucket: 8 sent, 22 queue timeouts, no 429 — the same as one replica.
+///
+/// Each way 15 + 8 = 23 are served and all 45 are accounted for.
+#[test]
+fn replicas_synchronised_every_delta_overshoot_by_what_each_spends_between_syncs() {
+    let ds = [deployment("a", "[limits]\nrpm = 20\n")];
+    let replicas = |count: u32, sync: &str| {
+        format!(
+            "kind = \"replicas\"\ncount = {count}\nsync = {sync}\n[inner]\nkind = \"smoothing\"\n\
+             limits = {{ a = {{ rpm = 20 }} }}\nmax_wait = \"1ms\"\n\
+             inner = {{ kind = \"single\", deployment = \"a\", max_attempts = 1 }}"
+        )
+    };
+    let mut trace: Vec<Request> = (0..15).map(|i| request(i + 1, 0.0, 10, 10)).collect();
+    trace.extend((15..45).map(|i| request(i + 1, 11_000.0, 10, 10)));
+    let outcome = |text: String| {
+        let m = simulate(&mut policy(&text, &ds), &ds, trace.clone());
+        m.check_conservation().unwrap();
+        let timeouts = cause(&m, FailureCause::Policy("queue_timeout"));
+        (m.total.succeeded, m.total.attempts, m.total.attempts_429, m.total.rate_limited, timeouts)
+    };
+    assert_eq!(outcome(replicas(3, "\"none\"")), (23, 45, 22, 22, 0), "Δ = ∞");
+    assert_eq!(outcome(replicas(3, "{ every = \"10s\" }")), (23, 39, 16, 16, 6), "Δ = 10 s");
+    assert_eq!(outcome(replicas(3, "{ every = \"0s\" }")), (23, 23, 0, 0, 22), "Δ = 0");
+    assert_eq!(outcome(replicas(1, "\"none\"")), (23, 23, 0, 0, 22), "one replica");
+    // A sync only after both waves (Δ = 20 s) changes nothing: Δ = ∞ as far as this trace goes.
+    assert_eq!(outcome(replicas(3, "{ every = \"20s\" }")), (23, 45, 22, 22, 0), "Δ = 20 s");
+}
+
+/// Synchronised replicas share LiteLLM's cooldowns (issue 12): one started in a replica is
+/// honoured by another only after the next sync. `a` answers every attempt with a 429 (an
+/// injected one without `retry-after`, after 0.5 s: `a` cools for `cooldown_time`, 60 s); `b`
+/// is healthy but has weight 0, so a replica picks it only while `a` cools there. One router
+/// retry. Sticky sessions: session 0's request at t = 0 goes to replica 0 (429 at 0.5 s, `a`
+/// cooled there until 60.5 s, the retry served by `b`); session 1's 4 requests at t = 5 s go to
+/// replica 1 and session 2's 4 at t = 12 s to replica 2, each burst leaving before its first
+/// answer.
+/// - Δ = ∞: replicas 1 and 2 learn only from their own 429s: 1 + 4 + 4 = 9 answered 429,
+///   9 + 9 = 18 attempts.
+/// - Δ = 10 s: replica 1's burst comes before the first sync and goes to `a` (4 × 429); the
+///   sync at 10 s, run by the burst at 12 s, brings replica 2 the cooldowns of replicas 0 and 1,
+///   and its burst goes straight to `b`: 5 × 429, 14 attempts.
+/// - Δ = 0: only the first request ever meets `a`: 1 × 429, 10 attempts.
+///
+/// All 9 are served each time.
+#[test]
+fn a_litellm_cooldown_reaches_the_other_replicas_at_the_next_sync() {
+    let ds = [deployment("a", "[errors]\nrate_limited_rate = 1.0\n"), deployment("b", "")];
+    let replicas = |sync: &str| {
+        format!(
+            "kind = \"replicas\"\ncount = 3\nsplit = \"session\"\nsync = {sync}\n[inner]\nkind = \"litellm\"\n\
+             model_list = [{{ model_name = \"g\", deployment = \"a\", weight = 1.0 }}, \
+             {{ model_name = \"g\", deployment = \"b\", weight = 0.0 }}]\n\
+             router_settings = {{ num_retries = 1, cooldown_time = \"60s\" }}"
+        )
+    };
+    let in_session =
+        |id: u64, at_ms: f64, session: u64| Request { session: Some(session), ..request(id, at_ms, 10, 10) };
+    let mut trace = vec![in_session(1, 0.0, 0)];
+    trace.extend((2..=5).map(|id| in_session(id, 5_000.0, 1)));
+    trace.extend((6..=9).map(|id| in_session(id, 12_000.0, 2)));
+    let outcome = |text: String| {
+        let m = simulate(&mut policy(&text, &ds), &ds, trace.clone());
+        m.check_conservation().unwrap();
+        (m.total.succeeded, m.total.attempts, m.by_deployment[0].attempts_429)
+    };
+    assert_eq!(outcome(replicas("\"none\"")), (9, 18, 9), "Δ = ∞");
+    assert_eq!(outcome(replicas("{ every = \"10s\" }")), (9, 14, 5), "Δ = 10 s");
+    assert_eq!(outcome(replicas("{ every = \"0s\" }")), (9, 10, 1), "Δ = 0");
+}
+
+/// Every wrapper passes the shared state of the policy it wraps (issue 12): the burst of
+/// `replicas_without_a_shared_store_admit_n_times_the_client_limit` (60 requests at t = 0,
+/// provider and client limits 20 a minute) through each wrapper around the smoothing, behind
+/// three replicas: 40 provider 429s without a store, none and all 60 served with Δ = 0.
+#[test]
+fn every_wrapper_passes_shared_state_through() {
+    let ds = [deployment("a", "[limits]\nrpm = 20\n"), deployment("b", "")];
+    let smoothing = r#"{ kind = "smoothing", limits = { a = { rpm = 20 } }, max_wait = "10m", inner = { kind = "single", deployment = "a", max_attempts = 1 } }"#;
+    let wrappers = [
+        format!("kind = \"concurrency_cap\"\nmax_in_flight = 1000\ninner = {smoothing}"),
+        format!("kind = \"adaptive\"\ninitial_limit = 100.0\ninner = {smoothing}"),
+        format!("kind = \"deferral\"\nbusy_in_flight = 10\ninner = {smoothing}"),
+        format!("kind = \"hedge\"\nhedge_to = [\"a\"]\ninner = {smoothing}"),
+        format!("kind = \"retry_layer\"\nmax_retries = 0\ninner = {smoothing}"),
+        // The smoothing is the second rule's: the delta reaches the same rule in every replica.
+        format!(
+            "kind = \"rules\"\nrules = [{{ match = {{ class = [\"bulk\"] }}, policy = {{ kind = \"single\", deployment = \"b\" }} }}, \
+             {{ match = {{ class = [\"interactive\"] }}, policy = {smoothing} }}]\ndefault = {{ kind = \"single\", deployment = \"b\" }}"
+        ),
+    ];
+    let burst: Vec<Request> = (0..60).map(|i| request(i + 1, 0.0, 10, 10)).collect();
+    for wrapper in wrappers {
+        let replicas = |sync: &str| {
+            let inner: String = wrapper.lines().map(|l| format!("{l}\n")).collect();
+            format!("kind = \"replicas\"\ncount = 3\nsync = {sync}\n[inner]\n{inner}")
+        };
+        let alone = simulate(&mut policy(&replicas("\"none\""), &ds), &ds, burst.clone());
+        let shared = simulate(&mut policy(&replicas("{ every = \"0s\" }"), &ds), &ds, burst.clone());
+        assert_eq!(alone.total.attempts_429, 40, "{wrapper}");
+        assert_eq!((shared.total.attempts_429, shared.total.succeeded), (0, 60), "{wrapper}");
+    }
+}
+
+/// Synchronised replicas share LiteLLM's usage counters (issue 12): usage-based routing skips
+/// a deployment once `requests_used + 1 >= rpm`, so `a` (rpm 5) takes 4 calls a minute; the
+/// rest fall back to group `h` (`b`). Round robin over 3 replicas: 3 requests at t = 0 (one per
+/// replica, all on `a`), then 9 at t = 20 s (3 per replica), all in minute 0.
+/// - Δ = ∞: each replica has counted 1 and sends 3 more: `a` takes all 12.
+/// - Δ = 10 s: the sync at 10 s brings each replica the other 2: with 3 used, each sends 1
+///   more to `a` (4 used, full) and 2 to `b`: `a` 6, `b` 6.
+/// - Δ = 0: one counter: `a` takes 1 more, `b` 8: `a` 4, as one gateway.
+#[test]
+fn litellm_usage_counters_are_summed_at_each_sync() {
+    let ds = [deployment("a", ""), deployment("b", "")];
+    let replicas = |sync: &str| {
+        format!(
+            "kind = \"replicas\"\ncount = 3\nsync = {sync}\n[inner]\nkind = \"litellm\"\n\
+             model_list = [{{ model_name = \"g\", deployment = \"a\", rpm = 5 }}, {{ model_name = \"h\", deployment = \"b\" }}]\n\
+             router_settings = {{ routing_strategy = \"usage-based-routing-v2\", fallbacks = [{{ g = [\"h\"] }}] }}"
+        )
+    };
+    let mut trace: Vec<Request> = (0..3).map(|i| request(i + 1, 0.0, 10, 10)).collect();
+    trace.extend((3..12).map(|i| request(i + 1, 20_000.0, 10, 10)));
+    let served_by = |sync: &str| {
+        let m = simulate(&mut policy(&replicas(sync), &ds), &ds, trace.clone());
+        m.check_conservation().unwrap();
+        (served(&m, 0), served(&m, 1))
+    };
+    assert_eq!(served_by("\"none\""), (12, 0), "Δ = ∞");
+    assert_eq!(served_by("{ every = \"10s\" }"), (6, 6), "Δ = 10 s");
+    assert_eq!(served_by("{ every = \"0s\" }"), (4, 8), "Δ = 0");
+}
+
+/// `sync` options: a duration or `"none"`; errors name their path in the scenario.
+#[test]
+fn replicas_sync_errors_name_their_path() {
+    let ds = [deployment("a", "")];
+    assert_eq!(
+        build_error(
+            "kind = \"replicas\"\ncount = 2\nsync = { every = \"1s\" }\n\
+             inner = { kind = \"replicas\", count = 2, inner = { kind = \"single\", deployment = \"a\" } }",
+            &ds
+        ),
+        "sync.every: must not be set when the router nests another `replicas` (nested replicas keep their state to themselves)"
+    );
+    let scenario = |policy: &str| {
+        routesim::scenario::Scenario::parse(
+            &format!(
+                "[trace]\nfile = \"t.csv\"\n[deployments.a]\npreset = \"anthropic-tier4-sonnet-4.x\"\n\
+                 [[strategy]]\nname = \"x\"\npolicy = {policy}\n"
+            ),
+            Path::new("s.toml"),
+            Path::new("."),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    let inner = "inner = { kind = \"single\", deployment = \"a\" }";
+    let must_be = "s.toml:7: strategy[0].policy.sync.every: must be a duration such as \"1s\" (\"0s\": perfectly shared)";
+    for (sync, expected) in [
+        ("{ every = \"soon\" }", format!("{must_be}: invalid duration \"soon\": missing number (expected a number with a unit, e.g. \"250ms\", \"1.5s\", \"5m\", \"24h\")")),
+        ("{ every = 5 }", format!("{must_be}, got 5")),
+        ("{}", must_be.to_string()),
+        ("{ evry = \"1s\" }", "s.toml:7: strategy[0].policy.sync.evry: unknown field; did you mean \"every\"? (every)".to_string()),
+        ("\"sometimes\"", "s.toml:7: strategy[0].policy.sync: unknown value \"sometimes\" (expected \"none\", or { every = \"1s\" } (\"0s\": perfectly shared))".to_string()),
+    ] {
+        let error = scenario(&format!("{{ kind = \"replicas\", count = 2, sync = {sync}, {inner} }}"));
+        assert_eq!(error, expected, "{sync}");
+    }
+    assert_eq!(
+        scenario(&format!("{{ kind = \"replicas\", count = 2, sync = {{ every = \"250ms\" }}, {inner} }}")),
+        ""
+    );
 }
 
 /// A quota that clears only at its period's end (issue 12): a $0.02 monthly spend cap, and

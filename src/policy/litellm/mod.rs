@@ -47,6 +47,12 @@
 //! *Choice*: cooldown, usage and in-flight state is kept per scenario deployment, shared by
 //! the groups that list it; virtual time 0 is the start of a UTC minute.
 //!
+//! As synchronised gateway replicas ([`super::replicas`]) the router shares what LiteLLM keeps
+//! in its Redis-backed caches: cooldowns (the one started last wins, as a `SET` with a TTL
+//! does) and the usage-based counters (requests and tokens per deployment and minute, added
+//! up). Failure counts (LiteLLM's `failed_calls` is an in-memory cache), in-flight counts,
+//! `max_parallel_requests` and latency samples stay each replica's own.
+//!
 //! It must not know the engine; a `config.yaml` is read by [`config`] at scenario load.
 
 pub mod config;
@@ -57,7 +63,8 @@ pub use config::{
 };
 
 use super::config::{check_timeout, Catalog};
-use super::{AttemptOutcome, AttemptReport, Decision, History, Policy};
+use super::shared::CooldownStarted;
+use super::{AttemptOutcome, AttemptReport, Decision, History, Policy, SharedDelta};
 use crate::policy::config::PolicyError;
 use crate::provider::{AttemptOptions, DeploymentId, FailureKind};
 use crate::rng::SplitMix64;
@@ -142,6 +149,8 @@ struct DeploymentState {
     /// `allowed_fails` mode: failures over `cooldown_time` from the first one.
     allowed_fails: WindowCount,
     cooled_until: Instant,
+    /// When the cooldown in `cooled_until` was started (the one started last wins).
+    cooled_at: Instant,
     cooldown_episodes: u64,
     /// Latency samples (when, value in seconds), newest last, at most `max_latency_list_size`.
     latencies: VecDeque<(Instant, f64)>,
@@ -201,6 +210,9 @@ pub struct LiteLlm {
     requests: HashMap<u64, RequestState>,
     /// Whether latency samples are time to first token (the requests stream).
     streaming: bool,
+    /// Cooldowns started and usage counted, not yet exported, once replicas share them
+    /// ([`Policy::start_sharing`]).
+    shared: Option<SharedDelta>,
 }
 
 impl LiteLlm {
@@ -299,6 +311,7 @@ impl LiteLlm {
                 .collect(),
             requests: HashMap::new(),
             streaming: config.stream,
+            shared: None,
         })
     }
 
@@ -470,6 +483,9 @@ impl LiteLlm {
         s.in_flight += 1;
         // `async_pre_call_check`: a request counts toward rpm when its call starts.
         s.requests_this_minute += 1;
+        if let Some(shared) = &mut self.shared {
+            shared.add_usage(deployment, s.minute, 1, 0);
+        }
         state.step = Step::InFlight;
         Decision::attempt(deployment, AttemptOptions { timeout, ..AttemptOptions::default() })
     }
@@ -516,6 +532,11 @@ impl LiteLlm {
                 s.cooldown_episodes += 1;
             }
             s.cooled_until = now + duration;
+            s.cooled_at = now;
+            if let Some(shared) = &mut self.shared {
+                let (deployment, until) = (report.deployment, s.cooled_until);
+                shared.cooldowns.push(CooldownStarted { deployment, at: now, until });
+            }
         }
     }
 }
@@ -594,6 +615,9 @@ impl Policy for LiteLlm {
                 // Tokens count when the answer is logged: its `total_tokens` (prompt +
                 // completion), in the minute it ends.
                 s.tokens_this_minute += input_tokens + report.output_tokens;
+                if let Some(shared) = &mut self.shared {
+                    shared.add_usage(report.deployment, s.minute, 0, input_tokens + report.output_tokens);
+                }
                 let seconds = report.ended_at.saturating_since(report.started_at).as_secs_f64();
                 let per_token =
                     if report.output_tokens > 0 { seconds / report.output_tokens as f64 } else { seconds };
@@ -615,6 +639,35 @@ impl Policy for LiteLlm {
 
     fn forget(&mut self, _now: Instant, request_id: u64) {
         self.requests.remove(&request_id);
+    }
+
+    fn start_sharing(&mut self) {
+        self.shared.get_or_insert_with(SharedDelta::default);
+    }
+
+    fn export_shared(&mut self) -> SharedDelta {
+        self.shared.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Another replica's cooldowns replace this one's when started later (an imported
+    /// cooldown does not count as an episode here); its usage adds to the counters of the
+    /// same minute, and usage of a minute already over is dropped.
+    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+        for c in &delta.cooldowns {
+            let s = &mut self.states[c.deployment.index()];
+            if c.at >= s.cooled_at {
+                s.cooled_until = c.until;
+                s.cooled_at = c.at;
+            }
+        }
+        for u in &delta.usage {
+            let s = &mut self.states[u.deployment.index()];
+            s.roll_minute(at);
+            if s.minute == u.minute {
+                s.requests_this_minute += u.requests;
+                s.tokens_this_minute += u.tokens;
+            }
+        }
     }
 }
 
