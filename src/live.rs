@@ -244,7 +244,7 @@ impl ModelledProvider {
             plan.permit,
             plan.output_tokens,
             plan.cost_usd,
-            options.batch,
+            options.batch.then_some(plan.batch_queued_tokens),
         );
         AttemptReport {
             request_id: request.id,

@@ -60,6 +60,7 @@ pub const KNOWN_PARTS: &[&str] = &[
     "batch.completion_ms",
     "batch.max_completion",
     "batch.max_queue",
+    "batch.max_queue_tokens",
     "incidents",
     "incident_process",
 ];

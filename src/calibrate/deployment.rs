@@ -752,6 +752,7 @@ fn build_config(
         completion_ms: b.completion_ms.config(),
         max_completion: b.max_completion,
         max_queue: b.max_queue,
+        max_queue_tokens: b.max_queue_tokens,
     });
     DeploymentConfig {
         provider,

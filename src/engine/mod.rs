@@ -581,9 +581,19 @@ impl Engine<'_> {
         };
         let live = active.live.swap_remove(position);
         let LiveAttempt { deployment, number, started_at, batch, plan } = live;
-        let AttemptPlan { first_token_at, outcome, output_tokens, cost_usd, permit, .. } = plan;
+        let AttemptPlan {
+            first_token_at, outcome, output_tokens, cost_usd, permit, batch_queued_tokens, ..
+        } = plan;
         let d = deployment.index();
-        self.fleet.finish(d, now, outcome, permit, output_tokens, cost_usd, batch);
+        self.fleet.finish(
+            d,
+            now,
+            outcome,
+            permit,
+            output_tokens,
+            cost_usd,
+            batch.then_some(batch_queued_tokens),
+        );
         let (failure, axis, retry_after) = match outcome {
             PlannedOutcome::Failed { kind, axis, retry_after } => (Some(kind), axis, retry_after),
             _ => (None, None, None),

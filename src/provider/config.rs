@@ -182,6 +182,10 @@ pub struct BatchConfig {
     /// Requests that may wait in the queue at once.
     #[serde(default = "default_batch_max_queue")]
     pub max_queue: u64,
+    /// Prompt tokens that may wait in the queue at once (OpenAI's batch queue limit, counted
+    /// in enqueued input tokens per model); none by default.
+    #[serde(default)]
+    pub max_queue_tokens: Option<u64>,
 }
 
 fn default_batch_max_completion() -> Duration {

@@ -170,7 +170,8 @@ impl Fleet {
         state.cancel(&mut gate, deployment, request, plan, now)
     }
 
-    /// Ends an attempt planned by [`Fleet::start_attempt`] (see [`DeploymentState::finish`]).
+    /// Ends an attempt planned by [`Fleet::start_attempt`] (see [`DeploymentState::finish`]);
+    /// `batch_queued_tokens` is the plan's for a batch submission, `None` otherwise.
     #[allow(clippy::too_many_arguments)]
     pub fn finish(
         &mut self,
@@ -180,10 +181,17 @@ impl Fleet {
         admission: Option<Admission>,
         output_tokens: u64,
         cost_usd: f64,
-        was_batch: bool,
+        batch_queued_tokens: Option<u64>,
     ) {
         let (state, mut gate) = self.gate(d);
-        state.finish(&mut gate, now, outcome, admission, Consumed::new(output_tokens, cost_usd), was_batch);
+        state.finish(
+            &mut gate,
+            now,
+            outcome,
+            admission,
+            Consumed::new(output_tokens, cost_usd),
+            batch_queued_tokens,
+        );
     }
 
     /// Remaining capacity of every limiter deployment `d` answers to (pools' axes shared).
@@ -242,7 +250,7 @@ mod tests {
         let r = request(1_000, 0, 0, 100);
         let plan = fleet.start_attempt(&deployments[d], d, 1, &r, 1, now, AttemptOptions::default());
         let outcome = plan.outcome;
-        fleet.finish(d, plan.ends_at, outcome, plan.permit, plan.output_tokens, plan.cost_usd, false);
+        fleet.finish(d, plan.ends_at, outcome, plan.permit, plan.output_tokens, plan.cost_usd, None);
         outcome
     }
 

@@ -104,6 +104,7 @@ pub struct BatchModel {
     pub completion_ms: Dist,
     pub max_completion: Duration,
     pub max_queue: u64,
+    pub max_queue_tokens: Option<u64>,
 }
 
 /// Quotas a deployment shares with every deployment naming the same pool.
@@ -250,6 +251,15 @@ impl Deployment {
                     completion_ms: dist("batch.completion_ms", &b.completion_ms)?,
                     max_completion: b.max_completion,
                     max_queue: b.max_queue,
+                    max_queue_tokens: match b.max_queue_tokens {
+                        Some(0) => {
+                            return Err(ConfigError::new(
+                                "batch.max_queue_tokens",
+                                "must be > 0 (omit it for no token limit)",
+                            ))
+                        }
+                        other => other,
+                    },
                 })
             }
         };

@@ -103,6 +103,9 @@ pub struct AttemptPlan {
     pub permit: Option<Admission>,
     /// Decode speed drawn for this attempt (tokens/s), to bill a cancellation honestly.
     pub output_tokens_per_s: f64,
+    /// Prompt tokens this batch submission holds in the batch queue until it ends (0 for a
+    /// synchronous attempt or a refused submission).
+    pub batch_queued_tokens: u64,
 }
 
 impl AttemptPlan {
@@ -123,6 +126,7 @@ impl AttemptPlan {
             cost_usd: 0.0,
             permit,
             output_tokens_per_s: 0.0,
+            batch_queued_tokens: 0,
         }
     }
 
@@ -145,6 +149,7 @@ impl AttemptPlan {
             cost_usd,
             permit: Some(permit),
             output_tokens_per_s,
+            batch_queued_tokens: 0,
         }
     }
 
@@ -165,6 +170,7 @@ impl AttemptPlan {
             cost_usd,
             permit: Some(permit),
             output_tokens_per_s,
+            batch_queued_tokens: 0,
         }
     }
 
@@ -179,6 +185,7 @@ impl AttemptPlan {
             cost_usd,
             permit: None,
             output_tokens_per_s: 0.0,
+            batch_queued_tokens: 0,
         }
     }
 }
@@ -211,11 +218,17 @@ pub struct Admission {
 pub struct DeploymentState {
     incidents: IncidentTimeline,
     batch_queued: u64,
+    /// Prompt tokens of the submissions in the batch queue (OpenAI counts its queue in them).
+    batch_queued_tokens: u64,
 }
 
 impl DeploymentState {
     pub fn new(deployment: &Deployment, seed: u64) -> DeploymentState {
-        DeploymentState { incidents: IncidentTimeline::new(deployment, seed), batch_queued: 0 }
+        DeploymentState {
+            incidents: IncidentTimeline::new(deployment, seed),
+            batch_queued: 0,
+            batch_queued_tokens: 0,
+        }
     }
 
     /// Requests waiting in the batch queue.
@@ -410,27 +423,29 @@ impl DeploymentState {
         let Some(batch) = &deployment.batch else {
             return failed(FailureKind::BatchUnsupported);
         };
-        if self.batch_queued >= batch.max_queue {
+        let queued_tokens = request.input_tokens;
+        let tokens_full = batch
+            .max_queue_tokens
+            .is_some_and(|max| self.batch_queued_tokens.saturating_add(queued_tokens) > max);
+        if self.batch_queued >= batch.max_queue || tokens_full {
             return failed(FailureKind::BatchQueueFull);
         }
         self.batch_queued += 1;
+        self.batch_queued_tokens += queued_tokens;
         let completion =
             Duration::from_millis_f64(batch.completion_ms.sample(&mut rng)).max(Duration::from_micros(1));
         if completion > batch.max_completion {
             // Unprocessed requests expire unbilled when the window closes.
-            return AttemptPlan::failure(
-                FailureKind::BatchExpired,
-                now + batch.max_completion,
-                None,
-                None,
-                None,
-            );
+            let expired =
+                AttemptPlan::failure(FailureKind::BatchExpired, now + batch.max_completion, None, None, None);
+            return AttemptPlan { batch_queued_tokens: queued_tokens, ..expired };
         }
-        AttemptPlan::batched(
+        let batched = AttemptPlan::batched(
             now + completion,
             request.output_tokens,
             deployment.prices.cost_usd(&Usage::of(request, request.output_tokens), true),
-        )
+        );
+        AttemptPlan { batch_queued_tokens: queued_tokens, ..batched }
     }
 
     /// Cancels an in-flight attempt at `now` (the client hung up: another attempt won). The
@@ -475,21 +490,22 @@ impl DeploymentState {
         plan_outcome: PlannedOutcome,
         permit: Option<Admission>,
         consumed: Consumed,
-        was_batch: bool,
+        batch_queued_tokens: Option<u64>,
     ) {
         if let Some(permit) = permit {
             gate.settle(now, permit, consumed);
         }
-        if was_batch
-            && !matches!(
+        if let Some(tokens) = batch_queued_tokens {
+            if !matches!(
                 plan_outcome,
                 PlannedOutcome::Failed {
                     kind: FailureKind::BatchQueueFull | FailureKind::BatchUnsupported,
                     ..
                 }
-            )
-        {
-            self.batch_queued = self.batch_queued.saturating_sub(1);
+            ) {
+                self.batch_queued = self.batch_queued.saturating_sub(1);
+                self.batch_queued_tokens = self.batch_queued_tokens.saturating_sub(tokens);
+            }
         }
     }
 }
@@ -529,7 +545,7 @@ mod tests {
             }
         );
         assert_eq!(refused.cost_usd, 0.0);
-        fleet.finish(0, plan.ends_at, plan.outcome, plan.permit, plan.output_tokens, plan.cost_usd, false);
+        fleet.finish(0, plan.ends_at, plan.outcome, plan.permit, plan.output_tokens, plan.cost_usd, None);
         assert_eq!(fleet.in_flight(0), 0);
     }
 }

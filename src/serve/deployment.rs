@@ -153,7 +153,7 @@ impl Pending {
                 plan.permit,
                 plan.output_tokens,
                 plan.cost_usd,
-                false,
+                None,
             );
         }
     }

@@ -252,6 +252,25 @@ fn batch_results_later_than_24h_expire_unbilled_and_a_full_queue_refuses() {
     assert_eq!(m.total.failed_by_cause.get(&FailureCause::Attempt(FailureKind::BatchQueueFull)), Some(&2));
 }
 
+/// OpenAI counts its batch queue in enqueued prompt tokens per model. With room for 2,500:
+/// two 1,000-token submissions at t = 0 fill 2,000, a third (3,000 > 2,500) is refused, as
+/// are the fourth and fifth, while a 500-token one still fits exactly (2,500). Once the first
+/// two complete at 1 s their tokens leave the queue, so two more at 2 s are accepted.
+#[test]
+fn a_batch_queue_counted_in_tokens_refuses_what_would_overflow_it() {
+    let d = deployment(
+        "tokens",
+        "[batch]\nmax_queue_tokens = 2500\ncompletion_ms = { dist = \"constant\", value = 1000 }\n",
+    );
+    let mut policy = BatchOnly { deployment: DeploymentId(0), max_attempts: 1, backoff: Backoff::default() };
+    let mut trace: Vec<_> = (0..5).map(|i| request(i + 1, 0.0, 1_000, 10)).collect();
+    trace.push(request(6, 0.0, 500, 10));
+    trace.extend((0..2).map(|i| request(i + 7, 2_000.0, 1_000, 10)));
+    let m = run(&open_loop(1), &[d], &mut policy, trace);
+    assert_eq!(m.total.batched, 5);
+    assert_eq!(m.total.failed_by_cause.get(&FailureCause::Attempt(FailureKind::BatchQueueFull)), Some(&3));
+}
+
 #[test]
 fn timeouts_cancel_and_bill_what_was_consumed() {
     let d = deployment("d", "");
