@@ -28,7 +28,8 @@ use crate::attempt_log::AttemptRecord;
 use crate::dist::DistConfig;
 use crate::limiter::Meter;
 use crate::provider::{
-    BatchConfig, Deployment, DeploymentConfig, ErrorsConfig, LatencyConfig, LimitsConfig, PricesConfig,
+    BatchConfig, CacheWriteTtl, Deployment, DeploymentConfig, ErrorsConfig, LatencyConfig, LimitsConfig,
+    PricesConfig,
 };
 use crate::time::Duration;
 use serde::Serialize;
@@ -643,7 +644,10 @@ fn prices_config(d: &Deployment) -> PricesConfig {
         input_usd_per_mtok: per_mtok(d.prices.input_usd_per_token),
         output_usd_per_mtok: per_mtok(d.prices.output_usd_per_token),
         cache_read_usd_per_mtok: Some(per_mtok(d.prices.cache_read_usd_per_token)),
+        // The effective write price, whatever lifetime chose it: the default "5m" field.
         cache_write_usd_per_mtok: Some(per_mtok(d.prices.cache_write_usd_per_token)),
+        cache_write_1h_usd_per_mtok: None,
+        cache_write_ttl: CacheWriteTtl::default(),
         batch_price_factor: d.prices.batch_price_factor,
     }
 }
@@ -670,6 +674,8 @@ fn build_config(
                 output_usd_per_mtok: 0.0,
                 cache_read_usd_per_mtok: None,
                 cache_write_usd_per_mtok: None,
+                cache_write_1h_usd_per_mtok: None,
+                cache_write_ttl: CacheWriteTtl::default(),
                 batch_price_factor: 0.5,
             }
         }

@@ -52,9 +52,27 @@ pub struct PricesConfig {
     /// Defaults to 1.25 × input (Anthropic's 5-minute cache write).
     #[serde(default)]
     pub cache_write_usd_per_mtok: Option<f64>,
+    /// A 1-hour cache write; defaults to 2 × input (Anthropic's price for `ttl = "1h"`).
+    #[serde(default)]
+    pub cache_write_1h_usd_per_mtok: Option<f64>,
+    /// The cache lifetime the client asks for on this deployment (`cache_control.ttl`), which
+    /// picks the price of every cache write: `"5m"` (default) or `"1h"`.
+    #[serde(default)]
+    pub cache_write_ttl: CacheWriteTtl,
     /// Fraction of the standard price paid through the batch API (0.5 = 50% off).
     #[serde(default = "default_batch_price_factor")]
     pub batch_price_factor: f64,
+}
+
+/// How long a prompt-cache write lives, as the client requests it. The trace says how many
+/// tokens are written; the lifetime only decides their price.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum CacheWriteTtl {
+    #[default]
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    #[serde(rename = "1h")]
+    OneHour,
 }
 
 fn default_batch_price_factor() -> f64 {

@@ -20,8 +20,8 @@ pub mod incidents;
 pub mod state;
 
 pub use config::{
-    BatchConfig, ConfigError, DeploymentConfig, ErrorsConfig, IncidentConfig, IncidentEffectConfig,
-    IncidentProcessConfig, IncidentScope, LatencyConfig, LimitsConfig, PricesConfig,
+    BatchConfig, CacheWriteTtl, ConfigError, DeploymentConfig, ErrorsConfig, IncidentConfig,
+    IncidentEffectConfig, IncidentProcessConfig, IncidentScope, LatencyConfig, LimitsConfig, PricesConfig,
 };
 pub use fleet::{Fleet, PoolConflict};
 pub use incidents::{
@@ -170,10 +170,18 @@ impl Deployment {
         let output = non_negative("prices.output_usd_per_mtok", p.output_usd_per_mtok)?;
         let cache_read =
             non_negative("prices.cache_read_usd_per_mtok", p.cache_read_usd_per_mtok.unwrap_or(input * 0.1))?;
-        let cache_write = non_negative(
+        let cache_write_5m = non_negative(
             "prices.cache_write_usd_per_mtok",
             p.cache_write_usd_per_mtok.unwrap_or(input * 1.25),
         )?;
+        let cache_write_1h = non_negative(
+            "prices.cache_write_1h_usd_per_mtok",
+            p.cache_write_1h_usd_per_mtok.unwrap_or(input * 2.0),
+        )?;
+        let cache_write = match p.cache_write_ttl {
+            CacheWriteTtl::FiveMinutes => cache_write_5m,
+            CacheWriteTtl::OneHour => cache_write_1h,
+        };
         let batch_price_factor = probability("prices.batch_price_factor", p.batch_price_factor)?;
         let per_token = 1e-6;
         let prices = Prices {
@@ -364,6 +372,30 @@ pub(crate) mod tests {
         let expected = 15_000.0 * 3e-6 + 80_000.0 * 0.3e-6 + 5_000.0 * 3.75e-6 + 1_000.0 * 15e-6;
         assert!((d.prices.cost_usd(&usage, false) - expected).abs() < 1e-12);
         assert!((d.prices.cost_usd(&usage, true) - expected * 0.5).abs() < 1e-12);
+    }
+
+    /// Anthropic bills a 1-hour cache write at 2× input ($6/M on a $3/M model) against 1.25×
+    /// for the default 5 minutes; the client's `ttl` picks which one every write pays.
+    #[test]
+    fn a_one_hour_cache_lifetime_bills_writes_at_twice_the_input_price() {
+        let usage = Usage::of(&request(100_000, 80_000, 5_000, 1_000), 1_000);
+        let rest = 15_000.0 * 3e-6 + 80_000.0 * 0.3e-6 + 1_000.0 * 15e-6;
+        let mut c = config("");
+        c.prices.cache_write_ttl = CacheWriteTtl::OneHour;
+        let hour = Deployment::from_config("p/m", &c).unwrap();
+        assert!((hour.prices.cost_usd(&usage, false) - (rest + 5_000.0 * 6e-6)).abs() < 1e-12);
+        c.prices.cache_write_1h_usd_per_mtok = Some(7.0);
+        let priced = Deployment::from_config("p/m", &c).unwrap();
+        assert!((priced.prices.cost_usd(&usage, false) - (rest + 5_000.0 * 7e-6)).abs() < 1e-12);
+        c.prices.cache_write_1h_usd_per_mtok = Some(-1.0);
+        let err = Deployment::from_config("p/m", &c).unwrap_err();
+        assert_eq!(err.field, "prices.cache_write_1h_usd_per_mtok");
+        let parsed: Result<DeploymentConfig, _> = toml::from_str(
+            "provider = \"p\"\nmodel = \"m\"\nprices = { input_usd_per_mtok = 3.0, output_usd_per_mtok = 15.0, cache_write_ttl = \"2h\" }\n\
+             latency = { ttft_ms = { dist = \"constant\", value = 1000 }, output_tokens_per_s = { dist = \"constant\", value = 50 } }\n",
+        );
+        let message = parsed.unwrap_err().to_string();
+        assert!(message.contains("unknown variant `2h`, expected `5m` or `1h`"), "{message}");
     }
 
     #[test]
