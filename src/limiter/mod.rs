@@ -618,6 +618,27 @@ impl MultiLimiter {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
+    /// Checks only the spend limits (a cap reached refuses): a batch submission answers to the
+    /// organisation's spend caps but not to the per-minute limits, which count synchronous
+    /// traffic only.
+    pub fn check_spend(&self, now: Instant) -> Result<(), Refusal> {
+        let mut refusal = None;
+        for q in self.quotas.iter().filter(|q| q.limit.meter == Meter::SpendUsd) {
+            if let Err(retry) = q.enforcer.check(now, 1) {
+                refusal = Some(more_binding(refusal, Refusal { axis: q.limit.axis(), retry }));
+            }
+        }
+        refusal.map_or(Ok(()), Err)
+    }
+
+    /// Charges `spend_micro_usd` to the spend limits alone (a batch result billed), into debt
+    /// if need be: the work is done, so the bill stands.
+    pub fn debit_spend(&mut self, now: Instant, spend_micro_usd: u64) {
+        for q in self.quotas.iter_mut().filter(|q| q.limit.meter == Meter::SpendUsd) {
+            q.enforcer.take_unchecked(now, spend_micro_usd);
+        }
+    }
+
     /// Requests admitted and not yet settled.
     pub fn in_flight(&self) -> u32 {
         self.in_flight

@@ -106,6 +106,25 @@ impl Gate<'_> {
         Admission { permits }
     }
 
+    /// [`MultiLimiter::check_spend`] on every limiter: the most binding spend refusal.
+    pub fn check_spend(&self, now: Instant) -> Result<(), Refusal> {
+        let mut refusal = None;
+        for &m in self.members {
+            if let Err(r) = self.limiters[m as usize].check_spend(now) {
+                let axis = if self.shared[m as usize] { r.axis.shared() } else { r.axis };
+                refusal = Some(more_binding(refusal, Refusal { axis, ..r }));
+            }
+        }
+        refusal.map_or(Ok(()), Err)
+    }
+
+    /// [`MultiLimiter::debit_spend`] on every limiter.
+    pub fn debit_spend(&mut self, now: Instant, spend_micro_usd: u64) {
+        for &m in self.members {
+            self.limiters[m as usize].debit_spend(now, spend_micro_usd);
+        }
+    }
+
     /// Settles an admission on every limiter it holds.
     pub fn settle(&mut self, now: Instant, admission: Admission, consumed: Consumed) {
         for (&m, permit) in self.members.iter().zip(admission.permits) {

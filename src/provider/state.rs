@@ -257,7 +257,7 @@ impl DeploymentState {
             purpose,
         };
         if options.batch {
-            return self.submit_batch(deployment, request, now, key(Purpose::BatchCompletion).rng());
+            return self.submit_batch(gate, deployment, request, now, key(Purpose::BatchCompletion).rng());
         }
 
         let demand = Demand {
@@ -413,6 +413,7 @@ impl DeploymentState {
 
     fn submit_batch(
         &mut self,
+        gate: &Gate<'_>,
         deployment: &Deployment,
         request: &Request,
         now: Instant,
@@ -423,6 +424,17 @@ impl DeploymentState {
         let Some(batch) = &deployment.batch else {
             return failed(FailureKind::BatchUnsupported);
         };
+        // Spend caps count batch usage like any other (the per-minute limits do not): a cap
+        // reached refuses the submission until its period ends.
+        if let Err(refusal) = gate.check_spend(now) {
+            return AttemptPlan::failure(
+                FailureKind::QuotaExhausted,
+                now + deployment.rate_limit_response,
+                Some(refusal.axis),
+                None,
+                None,
+            );
+        }
         let queued_tokens = request.input_tokens;
         let tokens_full = batch
             .max_queue_tokens
@@ -496,15 +508,21 @@ impl DeploymentState {
             gate.settle(now, permit, consumed);
         }
         if let Some(tokens) = batch_queued_tokens {
-            if !matches!(
+            // A submission refused at the door never entered the queue.
+            let refused = matches!(
                 plan_outcome,
                 PlannedOutcome::Failed {
-                    kind: FailureKind::BatchQueueFull | FailureKind::BatchUnsupported,
+                    kind: FailureKind::BatchQueueFull
+                        | FailureKind::BatchUnsupported
+                        | FailureKind::QuotaExhausted,
                     ..
                 }
-            ) {
+            );
+            if !refused {
                 self.batch_queued = self.batch_queued.saturating_sub(1);
                 self.batch_queued_tokens = self.batch_queued_tokens.saturating_sub(tokens);
+                // The batch's bill reaches the spend caps when its results do (expired: $0).
+                gate.debit_spend(now, consumed.spend_micro_usd);
             }
         }
     }

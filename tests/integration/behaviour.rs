@@ -271,6 +271,26 @@ fn a_batch_queue_counted_in_tokens_refuses_what_would_overflow_it() {
     assert_eq!(m.total.failed_by_cause.get(&FailureCause::Attempt(FailureKind::BatchQueueFull)), Some(&3));
 }
 
+/// A spend cap counts batch usage too. Each submission costs 1M × $3/M × 0.5 = $1.50 when its
+/// results arrive at 1 s; three submitted at t = 0 all pass (nothing is billed yet), and bill
+/// $4.50 against the $4 cap, so the two at 2 s find it reached and are refused as quota, not
+/// queued; the per-minute limits (1 RPM here) never apply to the batch API.
+#[test]
+fn batch_spend_counts_against_a_spend_cap_but_not_against_per_minute_limits() {
+    let d = deployment(
+        "capped",
+        "[limits]\nrpm = 1\nquotas = [{ meter = \"spend_usd\", amount = 4, period = \"30d\", refill = \"fixed\" }]\n\
+         [batch]\ncompletion_ms = { dist = \"constant\", value = 1000 }\n",
+    );
+    let mut policy = BatchOnly { deployment: DeploymentId(0), max_attempts: 1, backoff: Backoff::default() };
+    let mut trace: Vec<_> = (0..3).map(|i| request(i + 1, 0.0, 1_000_000, 0)).collect();
+    trace.extend((0..2).map(|i| request(i + 4, 2_000.0, 1_000_000, 0)));
+    let m = run(&open_loop(1), &[d], &mut policy, trace);
+    assert_eq!(m.total.batched, 3);
+    assert_eq!(m.total.failed_by_cause.get(&FailureCause::Attempt(FailureKind::QuotaExhausted)), Some(&2));
+    assert!((m.total.cost_usd - 4.5).abs() < 1e-9);
+}
+
 #[test]
 fn timeouts_cancel_and_bill_what_was_consumed() {
     let d = deployment("d", "");
