@@ -105,7 +105,7 @@ const LABEL_COLUMNS: [&str; 5] = ["call_type", "team_id", "user", "end_user", "r
 pub enum Purpose {
     /// A trace of requests (`sim trace convert`, a scenario's `[trace]`).
     Trace,
-    /// Observed attempts for `sim calibrate` (`sim trace convert --to attempts`).
+    /// Observed attempts for `sim calibrate --from-log` (`crate::calibrate::gateway_logs`).
     Attempts,
 }
 

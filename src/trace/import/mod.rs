@@ -15,10 +15,10 @@
 //!
 //! The pipeline and its options live here; the field parsers in [`fields`], the CSV sources
 //! in [`csv_source`], the JSONL sources in [`jsonl_source`], the record splitter of JSON files
-//! in [`json_records`], and the gateway logs in [`litellm_spend`] and [`otel`] (which also
-//! serve `sim trace convert --to attempts`). The OTLP importer is the one exception to
-//! streaming: spans are not sorted by time in OTLP, so it holds the file's GenAI spans
-//! ([`otel::MAX_SPANS`] at most) and sorts them.
+//! in [`json_records`], and the gateway logs in [`litellm_spend`] and [`otel`] (whose readers
+//! also serve `sim calibrate --from-log`, in `crate::calibrate::gateway_logs`). The OTLP
+//! importer is the one exception to streaming: spans are not sorted by time in OTLP, so it
+//! holds the file's GenAI spans ([`otel::MAX_SPANS`] at most) and sorts them.
 
 mod csv_source;
 mod fields;
@@ -93,8 +93,8 @@ impl TraceFormat {
         }
     }
 
-    /// Whether the format is a gateway log that also converts to observed attempts
-    /// (`sim trace convert --to attempts`).
+    /// Whether the format is a gateway log that also calibrates as observed attempts
+    /// (`sim calibrate --from-log`).
     pub fn is_gateway_log(self) -> bool {
         matches!(self, TraceFormat::LitellmSpend | TraceFormat::OtelGenai)
     }
@@ -352,7 +352,31 @@ pub struct KeyTally {
     pub not_calls: NameCounts,
 }
 
+/// What a JSON source did with its keys, as parts of a one-line report (the import's and
+/// calibration's from a gateway log): `N records not provider calls (…)`, `unknown keys: a ×2`,
+/// `keys ignored: b, c`; nothing for an empty count.
+pub fn describe_keys(ignored: &NameCounts, unknown: &NameCounts, not_calls: &NameCounts) -> Vec<String> {
+    let mut parts = Vec::new();
+    if !not_calls.is_empty() {
+        parts.push(format!("{} records not provider calls ({})", not_calls.total(), not_calls.describe()));
+    }
+    if !unknown.is_empty() {
+        parts.push(format!("unknown keys: {}", unknown.describe()));
+    }
+    if !ignored.is_empty() {
+        let names: Vec<&str> = ignored.counts.keys().map(String::as_str).collect();
+        let more = if ignored.unlisted > 0 { " and more" } else { "" };
+        parts.push(format!("keys ignored: {}{more}", names.join(", ")));
+    }
+    parts
+}
+
 impl KeyTally {
+    /// [`describe_keys`] of this tally.
+    pub fn describe(&self) -> Vec<String> {
+        describe_keys(&self.ignored, &self.unknown, &self.not_calls)
+    }
+
     /// Classifies one key of a row: used (nothing to count), ignored (`known`), or unknown.
     pub(crate) fn key(&mut self, key: &str, used: &[&str], known: &[&str]) {
         if used.contains(&key) {
@@ -410,21 +434,7 @@ impl ImportReport {
         if self.failed_rows > 0 {
             parts.push(format!("{} failed requests ({} dropped)", self.failed_rows, self.failed_dropped));
         }
-        if !self.not_provider_calls.is_empty() {
-            parts.push(format!(
-                "{} records not provider calls ({})",
-                self.not_provider_calls.total(),
-                self.not_provider_calls.describe()
-            ));
-        }
-        if !self.unknown_keys.is_empty() {
-            parts.push(format!("unknown keys: {}", self.unknown_keys.describe()));
-        }
-        if !self.ignored_keys.is_empty() {
-            let names: Vec<&str> = self.ignored_keys.counts.keys().map(String::as_str).collect();
-            let more = if self.ignored_keys.unlisted > 0 { " and more" } else { "" };
-            parts.push(format!("keys ignored: {}{more}", names.join(", ")));
-        }
+        parts.extend(describe_keys(&self.ignored_keys, &self.unknown_keys, &self.not_provider_calls));
         if self.skipped_bad > 0 {
             parts.push(format!(
                 "{} bad rows skipped (first: {})",
