@@ -1069,6 +1069,230 @@ mod tests {
             .starts_with("F:1: missing column \"user\" of the mapped format"));
     }
 
+    /// A `/spend/logs` answer written by hand: a pretty-printed first row, a proxy cache hit, a
+    /// failure whose `metadata` is JSON text (older rows: cache reads in
+    /// `additional_usage_values`), and a row tied with it; an unknown key `foo`.
+    const SPEND_LOG: &str = r#"[
+  {"request_id": "req-1", "call_type": "acompletion", "api_key": "hashed", "spend": 0.0123,
+   "total_tokens": 1250, "prompt_tokens": 1200, "completion_tokens": 50,
+   "startTime": "2025-03-01T10:00:00.000000Z", "endTime": "2025-03-01T10:00:02.500000Z",
+   "completionStartTime": "2025-03-01T10:00:00.500000Z",
+   "model": "claude-sonnet-4-5", "model_group": "sonnet", "model_id": "dep-a",
+   "api_base": "https://api.anthropic.com", "user": "alice", "team_id": "team-ide",
+   "metadata": {"usage_object": {"prompt_tokens": 1200, "completion_tokens": 50,
+     "prompt_tokens_details": {"cached_tokens": 1000}, "cache_creation_input_tokens": 150}},
+   "cache_hit": "False", "request_tags": ["ide", "prod"], "session_id": "sess-1", "status": "success"},
+  {"request_id": "req-2", "call_type": "acompletion", "spend": 0.0, "prompt_tokens": 1200, "completion_tokens": 50, "startTime": "2025-03-01T10:00:01Z", "endTime": "2025-03-01T10:00:01.010Z", "model": "claude-sonnet-4-5", "model_group": "sonnet", "cache_hit": "True", "status": "success"},
+  {"request_id": "req-3", "call_type": "acompletion", "spend": 0.0, "prompt_tokens": 400, "completion_tokens": 20, "startTime": "2025-03-01T10:00:03.250Z", "endTime": "2025-03-01T10:00:04Z", "model": "claude-haiku-4-5", "model_group": "haiku", "team_id": "team-batch", "metadata": "{\"additional_usage_values\": {\"cache_read_input_tokens\": 300}}", "status": "failure", "foo": 1},
+  {"request_id": "req-4", "call_type": "acompletion", "spend": 0.001, "prompt_tokens": 90, "completion_tokens": 10, "startTime": "2025-03-01T10:00:03.250+00:00", "endTime": "2025-03-01T10:00:03.900Z", "model": "claude-haiku-4-5", "model_group": "haiku", "end_user": "bob", "metadata": ""}
+]
+"#;
+
+    #[test]
+    fn litellm_spend_rows_become_requests() {
+        let s = sample("spend.json", SPEND_LOG);
+        let rule = |class: &str, model: Option<&str>, label: Option<&str>| ClassRule {
+            class: class.into(),
+            model: model.map(str::to_string),
+            label: label.map(str::to_string),
+            ..ClassRule::default()
+        };
+        let options = ImportOptions {
+            classes: vec![
+                rule("bulk", None, Some("team_id=team-batch")),
+                rule("hard", Some("^sonnet$"), None),
+                rule("async", None, Some("end_user=bob")),
+            ],
+            ..ImportOptions::default()
+        };
+        let (rows, importer) = import(&s, TraceFormat::LitellmSpend, &options).unwrap();
+        type Got<'a> = (u64, &'a str, u64, u64, u64, u64, Option<&'a str>, u64);
+        let got: Vec<Got<'_>> = rows
+            .iter()
+            .map(|r| {
+                let row = &r.row;
+                (
+                    row.arrival_us,
+                    importer.classes().name(row.class),
+                    row.input_tokens,
+                    row.cached_input_tokens,
+                    row.cache_write_tokens,
+                    row.output_tokens,
+                    row.session.as_deref(),
+                    r.line,
+                )
+            })
+            .collect();
+        // Arrivals from startTime, 10:00:00 the zero: 3.25 s for the two tied rows (file order).
+        // Row 1: 1,000 of its 1,200 prompt tokens read from the cache and 150 written
+        // (usage_object); row 3: 300 read (additional_usage_values). The cache hit (req-2)
+        // never reached a provider.
+        assert_eq!(
+            got,
+            vec![
+                (0, "hard", 1200, 1000, 150, 50, Some("sess-1"), 2),
+                (3_250_000, "bulk", 400, 300, 0, 20, None, 12),
+                (3_250_000, "async", 90, 0, 0, 10, None, 13),
+            ]
+        );
+        assert_eq!(rows.iter().map(|r| r.row.id.as_str()).collect::<Vec<_>>(), ["r0", "r1", "r2"]);
+        let report = importer.report();
+        assert_eq!((report.rows_read, report.imported, report.failed_rows), (3, 3, 1));
+        assert_eq!(report.not_provider_calls.total(), 1);
+        assert_eq!(report.unknown_keys.counts, BTreeMap::from([("foo".to_string(), 1)]));
+        // Columns of the schema a trace has no use for: counted per row carrying them (the
+        // cache hit's too), none of them unknown.
+        assert_eq!(report.ignored_keys.counts["spend"], 4);
+        assert_eq!(report.ignored_keys.counts["endTime"], 4);
+        assert_eq!(report.ignored_keys.counts["api_key"], 1);
+        assert!(!report.ignored_keys.counts.contains_key("model_group"));
+        let summary = report.summary();
+        assert!(summary.starts_with("3 rows read, 3 imported; 1 failed requests (0 dropped); 1 records not provider calls (LiteLLM proxy cache hit (cache_hit = True) ×1); unknown keys: foo ×1; keys ignored: api_base, api_key, "), "{summary}");
+        // drop_failed leaves the failure out and counts it.
+        let (kept, importer) =
+            import(&s, TraceFormat::LitellmSpend, &ImportOptions { drop_failed: true, ..options }).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(importer.report().failed_dropped, 1);
+    }
+
+    /// One OTLP export request, pretty-printed, written by hand: the inferences out of order
+    /// (OTLP batches what ended), a tool call, a failed call without usage; times in unix
+    /// nanoseconds as strings, counts as `intValue` strings or numbers; an unknown span key.
+    /// 1740823200 s is 2025-03-01T10:00:00Z.
+    const OTLP: &str = r#"{"resourceSpans": [{
+  "resource": {"attributes": [
+    {"key": "service.name", "value": {"stringValue": "ide-agent"}},
+    {"key": "host.name", "value": {"stringValue": "h1"}}]},
+  "scopeSpans": [{
+    "scope": {"name": "opentelemetry.instrumentation.anthropic"},
+    "spans": [
+      {"traceId": "t1", "spanId": "s2", "parentSpanId": "s1", "name": "chat claude-sonnet-4-5", "kind": 3,
+       "startTimeUnixNano": "1740823203000000000", "endTimeUnixNano": "1740823204000000000",
+       "attributes": [
+         {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+         {"key": "gen_ai.request.model", "value": {"stringValue": "claude-sonnet-4-5"}},
+         {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "2000"}},
+         {"key": "gen_ai.usage.output_tokens", "value": {"intValue": 40}},
+         {"key": "gen_ai.usage.cache_read.input_tokens", "value": {"intValue": "1500"}},
+         {"key": "gen_ai.conversation.id", "value": {"stringValue": "conv-9"}}],
+       "status": {}},
+      {"traceId": "t1", "spanId": "s1", "name": "chat claude-haiku-4-5", "kind": 3,
+       "startTimeUnixNano": "1740823200000000000", "endTimeUnixNano": "1740823201500000000",
+       "attributes": [
+         {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+         {"key": "gen_ai.request.model", "value": {"stringValue": "claude-haiku-4-5"}},
+         {"key": "gen_ai.request.max_tokens", "value": {"intValue": "1024"}},
+         {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "500"}},
+         {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "25"}},
+         {"key": "gen_ai.conversation.id", "value": {"stringValue": "conv-9"}}],
+       "status": {"code": 1}},
+      {"traceId": "t1", "spanId": "s3", "parentSpanId": "s1", "name": "execute_tool grep",
+       "startTimeUnixNano": "1740823201600000000", "endTimeUnixNano": "1740823202000000000",
+       "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "execute_tool"}}]},
+      {"traceId": "t2", "spanId": "s4", "name": "chat claude-sonnet-4-5", "foo": 1,
+       "startTimeUnixNano": "1740823205000000000", "endTimeUnixNano": "1740823205200000000",
+       "attributes": [
+         {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+         {"key": "gen_ai.request.model", "value": {"stringValue": "claude-sonnet-4-5"}},
+         {"key": "error.type", "value": {"stringValue": "rate_limit_error"}}],
+       "status": {"code": "STATUS_CODE_ERROR"}}
+    ]}]}]}
+"#;
+
+    #[test]
+    fn otel_genai_spans_become_requests_with_parent_links() {
+        let s = sample("spans.json", OTLP);
+        let options = ImportOptions {
+            classes: vec![
+                ClassRule { class: "bulk".into(), model: Some("haiku".into()), ..ClassRule::default() },
+                ClassRule { class: "hard".into(), label: Some("^ide-agent$".into()), ..ClassRule::default() },
+            ],
+            ..ImportOptions::default()
+        };
+        let (rows, importer) = import(&s, TraceFormat::OtelGenai, &options).unwrap();
+        type Got<'a> = (u64, &'a str, u64, u64, u64, u64, Option<&'a str>, u64);
+        let got: Vec<Got<'_>> = rows
+            .iter()
+            .map(|r| {
+                let row = &r.row;
+                (
+                    row.arrival_us,
+                    importer.classes().name(row.class),
+                    row.input_tokens,
+                    row.cached_input_tokens,
+                    row.output_tokens,
+                    row.max_tokens,
+                    row.session.as_deref(),
+                    r.line,
+                )
+            })
+            .collect();
+        // Sorted by start: s1 at 0, s2 at 3 s, s4 at 5 s (its failure without usage has no
+        // tokens). s2's parent s1 ended at 1.5 s: s2 is its closed-loop child with 1.5 s of
+        // think time. A row without max_tokens reserves its output.
+        assert_eq!(
+            got,
+            vec![
+                (0, "bulk", 500, 0, 25, 1024, Some("conv-9"), 18),
+                (3_000_000, "hard", 2000, 1500, 40, 40, Some("conv-9"), 8),
+                (5_000_000, "hard", 0, 0, 0, 0, None, 31),
+            ]
+        );
+        assert_eq!((rows[1].row.parent.as_deref(), rows[1].row.think_us), (Some("r0"), 1_500_000));
+        assert_eq!((rows[0].row.parent.as_deref(), rows[2].row.parent.as_deref()), (None, None));
+        let report = importer.report();
+        assert_eq!((report.rows_read, report.imported, report.failed_rows), (3, 3, 1));
+        assert_eq!(
+            report.not_provider_calls.counts,
+            BTreeMap::from([("span with gen_ai.operation.name = execute_tool".to_string(), 1)])
+        );
+        assert_eq!(report.unknown_keys.counts, BTreeMap::from([("span.foo".to_string(), 1)]));
+        for key in ["resource.host.name", "scopeSpans.scope", "span.name", "span.kind"] {
+            assert!(report.ignored_keys.counts.contains_key(key), "{key}: {:?}", report.ignored_keys);
+        }
+    }
+
+    #[test]
+    fn malformed_gateway_records_name_file_line_and_field() {
+        let cases = [
+            (
+                SPEND_LOG.replacen("\"prompt_tokens\": 400", "\"prompt_tokens\": -3", 1),
+                TraceFormat::LitellmSpend,
+                r#"F:12: field "prompt_tokens": expected a non-negative integer, got "-3""#,
+            ),
+            (
+                SPEND_LOG.replacen(
+                    "\"startTime\": \"2025-03-01T10:00:03.250Z\"",
+                    "\"startTime\": \"soon\"",
+                    1,
+                ),
+                TraceFormat::LitellmSpend,
+                r#"F:12: field "startTime": expected a date-time like"#,
+            ),
+            (
+                SPEND_LOG.replacen("\"status\": \"failure\"", "\"status\": \"maybe\"", 1),
+                TraceFormat::LitellmSpend,
+                r#"F:12: field "status": expected "success" or "failure", got "\"maybe\"""#,
+            ),
+            (
+                OTLP.replacen("{\"intValue\": \"500\"}", "{\"intValue\": \"x\"}", 1),
+                TraceFormat::OtelGenai,
+                r#"F:18: field "gen_ai.usage.input_tokens": expected a non-negative integer, got "x""#,
+            ),
+            (
+                OTLP.replacen("\"1740823205200000000\"", "\"1740823204000000000\"", 1),
+                TraceFormat::OtelGenai,
+                r#"F:31: field "endTimeUnixNano": is before startTimeUnixNano"#,
+            ),
+        ];
+        for (text, format, expected) in cases {
+            let s = sample("bad.json", &text);
+            let got = error(&s, format, &ImportOptions::default());
+            assert!(got.starts_with(expected), "got: {got}\nexpected: {expected}");
+            assert!(!got.contains('\n'), "one line: {got}");
+        }
+    }
+
     #[test]
     fn bad_rows_name_file_line_and_field() {
         let azure = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,10,1\n";
