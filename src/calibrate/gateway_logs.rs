@@ -22,6 +22,7 @@
 use super::observed::{status_of, STATUS_CLIENT_CLOSED};
 use super::{CalibrateError, ObservedRun};
 use crate::attempt_log::AttemptRecord;
+use crate::limiter::Meter;
 use crate::policy::AttemptOutcome;
 use crate::provider::{deployment_for_model, Deployment, FailureKind};
 use crate::scenario::Scenario;
@@ -36,6 +37,20 @@ pub const LOG_NOTE: &str = "gateway log: limits, burst and retry-after are not i
 
 /// What a LiteLLM spend-log row is, in the notes of the deployments fitted from one.
 pub const SPEND_LOG_NOTE: &str = "LiteLLM spend log: a row is one proxy request, not one provider attempt: with router retries or fallbacks its times include the attempts before it, which the log does not hold";
+
+/// The per-minute limits of a base deployment, `rpm 50, itpm 30000`, if it has any: what a
+/// table fitted from a log leaves out.
+pub fn base_limits(d: &Deployment) -> Option<String> {
+    let axes = [
+        (Meter::Requests, "rpm"),
+        (Meter::InputTokens, "itpm"),
+        (Meter::OutputTokens, "otpm"),
+        (Meter::Tokens, "tpm"),
+    ];
+    let parts: Vec<String> =
+        axes.iter().filter_map(|(m, name)| d.limits.per_minute(*m).map(|n| format!("{name} {n}"))).collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
 
 /// One `--from-log FORMAT:FILE`.
 #[derive(Clone, Debug, PartialEq, Eq)]

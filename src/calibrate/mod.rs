@@ -168,6 +168,13 @@ pub fn fit_inputs(
     };
     for d in &mut calibration.deployments {
         d.report.notes.push(gateway_logs::LOG_NOTE.to_string());
+        if let Some(limits) =
+            base.deployments.iter().find(|b| b.name == d.name).and_then(gateway_logs::base_limits)
+        {
+            d.report.notes.push(format!(
+                "gateway log: the base deployment's limits ({limits}) are not carried over; add them back to the table to model another load"
+            ));
+        }
         if spend(&d.name) {
             d.report.notes.push(gateway_logs::SPEND_LOG_NOTE.to_string());
         }
