@@ -150,13 +150,22 @@ enum Command {
         #[arg(long, default_value = "10m")]
         attempt_timeout: String,
     },
-    /// Fit deployments from observed attempts (DIR/attempts.jsonl of `sim observe`): TTFT,
-    /// output speed, error rates, limits and burst; writes [deployments."…"] tables and prints
-    /// the goodness of fit.
+    /// Fit deployments from observed attempts (DIR/attempts.jsonl of `sim observe`, or a
+    /// gateway's logs with --from-log): TTFT, output speed, error rates, limits and burst;
+    /// writes [deployments."…"] tables and prints the goodness of fit.
     Calibrate {
         /// Observed runs (directories holding attempts.jsonl).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "from_log", conflicts_with = "from_log")]
         dirs: Vec<PathBuf>,
+        /// FORMAT:FILE, a gateway's log to fit instead (litellm_spend: LiteLLM proxy spend
+        /// logs; otel_genai: OpenTelemetry GenAI spans in OTLP JSON), its rows matched to
+        /// --base's deployments; repeatable, each file a run of its own.
+        #[arg(long = "from-log", value_name = "FORMAT:FILE", requires = "base")]
+        from_log: Vec<String>,
+        /// NAME=DEPLOYMENT: the log's rows naming NAME (a model_id, model, model_group or
+        /// api_base; a span's model or server.address) are --base's deployment DEPLOYMENT.
+        #[arg(long = "deployment-map", value_name = "NAME=DEPLOYMENT", requires = "from_log")]
+        deployment_map: Vec<String>,
         /// Output TOML.
         #[arg(short, long)]
         output: PathBuf,
@@ -260,7 +269,7 @@ enum TraceCommand {
     },
     /// Convert a public trace or your own log to the routesim CSV.
     Convert {
-        /// Input format: azure, burstgpt, mooncake, mapped.
+        /// Input format: azure, burstgpt, mooncake, mapped, litellm_spend, otel_genai.
         #[arg(long)]
         from: String,
         /// Input file.
@@ -275,7 +284,7 @@ enum TraceCommand {
     Stats {
         /// Trace file.
         file: PathBuf,
-        /// Format: routesim (default), azure, burstgpt, mooncake, mapped.
+        /// Format: routesim (default), azure, burstgpt, mooncake, mapped, litellm_spend, otel_genai.
         #[arg(long, default_value = "routesim")]
         format: String,
         /// Print JSON instead of text.
@@ -676,7 +685,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Calibrate { dirs, output, base, clock_tolerance_ms } => {
+        Command::Calibrate { dirs, from_log, deployment_map, output, base, clock_tolerance_ms } => {
             if !(clock_tolerance_ms.is_finite() && clock_tolerance_ms >= 0.0) {
                 return Err(UsageError(format!(
                     "--clock-tolerance-ms: expected a number >= 0, got {clock_tolerance_ms}"
@@ -685,7 +694,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let base = base.as_deref().map(Scenario::load).transpose()?;
             let options = routesim::calibrate::FitOptions { clock_tolerance_ms };
-            let calibration = routesim::calibrate::fit_dirs(&dirs, base.as_ref(), options)?;
+            let logs = from_log
+                .iter()
+                .map(|spec| routesim::calibrate::gateway_logs::LogSpec::parse(spec))
+                .collect::<Result<Vec<_>, _>>()?;
+            let calibration =
+                routesim::calibrate::fit_inputs(&dirs, &logs, &deployment_map, base.as_ref(), options)?;
             std::fs::write(&output, calibration.to_toml())
                 .with_context(|| format!("cannot write {}", output.display()))?;
             print!("{}", calibration.report());

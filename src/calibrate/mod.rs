@@ -1,21 +1,23 @@
 //! Calibration and validation: the last two steps of the fidelity loop (`serve-provider` →
 //! `observe` → **calibrate** → **validate**, DESIGN.md §8).
 //!
-//! [`fit_dir`] reads observed runs (each a directory with [`ATTEMPTS_FILE`]) and fits every
-//! deployment seen in them ([`deployment::fit_deployment`]): a [`Calibration`] whose
+//! [`fit_dir`] reads observed runs (each a directory with [`ATTEMPTS_FILE`]), [`fit_inputs`]
+//! those or a gateway's logs ([`gateway_logs`]), and fits every deployment seen in them
+//! ([`deployment::fit_deployment`]): a [`Calibration`] whose
 //! [`Calibration::to_toml`] is `[deployments."…"]` tables in the scenario schema and whose
 //! [`Calibration::report`] is the goodness of fit. [`validate_run`] simulates what was observed
 //! with a scenario's strategy and such deployments and compares the two.
 //!
 //! Submodules: [`fit`] (pure statistics), [`bucket`] (bucket capacities from admissions and
-//! refusals), [`observed`] (what a record's status and headers mean), [`deployment`] (one
-//! deployment's fit), [`validate_run`] (the simulation of an observation and the comparison).
+//! refusals), [`observed`] (what a record's status and headers mean), [`gateway_logs`] (a
+//! gateway's logs as observed attempts), [`deployment`] (one deployment's fit), [`validate_run`] (the simulation of an observation and the comparison).
 //! This module owns the errors and the file side. It must not know HTTP or the engine's insides:
 //! simulation goes through [`crate::run`].
 
 pub mod bucket;
 pub mod deployment;
 pub mod fit;
+pub mod gateway_logs;
 pub mod observed;
 pub mod validate_run;
 
@@ -26,6 +28,7 @@ use crate::dist::DistConfig;
 use crate::engine::EngineError;
 use crate::provider::{Deployment, DeploymentConfig};
 use crate::scenario::{Scenario, ScenarioError};
+use crate::trace::TraceError;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,12 @@ pub enum CalibrateError {
     NotADirectory { dir: String },
     #[error(transparent)]
     Log(#[from] AttemptLogError),
+    /// A gateway log's row or file (`file:line: field "…": …`).
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// A gateway log that gives nothing to fit.
+    #[error("{file}: {message}")]
+    GatewayLog { file: String, message: String },
     #[error("{file}: no attempts (nothing to fit)")]
     Empty { file: String },
     #[error("{file}:{line}: field \"headers.{header}\": {message}")]
@@ -115,6 +124,64 @@ pub fn fit_dirs(
     fit_runs(&runs, base.map(|s| &s.deployments[..]).unwrap_or(&[]), options)
 }
 
+/// Fits the observed runs in `dirs` or the gateway logs in `logs` (not both: a log has no
+/// rate-limit headers, and its rows would enter the bucket replay of the observed runs). A log
+/// needs `base`, whose deployments its rows are matched to (`map` first, see
+/// [`gateway_logs::DeploymentMap`]); each log is a run of its own, and every deployment fitted
+/// from one says in its notes what a log cannot give.
+pub fn fit_inputs(
+    dirs: &[PathBuf],
+    logs: &[gateway_logs::LogSpec],
+    map: &[String],
+    base: Option<&Scenario>,
+    options: FitOptions,
+) -> Result<Calibration, CalibrateError> {
+    if logs.is_empty() {
+        if !map.is_empty() {
+            return Err(CalibrateError::Usage("--deployment-map applies to --from-log only".into()));
+        }
+        return fit_dirs(dirs, base, options);
+    }
+    if !dirs.is_empty() {
+        return Err(CalibrateError::Usage(
+            "give observed directories or --from-log logs, not both (a log has no rate-limit headers to replay with the observed runs)".into(),
+        ));
+    }
+    let Some(base) = base else {
+        return Err(CalibrateError::Usage(
+            "--from-log needs --base SCENARIO: the log's rows are matched to its deployments".into(),
+        ));
+    };
+    let map = gateway_logs::DeploymentMap::parse(map, &base.deployments)?;
+    let read =
+        logs.iter().map(|log| gateway_logs::read_log(log, base, &map)).collect::<Result<Vec<_>, _>>()?;
+    let runs: Vec<ObservedRun> = read.iter().map(|l| l.run.clone()).collect();
+    let mut calibration = fit_runs(&runs, &base.deployments, options)?;
+    for (source, log) in calibration.sources.iter_mut().zip(&read) {
+        source.notes = log.report.notes();
+    }
+    let spend = |name: &str| {
+        logs.iter().zip(&read).any(|(spec, log)| {
+            spec.format == crate::trace::import::TraceFormat::LitellmSpend
+                && log.run.records.iter().any(|(_, r)| r.deployment == name)
+        })
+    };
+    for d in &mut calibration.deployments {
+        d.report.notes.push(gateway_logs::LOG_NOTE.to_string());
+        if let Some(limits) =
+            base.deployments.iter().find(|b| b.name == d.name).and_then(gateway_logs::base_limits)
+        {
+            d.report.notes.push(format!(
+                "gateway log: the base deployment's limits ({limits}) are not carried over; add them back to the table to model another load"
+            ));
+        }
+        if spend(&d.name) {
+            d.report.notes.push(gateway_logs::SPEND_LOG_NOTE.to_string());
+        }
+    }
+    Ok(calibration)
+}
+
 /// Fits every deployment of `runs` (records already read): the pure core of [`fit_dirs`].
 /// A deployment of `base` with the same name supplies what observation cannot.
 pub fn fit_runs(
@@ -162,8 +229,10 @@ pub fn fit_runs(
         }
         deployments.push(fitted);
     }
-    let sources =
-        runs.iter().map(|r| Source { file: r.file.clone(), attempts: r.records.len() as u64 }).collect();
+    let sources = runs
+        .iter()
+        .map(|r| Source { file: r.file.clone(), attempts: r.records.len() as u64, notes: Vec::new() })
+        .collect();
     Ok(Calibration { sources, deployments })
 }
 
@@ -172,6 +241,9 @@ pub fn fit_runs(
 pub struct Source {
     pub file: String,
     pub attempts: u64,
+    /// What reading it left out or could not use (a gateway log's report).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Every observed deployment, fitted, sorted by name.
@@ -222,6 +294,11 @@ impl Calibration {
         let sources: Vec<String> =
             self.sources.iter().map(|s| format!("{} ({} attempts)", s.file, s.attempts)).collect();
         let _ = writeln!(out, "sources: {}", sources.join(", "));
+        for source in &self.sources {
+            for note in &source.notes {
+                let _ = writeln!(out, "  note: {}: {note}", source.file);
+            }
+        }
         for d in &self.deployments {
             out.push('\n');
             write_report(&mut out, d);

@@ -330,6 +330,23 @@ pub fn counted_input_tokens(cache_reads_count_toward_itpm: bool, request: &Reque
     }
 }
 
+/// The deployment a gateway's model name stands for: the one named `name`, else the one
+/// deployment serving the model `name` or its part after the last `/`
+/// (`anthropic/claude-sonnet-4.5` → `claude-sonnet-4.5`); `None` when none or several do.
+/// The one rule by which a LiteLLM `config.yaml` entry and a gateway log's row find their
+/// scenario deployment.
+pub fn deployment_for_model<'a>(deployments: &'a [Deployment], name: &str) -> Option<&'a Deployment> {
+    if let Some(d) = deployments.iter().find(|d| d.name == name) {
+        return Some(d);
+    }
+    let tail = name.rsplit('/').next().unwrap_or(name);
+    let mut serving = deployments.iter().filter(|d| d.model == tail || d.model == name);
+    match (serving.next(), serving.next()) {
+        (Some(d), None) => Some(d),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

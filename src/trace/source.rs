@@ -55,7 +55,7 @@ impl RequestStream for ImportStream {
         self.0.classes().clone()
     }
     fn report(&self) -> Option<ImportReport> {
-        Some(self.0.report().clone())
+        Some(self.0.report())
     }
 }
 
@@ -318,7 +318,7 @@ pub fn convert<W: Write>(
         let imported: ImportedRow = row?;
         out.write(&imported.row.trace_row(importer.classes().name(imported.row.class)))?;
     }
-    Ok(importer.report().clone())
+    Ok(importer.report())
 }
 
 /// The `[trace]` section's source settings as written in a scenario, before validation.

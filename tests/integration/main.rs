@@ -5,6 +5,7 @@ mod calibrate;
 mod cli;
 mod conformance;
 mod determinism;
+mod gateway_logs;
 mod http_support;
 mod litellm_import;
 mod live;

@@ -178,6 +178,7 @@ impl CsvSource {
             class: text(self.class),
             session: text(self.session),
             failed: l.zero_output_is_failure && output_tokens == 0,
+            ..RawRow::default()
         })
     }
 }

@@ -17,6 +17,47 @@ pub(super) fn field_error(field: &str, message: String) -> FieldError {
     FieldError { field: field.to_string(), message }
 }
 
+/// A token count in a JSON value: an integer, a whole float (`512.0`) or a numeric string.
+pub(super) fn json_count(field: &str, value: &serde_json::Value) -> Result<u64, FieldError> {
+    match value {
+        serde_json::Value::Number(n) => parse_count(field, &n.to_string()),
+        serde_json::Value::String(s) => parse_count(field, s),
+        other => Err(field_error(
+            field,
+            format!("expected a non-negative integer, got {}", crate::trace::elide(&other.to_string())),
+        )),
+    }
+}
+
+/// A text in a JSON value: a string (empty or blank is none), a number or a boolean as
+/// written, null as none; an array or object is an error.
+pub(super) fn json_text(field: &str, value: &serde_json::Value) -> Result<Option<String>, FieldError> {
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => Ok((!s.trim().is_empty()).then(|| s.trim().to_string())),
+        serde_json::Value::Number(n) => Ok(Some(n.to_string())),
+        serde_json::Value::Bool(b) => Ok(Some(b.to_string())),
+        other => Err(field_error(
+            field,
+            format!("expected a string, got {}", crate::trace::elide(&other.to_string())),
+        )),
+    }
+}
+
+/// A calendar date-time in a JSON string, µs since the epoch (see [`parse_datetime_us`]).
+pub(super) fn json_datetime(field: &str, value: &serde_json::Value) -> Result<i64, FieldError> {
+    match value {
+        serde_json::Value::String(s) => parse_time(field, s, TimeUnit::Datetime),
+        other => Err(field_error(
+            field,
+            format!(
+                "expected a date-time string like \"2025-01-15T10:00:00.123Z\", got {}",
+                crate::trace::elide(&other.to_string())
+            ),
+        )),
+    }
+}
+
 pub(super) fn parse_count(field: &str, text: &str) -> Result<u64, FieldError> {
     let text = text.trim();
     if text.is_empty() {

@@ -164,6 +164,7 @@ impl JsonlSource {
             class: text(&l.class),
             session: text(&l.session),
             failed: false,
+            ..RawRow::default()
         })
     }
 }

@@ -1,8 +1,9 @@
 //! Importers of public traces and of users' own logs into routesim [`Request`]s.
 //!
 //! Owns the readers of the Azure LLM inference traces (2023 and 2024 timestamps), BurstGPT,
-//! Mooncake JSONL (prefix-cache reuse from `hash_ids`) and a generic column mapping of CSV or
-//! JSONL ("mapped"); the shared pipeline behind them (deterministic jitter of tied timestamps,
+//! Mooncake JSONL (prefix-cache reuse from `hash_ids`), a generic column mapping of CSV or
+//! JSONL ("mapped") and two gateway logs (LiteLLM proxy spend logs, OpenTelemetry GenAI spans
+//! in OTLP JSON); the shared pipeline behind them (deterministic jitter of tied timestamps,
 //! a time window, a rate multiplier, class rules, counting of skipped rows); and the report of
 //! what an import read, skipped and kept. It must not know about the engine or providers.
 //!
@@ -13,11 +14,18 @@
 //! silently.
 //!
 //! The pipeline and its options live here; the field parsers in [`fields`], the CSV sources
-//! in [`csv_source`] and the JSONL sources in [`jsonl_source`].
+//! in [`csv_source`], the JSONL sources in [`jsonl_source`], the record splitter of JSON files
+//! in [`json_records`], and the gateway logs in [`litellm_spend`] and [`otel`] (whose readers
+//! also serve `sim calibrate --from-log`, in `crate::calibrate::gateway_logs`). The OTLP
+//! importer is the one exception to streaming: spans are not sorted by time in OTLP, so it
+//! holds the file's GenAI spans ([`otel::MAX_SPANS`] at most) and sorts them.
 
 mod csv_source;
 mod fields;
+pub mod json_records;
 mod jsonl_source;
+pub mod litellm_spend;
+pub mod otel;
 
 pub use fields::parse_datetime_us;
 
@@ -29,7 +37,7 @@ use super::{ClassId, ClassTable, Request, Row, TraceError};
 use crate::rng::{hash_str, DrawKey, Purpose};
 use crate::time::{Duration, MICROS_PER_S};
 use serde::Deserialize;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 
 /// The file formats a trace can come in.
@@ -47,6 +55,12 @@ pub enum TraceFormat {
     Mooncake,
     /// The user's own CSV or JSONL, described by a [`Mapping`].
     Mapped,
+    /// LiteLLM proxy spend logs (`LiteLLM_SpendLogs` rows) as a JSON array or JSONL.
+    #[serde(rename = "litellm_spend")]
+    LitellmSpend,
+    /// OpenTelemetry GenAI inference spans in OTLP JSON.
+    #[serde(rename = "otel_genai")]
+    OtelGenai,
 }
 
 /// A trace format name that does not exist.
@@ -56,12 +70,14 @@ pub struct UnknownTraceFormat(pub String);
 
 impl TraceFormat {
     /// Every format, the routesim CSV first.
-    pub const ALL: [TraceFormat; 5] = [
+    pub const ALL: [TraceFormat; 7] = [
         TraceFormat::Routesim,
         TraceFormat::Azure,
         TraceFormat::Burstgpt,
         TraceFormat::Mooncake,
         TraceFormat::Mapped,
+        TraceFormat::LitellmSpend,
+        TraceFormat::OtelGenai,
     ];
 
     /// The format's name in scenarios (`trace.format`) and on the command line (`--from`).
@@ -72,10 +88,18 @@ impl TraceFormat {
             TraceFormat::Burstgpt => "burstgpt",
             TraceFormat::Mooncake => "mooncake",
             TraceFormat::Mapped => "mapped",
+            TraceFormat::LitellmSpend => "litellm_spend",
+            TraceFormat::OtelGenai => "otel_genai",
         }
     }
 
-    /// `azure, burstgpt, mooncake, mapped`: the formats that are imported (all but routesim),
+    /// Whether the format is a gateway log that also calibrates as observed attempts
+    /// (`sim calibrate --from-log`).
+    pub fn is_gateway_log(self) -> bool {
+        matches!(self, TraceFormat::LitellmSpend | TraceFormat::OtelGenai)
+    }
+
+    /// `azure, burstgpt, …`: the formats that are imported (all but routesim),
     /// for messages.
     pub fn imported_names() -> String {
         TraceFormat::ALL
@@ -132,8 +156,9 @@ pub struct ImportOptions {
     pub cache_ttl: Duration,
     /// Mooncake: tokens per hash id. Default 512.
     pub block_tokens: u64,
-    /// BurstGPT: drop failed requests (`Response tokens` = 0) instead of replaying them with
-    /// no output. Counted either way. Default false.
+    /// Drop failed requests instead of replaying them (BurstGPT: `Response tokens` = 0, with
+    /// no output; LiteLLM: `status = "failure"`; OTel: an error span), with the tokens the log
+    /// gives. Counted either way. Default false.
     pub drop_failed: bool,
     /// Required for format `mapped`: which column is what.
     pub mapping: Option<Mapping>,
@@ -222,9 +247,11 @@ pub struct ClassRule {
     pub max_input_tokens: Option<u64>,
     pub min_output_tokens: Option<u64>,
     pub max_output_tokens: Option<u64>,
-    /// Regex on the model name (BurstGPT `Model`, mapping `model`).
+    /// Regex on the model name (BurstGPT `Model`, mapping `model`, LiteLLM `model_group`
+    /// else `model`, OTel `gen_ai.request.model`).
     pub model: Option<String>,
-    /// Regex on the label column (BurstGPT `Log Type`, mapping `label`).
+    /// Regex on the label (BurstGPT `Log Type`, mapping `label`, LiteLLM
+    /// `call_type=… team_id=… user=… end_user=… request_tags=…`, OTel `service.name`).
     pub label: Option<String>,
 }
 
@@ -271,9 +298,101 @@ pub enum TimeUnit {
     Datetime,
 }
 
+/// At most this many distinct names are listed in a [`NameCounts`]; the occurrences of any
+/// further names are only counted (a log with a fresh key per row must not grow the report).
+pub const MAX_LISTED_NAMES: usize = 100;
+
+/// Names with how often each was seen, the first [`MAX_LISTED_NAMES`] distinct ones listed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NameCounts {
+    pub counts: BTreeMap<String, u64>,
+    /// Occurrences of names not listed (beyond the first [`MAX_LISTED_NAMES`]).
+    pub unlisted: u64,
+}
+
+impl NameCounts {
+    /// Counts one occurrence of `name`.
+    pub fn add(&mut self, name: &str) {
+        if let Some(n) = self.counts.get_mut(name) {
+            *n += 1;
+        } else if self.counts.len() < MAX_LISTED_NAMES {
+            self.counts.insert(name.to_string(), 1);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.unlisted == 0
+    }
+
+    /// Occurrences in all.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum::<u64>() + self.unlisted
+    }
+
+    /// `a ×3, b ×1` (and `+N unlisted`), for messages.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.counts.iter().map(|(name, n)| format!("{name} ×{n}")).collect();
+        if self.unlisted > 0 {
+            parts.push(format!("+{} unlisted", self.unlisted));
+        }
+        parts.join(", ")
+    }
+}
+
+/// What a JSON source did with the keys of its rows, and the records it read that are not
+/// provider calls: every key of a row is used, ignored (a key of the format this import has no
+/// use for) or unknown (not a key of the format: a typo, a newer version), and both kinds are
+/// reported, never dropped silently.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyTally {
+    pub ignored: NameCounts,
+    pub unknown: NameCounts,
+    pub not_calls: NameCounts,
+}
+
+/// What a JSON source did with its keys, as parts of a one-line report (the import's and
+/// calibration's from a gateway log): `N records not provider calls (…)`, `unknown keys: a ×2`,
+/// `keys ignored: b, c`; nothing for an empty count.
+pub fn describe_keys(ignored: &NameCounts, unknown: &NameCounts, not_calls: &NameCounts) -> Vec<String> {
+    let mut parts = Vec::new();
+    if !not_calls.is_empty() {
+        parts.push(format!("{} records not provider calls ({})", not_calls.total(), not_calls.describe()));
+    }
+    if !unknown.is_empty() {
+        parts.push(format!("unknown keys: {}", unknown.describe()));
+    }
+    if !ignored.is_empty() {
+        let names: Vec<&str> = ignored.counts.keys().map(String::as_str).collect();
+        let more = if ignored.unlisted > 0 { " and more" } else { "" };
+        parts.push(format!("keys ignored: {}{more}", names.join(", ")));
+    }
+    parts
+}
+
+impl KeyTally {
+    /// [`describe_keys`] of this tally.
+    pub fn describe(&self) -> Vec<String> {
+        describe_keys(&self.ignored, &self.unknown, &self.not_calls)
+    }
+
+    /// Classifies one key of a row: used (nothing to count), ignored (`known`), or unknown.
+    pub(crate) fn key(&mut self, key: &str, used: &[&str], known: &[&str]) {
+        if used.contains(&key) {
+            return;
+        }
+        if known.contains(&key) {
+            self.ignored.add(key);
+        } else {
+            self.unknown.add(key);
+        }
+    }
+}
+
 /// What an import read and what became of every row: `rows_read` = `imported` +
 /// `before_window` + `after_window` + `failed_dropped` (+ `skipped_bad` rows that could not
-/// be read at all).
+/// be read at all). Records that are not provider calls (`not_provider_calls`) are not rows.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImportReport {
     /// Rows parsed successfully.
@@ -288,10 +407,21 @@ pub struct ImportReport {
     pub before_window: u64,
     /// Rows read past `start + duration` (reading stops at the first).
     pub after_window: u64,
-    /// BurstGPT failed requests (`Response tokens` = 0) seen.
+    /// Failed requests seen (BurstGPT `Response tokens` = 0, LiteLLM `status = "failure"`,
+    /// OTel error spans).
     pub failed_rows: u64,
     /// Of those, dropped under `drop_failed`.
     pub failed_dropped: u64,
+    /// Keys of the format the import does not use, with the number of rows carrying each.
+    #[serde(skip_serializing_if = "NameCounts::is_empty")]
+    pub ignored_keys: NameCounts,
+    /// Keys the format does not define, with the number of rows carrying each.
+    #[serde(skip_serializing_if = "NameCounts::is_empty")]
+    pub unknown_keys: NameCounts,
+    /// Records read that are not provider calls, by reason (a LiteLLM proxy cache hit, an OTel
+    /// span that is not a GenAI inference).
+    #[serde(skip_serializing_if = "NameCounts::is_empty")]
+    pub not_provider_calls: NameCounts,
 }
 
 impl ImportReport {
@@ -304,6 +434,7 @@ impl ImportReport {
         if self.failed_rows > 0 {
             parts.push(format!("{} failed requests ({} dropped)", self.failed_rows, self.failed_dropped));
         }
+        parts.extend(describe_keys(&self.ignored_keys, &self.unknown_keys, &self.not_provider_calls));
         if self.skipped_bad > 0 {
             parts.push(format!(
                 "{} bad rows skipped (first: {})",
@@ -345,6 +476,22 @@ struct RawRow {
     class: Option<String>,
     session: Option<String>,
     failed: bool,
+    /// Prompt tokens written to the cache (capped by the uncached input).
+    cache_write_tokens: u64,
+    /// The request's output ceiling when the log has it (at least the output is used).
+    max_tokens: Option<u64>,
+    /// An OTel span's identity, for parent links.
+    link: Option<SpanLink>,
+}
+
+/// A span's identity for closed-loop parent links: its key, its parent span's, its end on the
+/// source clock, and whether some imported span names it as parent.
+#[derive(Clone, Debug)]
+struct SpanLink {
+    key: u64,
+    parent: Option<u64>,
+    end_us: i64,
+    is_parent: bool,
 }
 
 /// A format-specific row reader.
@@ -352,6 +499,14 @@ trait RawSource: Send {
     fn next_raw(&mut self) -> Option<Result<RawRow, TraceError>>;
     /// Name of the time column, for order errors.
     fn time_field(&self) -> &str;
+    /// What the source did with the keys of its rows (JSON gateway logs).
+    fn keys(&self) -> Option<&KeyTally> {
+        None
+    }
+    /// Whether the last error ended the source (a broken file structure): not skippable.
+    fn fatal(&self) -> bool {
+        false
+    }
 }
 
 struct CompiledRule {
@@ -396,6 +551,8 @@ pub struct Importer {
     /// A row brought one class more than [`super::MAX_CLASSES`]: returned after the rows
     /// queued before it.
     class_overflow: Option<TraceError>,
+    /// Emitted spans that other spans name as parent: key → (row id, end on the source clock).
+    parents: HashMap<u64, (String, i64)>,
 }
 
 impl Importer {
@@ -411,6 +568,8 @@ impl Importer {
             TraceFormat::Azure => Box::new(CsvSource::open(path, CsvLayout::azure())?),
             TraceFormat::Burstgpt => Box::new(CsvSource::open(path, CsvLayout::burstgpt())?),
             TraceFormat::Mooncake => Box::new(JsonlSource::open(path, JsonLayout::mooncake(options))?),
+            TraceFormat::LitellmSpend => Box::new(litellm_spend::SpendSource::open(path)?),
+            TraceFormat::OtelGenai => Box::new(otel::OtelSource::open(path, options.skip_bad)?),
             TraceFormat::Mapped => {
                 let Some(mapping) = &options.mapping else {
                     return Err(config(
@@ -446,6 +605,7 @@ impl Importer {
             report: ImportReport::default(),
             finished: false,
             class_overflow: None,
+            parents: HashMap::new(),
         })
     }
 
@@ -455,13 +615,22 @@ impl Importer {
     }
 
     /// What was read, skipped and kept so far.
-    pub fn report(&self) -> &ImportReport {
-        &self.report
+    pub fn report(&self) -> ImportReport {
+        let mut report = self.report.clone();
+        if let Some(keys) = self.source.keys() {
+            report.ignored_keys = keys.ignored.clone();
+            report.unknown_keys = keys.unknown.clone();
+            report.not_provider_calls = keys.not_calls.clone();
+        }
+        report
     }
 
     /// Counts a skippable error, or returns it if the budget is spent.
     fn skip_or_fail(&mut self, error: TraceError) -> Result<(), TraceError> {
-        if matches!(error, TraceError::Row { .. }) && self.report.skipped_bad < self.options.skip_bad {
+        if matches!(error, TraceError::Row { .. })
+            && !self.source.fatal()
+            && self.report.skipped_bad < self.options.skip_bad
+        {
             self.report.skipped_bad += 1;
             if self.report.skipped_examples.len() < 3 {
                 self.report.skipped_examples.push(error.to_string());
@@ -547,21 +716,39 @@ impl Importer {
                 },
                 None => self.rules.iter().find(|r| r.matches(&row)).map_or(self.default_class, |r| r.class),
             };
-            // Imports know prompt and answer sizes only: the answer is its own `max_tokens`.
+            let id = format!("r{}", self.seq);
+            // A span whose parent span was imported and had ended when it started waits for it
+            // (closed loop), the gap being its think time.
+            let mut parent = None;
+            let mut think_us = 0;
+            if let Some(link) = &row.link {
+                if let Some((parent_id, end_us)) = link.parent.and_then(|k| self.parents.get(&k)) {
+                    if row.time_us >= *end_us {
+                        parent = Some(parent_id.clone());
+                        think_us =
+                            ((row.time_us - end_us) as f64 / self.options.rate_multiplier).round() as u64;
+                    }
+                }
+                if link.is_parent {
+                    self.parents.insert(link.key, (id.clone(), link.end_us));
+                }
+            }
+            let cached_input_tokens = row.cached_input_tokens.min(row.input_tokens);
+            // Most imports know prompt and answer sizes only: the answer is its own `max_tokens`.
             self.ready.push_back(ImportedRow {
                 row: Row {
                     arrival_us,
                     seq: self.seq,
-                    id: format!("r{}", self.seq),
+                    id,
                     class,
                     input_tokens: row.input_tokens,
-                    cached_input_tokens: row.cached_input_tokens.min(row.input_tokens),
-                    cache_write_tokens: 0,
+                    cached_input_tokens,
+                    cache_write_tokens: row.cache_write_tokens.min(row.input_tokens - cached_input_tokens),
                     output_tokens: row.output_tokens,
-                    max_tokens: row.output_tokens,
+                    max_tokens: row.max_tokens.map_or(row.output_tokens, |m| m.max(row.output_tokens)),
                     session: row.session,
-                    parent: None,
-                    think_us: 0,
+                    parent,
+                    think_us,
                     deadline_ms: None,
                 },
                 line: row.line,
@@ -880,6 +1067,230 @@ mod tests {
         let s = sample("logs.csv", "ts,prompt,completion,cached,tier,conv\n");
         assert!(error(&s, TraceFormat::Mapped, &bad)
             .starts_with("F:1: missing column \"user\" of the mapped format"));
+    }
+
+    /// A `/spend/logs` answer written by hand: a pretty-printed first row, a proxy cache hit, a
+    /// failure whose `metadata` is JSON text (older rows: cache reads in
+    /// `additional_usage_values`), and a row tied with it; an unknown key `foo`.
+    const SPEND_LOG: &str = r#"[
+  {"request_id": "req-1", "call_type": "acompletion", "api_key": "hashed", "spend": 0.0123,
+   "total_tokens": 1250, "prompt_tokens": 1200, "completion_tokens": 50,
+   "startTime": "2025-03-01T10:00:00.000000Z", "endTime": "2025-03-01T10:00:02.500000Z",
+   "completionStartTime": "2025-03-01T10:00:00.500000Z",
+   "model": "claude-sonnet-4-5", "model_group": "sonnet", "model_id": "dep-a",
+   "api_base": "https://api.anthropic.com", "user": "alice", "team_id": "team-ide",
+   "metadata": {"usage_object": {"prompt_tokens": 1200, "completion_tokens": 50,
+     "prompt_tokens_details": {"cached_tokens": 1000}, "cache_creation_input_tokens": 150}},
+   "cache_hit": "False", "request_tags": ["ide", "prod"], "session_id": "sess-1", "status": "success"},
+  {"request_id": "req-2", "call_type": "acompletion", "spend": 0.0, "prompt_tokens": 1200, "completion_tokens": 50, "startTime": "2025-03-01T10:00:01Z", "endTime": "2025-03-01T10:00:01.010Z", "model": "claude-sonnet-4-5", "model_group": "sonnet", "cache_hit": "True", "status": "success"},
+  {"request_id": "req-3", "call_type": "acompletion", "spend": 0.0, "prompt_tokens": 400, "completion_tokens": 20, "startTime": "2025-03-01T10:00:03.250Z", "endTime": "2025-03-01T10:00:04Z", "model": "claude-haiku-4-5", "model_group": "haiku", "team_id": "team-batch", "metadata": "{\"additional_usage_values\": {\"cache_read_input_tokens\": 300}}", "status": "failure", "foo": 1},
+  {"request_id": "req-4", "call_type": "acompletion", "spend": 0.001, "prompt_tokens": 90, "completion_tokens": 10, "startTime": "2025-03-01T10:00:03.250+00:00", "endTime": "2025-03-01T10:00:03.900Z", "model": "claude-haiku-4-5", "model_group": "haiku", "end_user": "bob", "metadata": ""}
+]
+"#;
+
+    #[test]
+    fn litellm_spend_rows_become_requests() {
+        let s = sample("spend.json", SPEND_LOG);
+        let rule = |class: &str, model: Option<&str>, label: Option<&str>| ClassRule {
+            class: class.into(),
+            model: model.map(str::to_string),
+            label: label.map(str::to_string),
+            ..ClassRule::default()
+        };
+        let options = ImportOptions {
+            classes: vec![
+                rule("bulk", None, Some("team_id=team-batch")),
+                rule("hard", Some("^sonnet$"), None),
+                rule("async", None, Some("end_user=bob")),
+            ],
+            ..ImportOptions::default()
+        };
+        let (rows, importer) = import(&s, TraceFormat::LitellmSpend, &options).unwrap();
+        type Got<'a> = (u64, &'a str, u64, u64, u64, u64, Option<&'a str>, u64);
+        let got: Vec<Got<'_>> = rows
+            .iter()
+            .map(|r| {
+                let row = &r.row;
+                (
+                    row.arrival_us,
+                    importer.classes().name(row.class),
+                    row.input_tokens,
+                    row.cached_input_tokens,
+                    row.cache_write_tokens,
+                    row.output_tokens,
+                    row.session.as_deref(),
+                    r.line,
+                )
+            })
+            .collect();
+        // Arrivals from startTime, 10:00:00 the zero: 3.25 s for the two tied rows (file order).
+        // Row 1: 1,000 of its 1,200 prompt tokens read from the cache and 150 written
+        // (usage_object); row 3: 300 read (additional_usage_values). The cache hit (req-2)
+        // never reached a provider.
+        assert_eq!(
+            got,
+            vec![
+                (0, "hard", 1200, 1000, 150, 50, Some("sess-1"), 2),
+                (3_250_000, "bulk", 400, 300, 0, 20, None, 12),
+                (3_250_000, "async", 90, 0, 0, 10, None, 13),
+            ]
+        );
+        assert_eq!(rows.iter().map(|r| r.row.id.as_str()).collect::<Vec<_>>(), ["r0", "r1", "r2"]);
+        let report = importer.report();
+        assert_eq!((report.rows_read, report.imported, report.failed_rows), (3, 3, 1));
+        assert_eq!(report.not_provider_calls.total(), 1);
+        assert_eq!(report.unknown_keys.counts, BTreeMap::from([("foo".to_string(), 1)]));
+        // Columns of the schema a trace has no use for: counted per row carrying them (the
+        // cache hit's too), none of them unknown.
+        assert_eq!(report.ignored_keys.counts["spend"], 4);
+        assert_eq!(report.ignored_keys.counts["endTime"], 4);
+        assert_eq!(report.ignored_keys.counts["api_key"], 1);
+        assert!(!report.ignored_keys.counts.contains_key("model_group"));
+        let summary = report.summary();
+        assert!(summary.starts_with("3 rows read, 3 imported; 1 failed requests (0 dropped); 1 records not provider calls (LiteLLM proxy cache hit (cache_hit = True) ×1); unknown keys: foo ×1; keys ignored: api_base, api_key, "), "{summary}");
+        // drop_failed leaves the failure out and counts it.
+        let (kept, importer) =
+            import(&s, TraceFormat::LitellmSpend, &ImportOptions { drop_failed: true, ..options }).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(importer.report().failed_dropped, 1);
+    }
+
+    /// One OTLP export request, pretty-printed, written by hand: the inferences out of order
+    /// (OTLP batches what ended), a tool call, a failed call without usage; times in unix
+    /// nanoseconds as strings, counts as `intValue` strings or numbers; an unknown span key.
+    /// 1740823200 s is 2025-03-01T10:00:00Z.
+    const OTLP: &str = r#"{"resourceSpans": [{
+  "resource": {"attributes": [
+    {"key": "service.name", "value": {"stringValue": "ide-agent"}},
+    {"key": "host.name", "value": {"stringValue": "h1"}}]},
+  "scopeSpans": [{
+    "scope": {"name": "opentelemetry.instrumentation.anthropic"},
+    "spans": [
+      {"traceId": "t1", "spanId": "s2", "parentSpanId": "s1", "name": "chat claude-sonnet-4-5", "kind": 3,
+       "startTimeUnixNano": "1740823203000000000", "endTimeUnixNano": "1740823204000000000",
+       "attributes": [
+         {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+         {"key": "gen_ai.request.model", "value": {"stringValue": "claude-sonnet-4-5"}},
+         {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "2000"}},
+         {"key": "gen_ai.usage.output_tokens", "value": {"intValue": 40}},
+         {"key": "gen_ai.usage.cache_read.input_tokens", "value": {"intValue": "1500"}},
+         {"key": "gen_ai.conversation.id", "value": {"stringValue": "conv-9"}}],
+       "status": {}},
+      {"traceId": "t1", "spanId": "s1", "name": "chat claude-haiku-4-5", "kind": 3,
+       "startTimeUnixNano": "1740823200000000000", "endTimeUnixNano": "1740823201500000000",
+       "attributes": [
+         {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+         {"key": "gen_ai.request.model", "value": {"stringValue": "claude-haiku-4-5"}},
+         {"key": "gen_ai.request.max_tokens", "value": {"intValue": "1024"}},
+         {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "500"}},
+         {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "25"}},
+         {"key": "gen_ai.conversation.id", "value": {"stringValue": "conv-9"}}],
+       "status": {"code": 1}},
+      {"traceId": "t1", "spanId": "s3", "parentSpanId": "s1", "name": "execute_tool grep",
+       "startTimeUnixNano": "1740823201600000000", "endTimeUnixNano": "1740823202000000000",
+       "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "execute_tool"}}]},
+      {"traceId": "t2", "spanId": "s4", "name": "chat claude-sonnet-4-5", "foo": 1,
+       "startTimeUnixNano": "1740823205000000000", "endTimeUnixNano": "1740823205200000000",
+       "attributes": [
+         {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+         {"key": "gen_ai.request.model", "value": {"stringValue": "claude-sonnet-4-5"}},
+         {"key": "error.type", "value": {"stringValue": "rate_limit_error"}}],
+       "status": {"code": "STATUS_CODE_ERROR"}}
+    ]}]}]}
+"#;
+
+    #[test]
+    fn otel_genai_spans_become_requests_with_parent_links() {
+        let s = sample("spans.json", OTLP);
+        let options = ImportOptions {
+            classes: vec![
+                ClassRule { class: "bulk".into(), model: Some("haiku".into()), ..ClassRule::default() },
+                ClassRule { class: "hard".into(), label: Some("^ide-agent$".into()), ..ClassRule::default() },
+            ],
+            ..ImportOptions::default()
+        };
+        let (rows, importer) = import(&s, TraceFormat::OtelGenai, &options).unwrap();
+        type Got<'a> = (u64, &'a str, u64, u64, u64, u64, Option<&'a str>, u64);
+        let got: Vec<Got<'_>> = rows
+            .iter()
+            .map(|r| {
+                let row = &r.row;
+                (
+                    row.arrival_us,
+                    importer.classes().name(row.class),
+                    row.input_tokens,
+                    row.cached_input_tokens,
+                    row.output_tokens,
+                    row.max_tokens,
+                    row.session.as_deref(),
+                    r.line,
+                )
+            })
+            .collect();
+        // Sorted by start: s1 at 0, s2 at 3 s, s4 at 5 s (its failure without usage has no
+        // tokens). s2's parent s1 ended at 1.5 s: s2 is its closed-loop child with 1.5 s of
+        // think time. A row without max_tokens reserves its output.
+        assert_eq!(
+            got,
+            vec![
+                (0, "bulk", 500, 0, 25, 1024, Some("conv-9"), 18),
+                (3_000_000, "hard", 2000, 1500, 40, 40, Some("conv-9"), 8),
+                (5_000_000, "hard", 0, 0, 0, 0, None, 31),
+            ]
+        );
+        assert_eq!((rows[1].row.parent.as_deref(), rows[1].row.think_us), (Some("r0"), 1_500_000));
+        assert_eq!((rows[0].row.parent.as_deref(), rows[2].row.parent.as_deref()), (None, None));
+        let report = importer.report();
+        assert_eq!((report.rows_read, report.imported, report.failed_rows), (3, 3, 1));
+        assert_eq!(
+            report.not_provider_calls.counts,
+            BTreeMap::from([("span with gen_ai.operation.name = execute_tool".to_string(), 1)])
+        );
+        assert_eq!(report.unknown_keys.counts, BTreeMap::from([("span.foo".to_string(), 1)]));
+        for key in ["resource.host.name", "scopeSpans.scope", "span.name", "span.kind"] {
+            assert!(report.ignored_keys.counts.contains_key(key), "{key}: {:?}", report.ignored_keys);
+        }
+    }
+
+    #[test]
+    fn malformed_gateway_records_name_file_line_and_field() {
+        let cases = [
+            (
+                SPEND_LOG.replacen("\"prompt_tokens\": 400", "\"prompt_tokens\": -3", 1),
+                TraceFormat::LitellmSpend,
+                r#"F:12: field "prompt_tokens": expected a non-negative integer, got "-3""#,
+            ),
+            (
+                SPEND_LOG.replacen(
+                    "\"startTime\": \"2025-03-01T10:00:03.250Z\"",
+                    "\"startTime\": \"soon\"",
+                    1,
+                ),
+                TraceFormat::LitellmSpend,
+                r#"F:12: field "startTime": expected a date-time like"#,
+            ),
+            (
+                SPEND_LOG.replacen("\"status\": \"failure\"", "\"status\": \"maybe\"", 1),
+                TraceFormat::LitellmSpend,
+                r#"F:12: field "status": expected "success" or "failure", got "\"maybe\"""#,
+            ),
+            (
+                OTLP.replacen("{\"intValue\": \"500\"}", "{\"intValue\": \"x\"}", 1),
+                TraceFormat::OtelGenai,
+                r#"F:18: field "gen_ai.usage.input_tokens": expected a non-negative integer, got "x""#,
+            ),
+            (
+                OTLP.replacen("\"1740823205200000000\"", "\"1740823204000000000\"", 1),
+                TraceFormat::OtelGenai,
+                r#"F:31: field "endTimeUnixNano": is before startTimeUnixNano"#,
+            ),
+        ];
+        for (text, format, expected) in cases {
+            let s = sample("bad.json", &text);
+            let got = error(&s, format, &ImportOptions::default());
+            assert!(got.starts_with(expected), "got: {got}\nexpected: {expected}");
+            assert!(!got.contains('\n'), "one line: {got}");
+        }
     }
 
     #[test]

@@ -809,14 +809,10 @@ fn deployment_for(
     let name = match mapped {
         Some(d) => d.clone(),
         None => {
-            let by_name = catalog.deployments.iter().find(|d| Some(d.name.as_str()) == id || d.name == model);
-            let tail = model.rsplit('/').next().unwrap_or(model);
-            let by_model: Vec<_> =
-                catalog.deployments.iter().filter(|d| d.model == tail || d.model == model).collect();
-            match (by_name, by_model.as_slice()) {
-                (Some(d), _) => d.name.clone(),
-                (None, [d]) => d.name.clone(),
-                _ => {
+            let by_id = id.and_then(|id| catalog.deployments.iter().find(|d| d.name == id));
+            match by_id.or_else(|| crate::provider::deployment_for_model(catalog.deployments, model)) {
+                Some(d) => d.name.clone(),
+                None => {
                     return Err(r.error(
                         model_node.line,
                         model_path,
