@@ -27,7 +27,7 @@ use crate::policy::AttemptOutcome;
 use crate::provider::{deployment_for_model, Deployment, FailureKind};
 use crate::scenario::Scenario;
 use crate::trace::import::litellm_spend::{Purpose, SpendLogReader, SpendRow};
-use crate::trace::import::otel::{read_spans, GenAiSpan};
+use crate::trace::import::otel::read_spans;
 use crate::trace::import::{describe_keys, KeyTally, NameCounts, TraceFormat};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -421,7 +421,6 @@ fn span_rows(
     report.keys = file.keys;
     let mut rows = Vec::new();
     for s in file.spans {
-        let s: GenAiSpan = s;
         report.rows_read += 1;
         let text = |v: &Option<std::sync::Arc<str>>| v.as_deref().unwrap_or("").to_string();
         let (request, response) = (text(&s.request_model), text(&s.response_model));
