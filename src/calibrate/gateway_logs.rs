@@ -27,7 +27,7 @@ use crate::policy::AttemptOutcome;
 use crate::provider::{deployment_for_model, Deployment, FailureKind};
 use crate::scenario::Scenario;
 use crate::trace::import::litellm_spend::{Purpose, SpendLogReader, SpendRow};
-use crate::trace::import::otel::{read_spans, GenAiSpan};
+use crate::trace::import::otel::read_spans;
 use crate::trace::import::{describe_keys, KeyTally, NameCounts, TraceFormat};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -421,7 +421,6 @@ fn span_rows(
     report.keys = file.keys;
     let mut rows = Vec::new();
     for s in file.spans {
-        let s: GenAiSpan = s;
         report.rows_read += 1;
         let text = |v: &Option<std::sync::Arc<str>>| v.as_deref().unwrap_or("").to_string();
         let (request, response) = (text(&s.request_model), text(&s.response_model));
@@ -495,6 +494,52 @@ mod tests {
         assert_eq!(status(Some("400"), Some("BadRequestError")), s(400, "BadRequestError"));
         assert_eq!(status(None, Some("_OTHER")), None);
         assert_eq!(status(None, None), None);
+    }
+
+    #[test]
+    fn rows_are_ordered_by_start_and_numbered_per_request() {
+        let row = |line: u64, id: &str, start_us: i64, status: u16| LogRow {
+            line,
+            request_id: id.into(),
+            start_us,
+            first_token_us: (status == 200).then_some(start_us + 400_000),
+            end_us: start_us + 1_000_000,
+            deployment: "d".into(),
+            status,
+            error_type: (status != 200).then(|| "rate_limit_error".into()),
+            input_tokens: 100,
+            cached_input_tokens: 150,
+            output_tokens: 10,
+        };
+        // An export in reverse order: the retry of "a" (line 2) started 2.5 s after its 429
+        // (line 4); "b" started between them.
+        let run = to_run(
+            "x.json",
+            vec![row(2, "a", 7_500_000, 200), row(3, "b", 6_000_000, 200), row(4, "a", 5_000_000, 429)],
+        );
+        let got: Vec<(u64, &str, u32, f64, Option<f64>, f64, u64)> = run
+            .records
+            .iter()
+            .map(|(line, r)| {
+                (
+                    *line,
+                    r.request_id.as_str(),
+                    r.attempt,
+                    r.start_ms,
+                    r.first_token_ms,
+                    r.end_ms,
+                    r.cached_input_tokens,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (4, "a", 1, 0.0, None, 1000.0, 100),
+                (3, "b", 1, 1000.0, Some(1400.0), 2000.0, 100),
+                (2, "a", 2, 2500.0, Some(2900.0), 3500.0, 100),
+            ]
+        );
     }
 
     #[test]

@@ -361,6 +361,27 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn a_model_name_finds_the_deployment_named_so_or_the_one_serving_it() {
+        let with_model = |name: &str, model: &str| {
+            let mut c = config("");
+            c.model = model.to_string();
+            Deployment::from_config(name, &c).unwrap()
+        };
+        let deployments = [
+            with_model("anthropic/sonnet", "claude-sonnet-4-5"),
+            with_model("bedrock/haiku", "claude-haiku-4-5"),
+            with_model("anthropic/haiku", "claude-haiku-4-5"),
+        ];
+        let find = |name: &str| deployment_for_model(&deployments, name).map(|d| d.name.as_str());
+        assert_eq!(find("anthropic/haiku"), Some("anthropic/haiku"));
+        assert_eq!(find("claude-sonnet-4-5"), Some("anthropic/sonnet"));
+        assert_eq!(find("anthropic/claude-sonnet-4-5"), Some("anthropic/sonnet"));
+        // Two deployments serve Haiku: the model alone names neither.
+        assert_eq!(find("claude-haiku-4-5"), None);
+        assert_eq!(find("gpt-4o"), None);
+    }
+
     pub(crate) fn request(input: u64, cached: u64, cache_write: u64, output: u64) -> Request {
         Request {
             id: 9,

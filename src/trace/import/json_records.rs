@@ -531,11 +531,14 @@ impl Scanner<'_> {
 mod tests {
     use super::*;
 
-    fn records(text: &str) -> Vec<Result<(u64, String), (u64, String, bool)>> {
+    /// A record as (line, text), or its error as (line, message, fatal).
+    type Item = Result<(u64, String), (u64, String, bool)>;
+
+    fn records(text: &str) -> Vec<Item> {
         records_limited(text, MAX_JSON_RECORD_BYTES)
     }
 
-    fn records_limited(text: &str, max: usize) -> Vec<Result<(u64, String), (u64, String, bool)>> {
+    fn records_limited(text: &str, max: usize) -> Vec<Item> {
         let mut r = JsonRecords::new(text.as_bytes(), "t.json").with_max_record_bytes(max);
         let mut out = Vec::new();
         while let Some(item) = r.next_record() {
