@@ -40,8 +40,8 @@ pub enum CalibrateError {
     Log(#[from] AttemptLogError),
     #[error("{file}: no attempts (nothing to fit)")]
     Empty { file: String },
-    #[error("{file}:{line}: field \"headers.{header}\": {message}")]
-    Header { file: String, line: u64, header: String, message: String },
+    #[error("{file}:{line}: field \"headers.{}\": {source}", .source.header)]
+    Header { file: String, line: u64, source: observed::HeaderNumberError },
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
     /// The deployments file of `sim validate` (a TOML error, or a table the schema refuses).
