@@ -81,7 +81,7 @@ enum Command {
         current: PathBuf,
         /// METRIC=VALUE: the increase allowed, relative (ttft_p95_ms=+10%) or absolute
         /// (request_429_rate=+0.005); overrides the defaults (request_429_rate=+0.005,
-        /// interactive_ttft_p95_ms=+10%, cost_usd=+5%). Repeatable.
+        /// interactive.ttft_p95_ms=+10%, cost_usd=+5%). Repeatable.
         #[arg(long = "threshold", value_name = "METRIC=VALUE")]
         thresholds: Vec<String>,
         /// A file of METRIC=VALUE lines (# comments), applied before --threshold flags.
