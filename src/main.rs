@@ -40,8 +40,8 @@ enum Command {
         /// Replay this trace instead of the scenario's.
         #[arg(long)]
         trace: Option<PathBuf>,
-        /// Format of --trace: routesim (default), azure, burstgpt, mooncake.
-        #[arg(long, default_value = "routesim")]
+        // Help: the formats read without a mapping, from the one list (`TraceFormat::ALL`).
+        #[arg(long, default_value = TraceFormat::default().name(), help = format_help("Format of --trace", false))]
         trace_format: String,
         /// Write summary.json and timeseries.csv into this directory.
         #[arg(long)]
@@ -260,8 +260,7 @@ enum TraceCommand {
     },
     /// Convert a public trace or your own log to the routesim CSV.
     Convert {
-        /// Input format: azure, burstgpt, mooncake, mapped.
-        #[arg(long)]
+        #[arg(long, help = format!("Input format: {}", TraceFormat::imported_names()))]
         from: String,
         /// Input file.
         input: PathBuf,
@@ -275,8 +274,7 @@ enum TraceCommand {
     Stats {
         /// Trace file.
         file: PathBuf,
-        /// Format: routesim (default), azure, burstgpt, mooncake, mapped.
-        #[arg(long, default_value = "routesim")]
+        #[arg(long, default_value = TraceFormat::default().name(), help = format_help("Format", true))]
         format: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -354,6 +352,13 @@ impl ImportFlags {
         }
         Ok(options)
     }
+}
+
+/// `LEAD: routesim (default), azure, …`: a format flag's help, from [`TraceFormat::ALL`]
+/// (without the formats that need a mapping unless the command takes one).
+fn format_help(lead: &str, with_mapping: bool) -> String {
+    let formats = TraceFormat::ALL.into_iter().filter(|f| with_mapping || !f.needs_mapping());
+    format!("{lead}: {}", TraceFormat::list(formats))
 }
 
 fn parse_format(flag: &str, name: &str) -> Result<TraceFormat, UsageError> {
