@@ -355,7 +355,7 @@ impl TryFrom<DistConfig> for Dist {
                         let cv = positive(dist, "cv", *cv)?;
                         let shape = 1.0 / (cv * cv);
                         let scale = mean * cv * cv;
-                        if !(shape.is_finite() && scale > 0.0 && scale.is_finite()) {
+                        if !(shape.is_finite() && crate::validate::is_positive(scale)) {
                             return Err(DistError::Invalid {
                                 dist,
                                 field: "cv".into(),

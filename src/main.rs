@@ -682,7 +682,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Calibrate { dirs, output, base, clock_tolerance_ms } => {
-            if !(clock_tolerance_ms.is_finite() && clock_tolerance_ms >= 0.0) {
+            if !routesim::validate::is_non_negative(clock_tolerance_ms) {
                 return Err(UsageError(format!(
                     "--clock-tolerance-ms: expected a number >= 0, got {clock_tolerance_ms}"
                 ))
@@ -698,7 +698,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Validate { dir, scenario, deployments, strategy, max_error, seed, write_simulated } => {
-            if let Some(m) = max_error.filter(|m| !(m.is_finite() && *m >= 0.0)) {
+            if let Some(m) = max_error.filter(|m| !routesim::validate::is_non_negative(*m)) {
                 return Err(UsageError(format!("--max-error: expected a percentage >= 0, got {m}")).into());
             }
             let (validation, simulated) = routesim::calibrate::validate_run::validate_dir(

@@ -148,7 +148,7 @@ pub fn retry_after(headers: &BTreeMap<String, String>) -> Option<Duration> {
         headers
             .get(name)
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
+            .filter(|v| crate::validate::is_non_negative(*v) && *v < 1e9)
             .map(|v| Duration::from_secs_f64(v * unit_s))
     };
     parse("retry-after-ms", 1e-3).or_else(|| parse("retry-after", 1.0))

@@ -60,7 +60,7 @@ pub struct Hedge {
 
 impl Hedge {
     pub fn build(config: &HedgeConfig, catalog: &Catalog) -> Result<Hedge, PolicyError> {
-        if !(config.quantile.is_finite() && config.quantile > 0.0 && config.quantile < 1.0) {
+        if !(crate::validate::is_positive(config.quantile) && config.quantile < 1.0) {
             return Err(PolicyError::new("quantile", format!("must be in (0, 1), got {}", config.quantile)));
         }
         super::config::check_fraction("max_hedge_fraction", config.max_hedge_fraction)?;

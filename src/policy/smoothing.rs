@@ -119,7 +119,7 @@ impl Smoothing {
             limiters[id.index()] = Some(MultiLimiter::new(&client_limits(&field, l)?, Instant::ZERO));
         }
         if let Some(fraction) = config.limits_fraction {
-            if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+            if !(crate::validate::is_positive(fraction) && fraction <= 1.0) {
                 return Err(PolicyError::new(
                     "limits_fraction",
                     format!("must be in (0, 1], got {fraction}"),
