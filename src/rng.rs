@@ -8,7 +8,9 @@
 //! event order and thread count.
 //!
 //! The generator is SplitMix64 (Steele, Lea, Flood 2014): tiny, fast to seed, and fully
-//! specified here, so numbers never change with a dependency upgrade.
+//! specified here, so numbers never change with a dependency upgrade. The crate's one FNV-1a
+//! hash lives here too ([`fnv1a64`]: names in draw keys, sweep point checksums). It must not
+//! know what is simulated with the draws.
 
 use rand::{Error, RngCore};
 

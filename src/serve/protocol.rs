@@ -1,6 +1,7 @@
 //! What every protocol encoding provides ([`Encoding`]) and what they share: the request body
-//! as the server needs it ([`RequestBody`]), protocol-neutral API errors ([`ApiError`]), the
-//! facts of one answer an encoding writes out ([`AnswerInfo`]), and the prompt-size estimate.
+//! as the server needs it ([`RequestBody`]) and why one is refused ([`RequestError`], the 400's
+//! message), protocol-neutral API errors ([`ApiError`]), the facts of one answer an encoding
+//! writes out ([`AnswerInfo`]), and the prompt-size estimate.
 //!
 //! It must not know about the provider model or about sockets: the HTTP layer
 //! ([`super::http`]) decides, an [`Encoding`] only writes bytes.
