@@ -73,8 +73,9 @@ pub enum DistConfig {
 }
 
 impl DistConfig {
-    /// The `dist` tag, used in error messages.
-    fn name(&self) -> &'static str {
+    /// The family: the `dist` tag, in error messages and fit reports (a unit test checks it
+    /// is serde's tag).
+    pub fn name(&self) -> &'static str {
         match self {
             DistConfig::Constant { .. } => "constant",
             DistConfig::Uniform { .. } => "uniform",
@@ -354,7 +355,7 @@ impl TryFrom<DistConfig> for Dist {
                         let cv = positive(dist, "cv", *cv)?;
                         let shape = 1.0 / (cv * cv);
                         let scale = mean * cv * cv;
-                        if !(shape.is_finite() && scale > 0.0 && scale.is_finite()) {
+                        if !(shape.is_finite() && crate::validate::is_positive(scale)) {
                             return Err(DistError::Invalid {
                                 dist,
                                 field: "cv".into(),
@@ -665,6 +666,33 @@ fn standard_gamma_median(shape: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_family_name_is_its_serde_tag() {
+        let one = Some(1.0);
+        for config in [
+            DistConfig::Constant { value: 1.0 },
+            DistConfig::Uniform { min: 1.0, max: 2.0 },
+            DistConfig::Exponential { mean: 1.0 },
+            DistConfig::Lognormal { median: 1.0, sigma: one, p90: None },
+            DistConfig::Normal { mean: 1.0, sd: 1.0 },
+            DistConfig::Gamma { shape: one, scale: one, mean: None, cv: None },
+            DistConfig::Empirical { values: vec![1.0] },
+        ] {
+            // Exhaustive, so a new family cannot be left out of the list above.
+            match config {
+                DistConfig::Constant { .. }
+                | DistConfig::Uniform { .. }
+                | DistConfig::Exponential { .. }
+                | DistConfig::Lognormal { .. }
+                | DistConfig::Normal { .. }
+                | DistConfig::Gamma { .. }
+                | DistConfig::Empirical { .. } => {}
+            }
+            let value = serde_json::to_value(&config).unwrap();
+            assert_eq!(value["dist"], config.name(), "{config:?}");
+        }
+    }
 
     const N: usize = 200_000;
 

@@ -70,7 +70,7 @@ impl LiveRouter {
     /// A router whose clock runs `time_scale` times faster than the wall clock (finite, > 0;
     /// anything else is taken as 1).
     pub fn with_time_scale(policy: Box<dyn Policy>, seed: u64, time_scale: f64) -> LiveRouter {
-        let time_scale = if time_scale.is_finite() && time_scale > 0.0 { time_scale } else { 1.0 };
+        let time_scale = if crate::validate::is_positive(time_scale) { time_scale } else { 1.0 };
         LiveRouter {
             time_scale,
             state: Mutex::new(State {

@@ -40,8 +40,8 @@ enum Command {
         /// Replay this trace instead of the scenario's.
         #[arg(long)]
         trace: Option<PathBuf>,
-        /// Format of --trace: routesim (default), azure, burstgpt, mooncake.
-        #[arg(long, default_value = "routesim")]
+        // Help: the formats read without a mapping, from the one list (`TraceFormat::ALL`).
+        #[arg(long, default_value = TraceFormat::default().name(), help = format_help("Format of --trace", false))]
         trace_format: String,
         /// Write summary.json and timeseries.csv into this directory.
         #[arg(long)]
@@ -81,7 +81,7 @@ enum Command {
         current: PathBuf,
         /// METRIC=VALUE: the increase allowed, relative (ttft_p95_ms=+10%) or absolute
         /// (request_429_rate=+0.005); overrides the defaults (request_429_rate=+0.005,
-        /// interactive_ttft_p95_ms=+10%, cost_usd=+5%). Repeatable.
+        /// interactive.ttft_p95_ms=+10%, cost_usd=+5%). Repeatable.
         #[arg(long = "threshold", value_name = "METRIC=VALUE")]
         thresholds: Vec<String>,
         /// A file of METRIC=VALUE lines (# comments), applied before --threshold flags.
@@ -269,8 +269,7 @@ enum TraceCommand {
     },
     /// Convert a public trace or your own log to the routesim CSV.
     Convert {
-        /// Input format: azure, burstgpt, mooncake, mapped, litellm_spend, otel_genai.
-        #[arg(long)]
+        #[arg(long, help = format!("Input format: {}", TraceFormat::imported_names()))]
         from: String,
         /// Input file.
         input: PathBuf,
@@ -284,8 +283,7 @@ enum TraceCommand {
     Stats {
         /// Trace file.
         file: PathBuf,
-        /// Format: routesim (default), azure, burstgpt, mooncake, mapped, litellm_spend, otel_genai.
-        #[arg(long, default_value = "routesim")]
+        #[arg(long, default_value = TraceFormat::default().name(), help = format_help("Format", true))]
         format: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -363,6 +361,13 @@ impl ImportFlags {
         }
         Ok(options)
     }
+}
+
+/// `LEAD: routesim (default), azure, …`: a format flag's help, from [`TraceFormat::ALL`]
+/// (without the formats that need a mapping unless the command takes one).
+fn format_help(lead: &str, with_mapping: bool) -> String {
+    let formats = TraceFormat::ALL.into_iter().filter(|f| with_mapping || !f.needs_mapping());
+    format!("{lead}: {}", TraceFormat::list(formats))
 }
 
 fn parse_format(flag: &str, name: &str) -> Result<TraceFormat, UsageError> {
@@ -686,7 +691,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Calibrate { dirs, from_log, deployment_map, output, base, clock_tolerance_ms } => {
-            if !(clock_tolerance_ms.is_finite() && clock_tolerance_ms >= 0.0) {
+            if !routesim::validate::is_non_negative(clock_tolerance_ms) {
                 return Err(UsageError(format!(
                     "--clock-tolerance-ms: expected a number >= 0, got {clock_tolerance_ms}"
                 ))
@@ -707,7 +712,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Validate { dir, scenario, deployments, strategy, max_error, seed, write_simulated } => {
-            if let Some(m) = max_error.filter(|m| !(m.is_finite() && *m >= 0.0)) {
+            if let Some(m) = max_error.filter(|m| !routesim::validate::is_non_negative(*m)) {
                 return Err(UsageError(format!("--max-error: expected a percentage >= 0, got {m}")).into());
             }
             let (validation, simulated) = routesim::calibrate::validate_run::validate_dir(

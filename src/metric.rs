@@ -199,7 +199,16 @@ impl Figure {
             Figure::Latency(..) => Unit::Milliseconds,
             Figure::CostUsd | Figure::CostPer1kRequestsUsd => Unit::Usd,
             Figure::Attempt429Rate | Figure::Request429Rate | Figure::FailedRate => Unit::Share,
-            _ => Unit::Count,
+            Figure::Requests
+            | Figure::Succeeded
+            | Figure::RateLimited
+            | Figure::RateLimitedNeverFit
+            | Figure::Failed
+            | Figure::Batched
+            | Figure::Unfinished
+            | Figure::Attempts
+            | Figure::Attempts429
+            | Figure::AttemptsPerRequest => Unit::Count,
         }
     }
 }
@@ -260,6 +269,24 @@ impl DeploymentFigure {
             DeploymentFigure::CachedInputTokens => "cached_input_tokens",
             DeploymentFigure::OutputTokens => "output_tokens",
             DeploymentFigure::CostUsd => "cost_usd",
+        }
+    }
+
+    /// What the figure is measured in.
+    pub fn unit(self) -> Unit {
+        match self {
+            DeploymentFigure::LoadShare => Unit::Share,
+            DeploymentFigure::CostUsd => Unit::Usd,
+            DeploymentFigure::Attempts
+            | DeploymentFigure::Attempts429
+            | DeploymentFigure::Successes
+            | DeploymentFigure::BatchAccepted
+            | DeploymentFigure::ServerErrors
+            | DeploymentFigure::Overloaded
+            | DeploymentFigure::Timeouts
+            | DeploymentFigure::InputTokens
+            | DeploymentFigure::CachedInputTokens
+            | DeploymentFigure::OutputTokens => Unit::Count,
         }
     }
 
@@ -467,9 +494,11 @@ impl Metric {
     pub fn unit(&self) -> Unit {
         match self {
             Metric::Outcome { figure, .. } => figure.unit(),
-            Metric::Deployment { figure: DeploymentFigure::CostUsd, .. } => Unit::Usd,
-            Metric::Deployment { figure: DeploymentFigure::LoadShare, .. } => Unit::Share,
-            _ => Unit::Count,
+            Metric::Deployment { figure, .. } => figure.unit(),
+            Metric::FailedByCause { .. }
+            | Metric::FallbacksByCause(_)
+            | Metric::RetriesByLayer(_)
+            | Metric::LateChildStarts => Unit::Count,
         }
     }
 }
@@ -562,6 +591,138 @@ mod tests {
             assert_eq!(metric.to_string(), canonical, "{given}");
             assert_eq!(Metric::parse(canonical).unwrap(), metric, "{canonical} round-trips");
         }
+    }
+
+    /// Every variant of the figure enums, once. The exhaustive `match` below does not compile
+    /// when a variant is added, until it has an arm there; add it to this list beside the arm,
+    /// and the test fails until it is in the catalogue's own list too (`Figure::COUNTS`,
+    /// `Latency::ALL`, `Stat::ALL` or `DeploymentFigure::ALL`), so that it can be named.
+    fn every_variant() -> (Vec<Figure>, Vec<DeploymentFigure>) {
+        use DeploymentFigure as D;
+        let latencies = [Latency::Ttft, Latency::E2e, Latency::BatchCompletion];
+        let stats = [Stat::P50, Stat::P90, Stat::P95, Stat::P99, Stat::Max, Stat::Mean];
+        let mut figures = vec![
+            Figure::Requests,
+            Figure::Succeeded,
+            Figure::RateLimited,
+            Figure::RateLimitedNeverFit,
+            Figure::Failed,
+            Figure::Batched,
+            Figure::Unfinished,
+            Figure::Attempts,
+            Figure::Attempts429,
+            Figure::Attempt429Rate,
+            Figure::Request429Rate,
+            Figure::FailedRate,
+            Figure::AttemptsPerRequest,
+            Figure::CostUsd,
+            Figure::CostPer1kRequestsUsd,
+        ];
+        figures.extend(latencies.into_iter().flat_map(|l| stats.map(|s| Figure::Latency(l, s))));
+        let deployment = vec![
+            D::LoadShare,
+            D::Attempts,
+            D::Attempts429,
+            D::Successes,
+            D::BatchAccepted,
+            D::ServerErrors,
+            D::Overloaded,
+            D::Timeouts,
+            D::InputTokens,
+            D::CachedInputTokens,
+            D::OutputTokens,
+            D::CostUsd,
+        ];
+        for f in &figures {
+            match f {
+                Figure::Requests
+                | Figure::Succeeded
+                | Figure::RateLimited
+                | Figure::RateLimitedNeverFit
+                | Figure::Failed
+                | Figure::Batched
+                | Figure::Unfinished
+                | Figure::Attempts
+                | Figure::Attempts429
+                | Figure::Attempt429Rate
+                | Figure::Request429Rate
+                | Figure::FailedRate
+                | Figure::AttemptsPerRequest
+                | Figure::CostUsd
+                | Figure::CostPer1kRequestsUsd => {}
+                Figure::Latency(l, s) => {
+                    match l {
+                        Latency::Ttft | Latency::E2e | Latency::BatchCompletion => {}
+                    }
+                    match s {
+                        Stat::P50 | Stat::P90 | Stat::P95 | Stat::P99 | Stat::Max | Stat::Mean => {}
+                    }
+                }
+            }
+        }
+        for d in &deployment {
+            match d {
+                D::LoadShare
+                | D::Attempts
+                | D::Attempts429
+                | D::Successes
+                | D::BatchAccepted
+                | D::ServerErrors
+                | D::Overloaded
+                | D::Timeouts
+                | D::InputTokens
+                | D::CachedInputTokens
+                | D::OutputTokens
+                | D::CostUsd => {}
+            }
+        }
+        (figures, deployment)
+    }
+
+    #[test]
+    fn every_variant_is_in_the_catalogue_and_its_name_parses_back() {
+        let (figures, deployment) = every_variant();
+        let listed: Vec<Figure> = Figure::all().collect();
+        assert_eq!(listed.len(), figures.len(), "Figure::all() has each figure once");
+        for f in figures {
+            assert!(listed.contains(&f), "{f:?} is missing from Figure::COUNTS or Latency/Stat::ALL");
+            for metric in [Metric::overall(f), Metric::of_class("a.b", f)] {
+                assert_eq!(Metric::parse(&metric.to_string()), Ok(metric.clone()), "{metric}");
+                assert_eq!(metric.unit(), f.unit());
+            }
+        }
+        assert_eq!(DeploymentFigure::ALL.len(), deployment.len(), "DeploymentFigure::ALL has each once");
+        for figure in deployment {
+            assert!(
+                DeploymentFigure::ALL.contains(&figure),
+                "{figure:?} is missing from DeploymentFigure::ALL"
+            );
+            let metric = Metric::Deployment { deployment: "openai/gpt-4.1".into(), figure };
+            assert_eq!(Metric::parse(&metric.to_string()), Ok(metric.clone()), "{metric}");
+            assert_eq!(metric.unit(), figure.unit());
+        }
+        for metric in [
+            Metric::FailedByCause { class: None, cause: "timeout".into() },
+            Metric::FailedByCause { class: Some("bulk".into()), cause: "timeout".into() },
+            Metric::FallbacksByCause("rate_limited".into()),
+            Metric::RetriesByLayer("sdk".into()),
+            Metric::LateChildStarts,
+        ] {
+            assert_eq!(Metric::parse(&metric.to_string()), Ok(metric.clone()), "{metric}");
+            assert_eq!(metric.unit(), Unit::Count);
+        }
+    }
+
+    #[test]
+    fn units_are_those_the_plots_and_tables_show() {
+        let unit = |name: &str| Metric::parse(name).unwrap().unit();
+        assert_eq!(unit("interactive.ttft_p95_ms"), Unit::Milliseconds);
+        assert_eq!(unit("cost_per_1k_requests_usd"), Unit::Usd);
+        assert_eq!(unit("failed_rate"), Unit::Share);
+        assert_eq!(unit("attempts_per_request"), Unit::Count);
+        assert_eq!(unit("by_deployment.a/b.load_share"), Unit::Share);
+        assert_eq!(unit("by_deployment.a/b.cost_usd"), Unit::Usd);
+        assert_eq!(unit("by_deployment.a/b.input_tokens"), Unit::Count);
     }
 
     #[test]

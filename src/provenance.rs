@@ -98,7 +98,7 @@ impl Provenance {
             };
             for (part, url) in sources {
                 let key = format!("{SOURCES_KEY}.{part}");
-                known_part(&part).map_err(|m| fail(key.clone(), m))?;
+                known_part(&part).map_err(|e| fail(key.clone(), e.to_string()))?;
                 let Some(url) = url.as_str() else {
                     return Err(fail(key, "must be a string (the URL the figures were read from)".into()));
                 };
@@ -117,7 +117,7 @@ impl Provenance {
                 let Some(part) = part.as_str() else {
                     return Err(fail(key, "must be a string (a part name)".into()));
                 };
-                known_part(part).map_err(|m| fail(key.clone(), m))?;
+                known_part(part).map_err(|e| fail(key.clone(), e.to_string()))?;
                 if provenance.assumed.iter().any(|p| p == part) {
                     return Err(fail(key, format!("{part:?} is listed twice")));
                 }
@@ -183,15 +183,24 @@ pub fn is_known_part(part: &str) -> bool {
     KNOWN_PARTS.contains(&part) || is_quota_entry(part)
 }
 
-fn known_part(part: &str) -> Result<(), String> {
+/// A part name that is not in [`KNOWN_PARTS`]; `Display` suggests the nearest and lists the
+/// sections.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown part {part:?}{} (a section or section.field of a deployment: {})",
+    crate::suggest::suggestion(.part, KNOWN_PARTS),
+    KNOWN_PARTS.iter().filter(|p| !p.contains('.')).copied().collect::<Vec<_>>().join(", ")
+)]
+pub struct UnknownPart {
+    pub part: String,
+}
+
+fn known_part(part: &str) -> Result<(), UnknownPart> {
     if is_known_part(part) {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(UnknownPart { part: part.to_string() })
     }
-    Err(format!(
-        "unknown part {part:?}{} (a section or section.field of a deployment: {})",
-        crate::suggest::suggestion(part, KNOWN_PARTS),
-        KNOWN_PARTS.iter().filter(|p| !p.contains('.')).copied().collect::<Vec<_>>().join(", ")
-    ))
 }
 
 fn is_url(s: &str) -> bool {

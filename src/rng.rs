@@ -8,7 +8,9 @@
 //! event order and thread count.
 //!
 //! The generator is SplitMix64 (Steele, Lea, Flood 2014): tiny, fast to seed, and fully
-//! specified here, so numbers never change with a dependency upgrade.
+//! specified here, so numbers never change with a dependency upgrade. The crate's one FNV-1a
+//! hash lives here too ([`fnv1a64`]: names in draw keys, sweep point checksums). It must not
+//! know what is simulated with the draws.
 
 use rand::{Error, RngCore};
 
@@ -52,12 +54,16 @@ pub fn hash_str(text: &str) -> u64 {
 
 /// [`hash_str`] over bytes (e.g. the fingerprint of a trace file).
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    mix64(hash)
+    mix64(fnv1a64(bytes))
+}
+
+/// FNV-1a (64-bit) of the bytes, unmixed: the one FNV in the crate. [`hash_bytes`] mixes it
+/// for draw keys; sweep point files print it as their checksum (`fnv1a64:…`), so its value
+/// must never change.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The key of one random draw.
@@ -174,5 +180,15 @@ mod tests {
     fn string_hash_is_stable() {
         assert_eq!(hash_str("anthropic/sonnet"), hash_str("anthropic/sonnet"));
         assert_ne!(hash_str("anthropic/sonnet"), hash_str("anthropic/sonnet "));
+        // Pinned: draw keys (and so every simulated number) depend on these bits.
+        assert_eq!(hash_str("anthropic/sonnet"), 9_466_821_956_340_365_446);
+    }
+
+    #[test]
+    fn fnv1a64_matches_the_published_test_vectors() {
+        // From the FNV reference test suite (Fowler, Noll, Vo): offset basis, "a", "foobar".
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }

@@ -201,17 +201,22 @@ pub const API_KEY_ENV_KEY: &str = "api_key_env";
 pub const API_MODEL_KEY: &str = "api_model";
 
 impl DeploymentApi {
-    /// Removes the API keys from a deployment table and checks them; errors are the suffix
-    /// after the deployment's path. The value of `api_key_env` is never echoed: a user who put
-    /// the key itself there must not see it printed.
-    fn take(table: &mut toml::Table) -> Result<DeploymentApi, String> {
+    /// Removes the API keys from a deployment table and checks them; errors name the key
+    /// inside the deployment. The value of `api_key_env` is never echoed: a user who put the
+    /// key itself there must not see it printed.
+    fn take(table: &mut toml::Table) -> Result<DeploymentApi, DeploymentTableError> {
+        let fail = |field: &str, message: &str| DeploymentTableError {
+            field: Some(field.to_string()),
+            message: message.to_string(),
+        };
         let key_env = match table.remove(API_KEY_ENV_KEY) {
             None => None,
             Some(toml::Value::String(name)) if is_env_var_name(&name) => Some(name),
             Some(_) => {
-                return Err(format!(
-                    ".{API_KEY_ENV_KEY}: must be the name of an environment variable (ASCII letters, digits \
-                     and _, not starting with a digit); the key itself never goes in a scenario"
+                return Err(fail(
+                    API_KEY_ENV_KEY,
+                    "must be the name of an environment variable (ASCII letters, digits and _, not \
+                     starting with a digit); the key itself never goes in a scenario",
                 ))
             }
         };
@@ -223,9 +228,7 @@ impl DeploymentApi {
                 Some(model)
             }
             Some(_) => {
-                return Err(format!(
-                    ".{API_MODEL_KEY}: must be a non-empty string without control characters"
-                ))
+                return Err(fail(API_MODEL_KEY, "must be a non-empty string without control characters"))
             }
         };
         Ok(DeploymentApi { key_env, model })

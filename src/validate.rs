@@ -1,6 +1,7 @@
-//! The number checks every configuration validator shares (scenario deployments, the
-//! distribution and generator configs, sweep axes): what "a finite number >= 0", "> 0" and
-//! "a probability" mean, decided in one place.
+//! The number checks every validator shares (scenario deployments, policies, the distribution
+//! and generator configs, sweep axes, command-line flags, trace fields, recorded headers and
+//! the fits of `sim calibrate`): what "a finite number >= 0", "> 0" and "a probability" mean,
+//! decided in one place.
 //!
 //! It owns only the predicates; each caller keeps its own error type and message, which name
 //! the field in the caller's terms. It must not know about any schema.

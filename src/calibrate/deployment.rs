@@ -281,11 +281,10 @@ pub fn fit_deployment(
         for run in runs {
             for (line, r) in &run.records {
                 let read = |name: &str| {
-                    header_number(r, name).map_err(|message| CalibrateError::Header {
+                    header_number(r, name).map_err(|source| CalibrateError::Header {
                         file: run.file.to_string(),
                         line: *line,
-                        header: name.to_string(),
-                        message,
+                        source,
                     })
                 };
                 // `remaining` is read later by the replay; a bad one is an error here too.

@@ -9,6 +9,7 @@
 //! of the distribution written out.
 
 use crate::dist::{Dist, DistConfig};
+use crate::validate::{is_non_negative, is_positive};
 use serde::Serialize;
 
 /// Significant digits of fitted parameters: far below the statistical error of any sample
@@ -89,7 +90,7 @@ pub fn median(xs: &[f64]) -> Option<f64> {
 /// Lognormal by maximum likelihood: μ and σ are the mean and (1/n) standard deviation of ln x;
 /// the median is e^μ. `None` unless every value is > 0 and they are not all equal.
 pub fn fit_lognormal(xs: &[f64]) -> Option<DistConfig> {
-    if xs.len() < 2 || xs.iter().any(|x| !(*x > 0.0 && x.is_finite())) {
+    if xs.len() < 2 || xs.iter().any(|x| !is_positive(*x)) {
         return None;
     }
     let logs: Vec<f64> = xs.iter().map(|x| x.ln()).collect();
@@ -135,7 +136,7 @@ pub fn trigamma(mut x: f64) -> f64 {
 /// starting point, then Newton), the scale is mean / k. `None` unless every value is > 0 and
 /// they are not all equal.
 pub fn fit_gamma(xs: &[f64]) -> Option<DistConfig> {
-    if xs.len() < 2 || xs.iter().any(|x| !(*x > 0.0 && x.is_finite())) {
+    if xs.len() < 2 || xs.iter().any(|x| !is_positive(*x)) {
         return None;
     }
     let m = mean(xs);
@@ -156,7 +157,7 @@ pub fn fit_gamma(xs: &[f64]) -> Option<DistConfig> {
             break;
         }
     }
-    (shape.is_finite() && shape > 0.0).then(|| DistConfig::Gamma {
+    is_positive(shape).then(|| DistConfig::Gamma {
         shape: Some(round(shape)),
         scale: Some(round(m / shape)),
         mean: None,
@@ -171,7 +172,7 @@ pub fn fit_normal(xs: &[f64]) -> Option<DistConfig> {
         return None;
     }
     let (m, sd) = (mean(xs), sample_sd(xs));
-    (m > 0.0 && sd > 0.0 && sd.is_finite()).then(|| DistConfig::Normal { mean: round(m), sd: round(sd) })
+    (m > 0.0 && is_positive(sd)).then(|| DistConfig::Normal { mean: round(m), sd: round(sd) })
 }
 
 /// Exponential by its maximum-likelihood mean; `None` unless the values are >= 0 with a
@@ -181,7 +182,7 @@ pub fn fit_exponential(xs: &[f64]) -> Option<DistConfig> {
         return None;
     }
     let m = mean(xs);
-    (m > 0.0 && m.is_finite()).then(|| DistConfig::Exponential { mean: round(m) })
+    is_positive(m).then(|| DistConfig::Exponential { mean: round(m) })
 }
 
 /// Uniform on the sample's range (its maximum-likelihood estimate); `None` for a negative
@@ -246,7 +247,7 @@ type Fitter = fn(&[f64]) -> Option<DistConfig>;
 /// by reproducing the sample. All values equal (or one value) gives a constant. `None` for an
 /// empty sample or a non-finite or negative value.
 pub fn fit_best(xs: &[f64]) -> Option<DistFit> {
-    if xs.is_empty() || xs.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+    if xs.is_empty() || xs.iter().any(|x| !is_non_negative(*x)) {
         return None;
     }
     let mut sorted = xs.to_vec();

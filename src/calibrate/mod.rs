@@ -49,8 +49,8 @@ pub enum CalibrateError {
     GatewayLog { file: String, message: String },
     #[error("{file}: no attempts (nothing to fit)")]
     Empty { file: String },
-    #[error("{file}:{line}: field \"headers.{header}\": {message}")]
-    Header { file: String, line: u64, header: String, message: String },
+    #[error("{file}:{line}: field \"headers.{}\": {source}", .source.header)]
+    Header { file: String, line: u64, source: observed::HeaderNumberError },
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
     /// The deployments file of `sim validate` (a TOML error, or a table the schema refuses).
@@ -311,35 +311,26 @@ impl Calibration {
 pub fn describe_dist(config: &DistConfig) -> String {
     let number = |x: f64| format!("{}", fit::round_significant(x, fit::SIGNIFICANT_DIGITS));
     let some = |name: &str, x: &Option<f64>| x.map(|v| format!(" {name} {}", number(v))).unwrap_or_default();
-    match config {
-        DistConfig::Constant { value } => format!("constant {}", number(*value)),
-        DistConfig::Uniform { min, max } => format!("uniform min {} max {}", number(*min), number(*max)),
-        DistConfig::Exponential { mean } => format!("exponential mean {}", number(*mean)),
+    let parameters = match config {
+        DistConfig::Constant { value } => format!(" {}", number(*value)),
+        DistConfig::Uniform { min, max } => format!(" min {} max {}", number(*min), number(*max)),
+        DistConfig::Exponential { mean } => format!(" mean {}", number(*mean)),
         DistConfig::Lognormal { median, sigma, p90 } => {
-            format!("lognormal median {}{}{}", number(*median), some("sigma", sigma), some("p90", p90))
+            format!(" median {}{}{}", number(*median), some("sigma", sigma), some("p90", p90))
         }
-        DistConfig::Normal { mean, sd } => format!("normal mean {} sd {}", number(*mean), number(*sd)),
-        DistConfig::Gamma { shape, scale, mean, cv } => format!(
-            "gamma{}{}{}{}",
-            some("shape", shape),
-            some("scale", scale),
-            some("mean", mean),
-            some("cv", cv)
-        ),
-        DistConfig::Empirical { values } => format!("empirical ({} values)", values.len()),
-    }
-}
-
-fn family(config: &DistConfig) -> &'static str {
-    match config {
-        DistConfig::Constant { .. } => "constant",
-        DistConfig::Uniform { .. } => "uniform",
-        DistConfig::Exponential { .. } => "exponential",
-        DistConfig::Lognormal { .. } => "lognormal",
-        DistConfig::Normal { .. } => "normal",
-        DistConfig::Gamma { .. } => "gamma",
-        DistConfig::Empirical { .. } => "empirical",
-    }
+        DistConfig::Normal { mean, sd } => format!(" mean {} sd {}", number(*mean), number(*sd)),
+        DistConfig::Gamma { shape, scale, mean, cv } => {
+            format!(
+                "{}{}{}{}",
+                some("shape", shape),
+                some("scale", scale),
+                some("mean", mean),
+                some("cv", cv)
+            )
+        }
+        DistConfig::Empirical { values } => format!(" ({} values)", values.len()),
+    };
+    format!("{}{parameters}", config.name())
 }
 
 fn write_dist_fit(out: &mut String, label: &str, fit: &fit::DistFit) {
@@ -347,7 +338,7 @@ fn write_dist_fit(out: &mut String, label: &str, fit: &fit::DistFit) {
         .candidates
         .iter()
         .filter(|c| c.config != fit.chosen.config)
-        .map(|c| format!("{} {:.4}", family(&c.config), c.ks_distance))
+        .map(|c| format!("{} {:.4}", c.config.name(), c.ks_distance))
         .collect();
     let _ = write!(
         out,
@@ -463,5 +454,32 @@ fn write_report(out: &mut String, d: &DeploymentFit) {
     }
     for note in &r.notes {
         let _ = writeln!(out, "  note: {note}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_distribution_is_described_by_its_family_and_parameters() {
+        let cases = [
+            (DistConfig::Constant { value: 5.0 }, "constant 5"),
+            (DistConfig::Uniform { min: 1.0, max: 3.0 }, "uniform min 1 max 3"),
+            (DistConfig::Exponential { mean: 100.0 }, "exponential mean 100"),
+            (
+                DistConfig::Lognormal { median: 812.3, sigma: Some(0.4), p90: None },
+                "lognormal median 812.3 sigma 0.4",
+            ),
+            (DistConfig::Normal { mean: 10.0, sd: 2.0 }, "normal mean 10 sd 2"),
+            (
+                DistConfig::Gamma { shape: None, scale: None, mean: Some(100.0), cv: Some(1.5) },
+                "gamma mean 100 cv 1.5",
+            ),
+            (DistConfig::Empirical { values: vec![1.0, 2.0, 3.0] }, "empirical (3 values)"),
+        ];
+        for (config, text) in cases {
+            assert_eq!(describe_dist(&config), text);
+        }
     }
 }

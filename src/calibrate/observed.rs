@@ -134,15 +134,25 @@ pub fn limit_headers() -> Vec<LimitHeader> {
 /// The `retry-after` header's name.
 pub const RETRY_AFTER: &str = "retry-after";
 
-/// A header's value as a non-negative number: `Ok(None)` if absent, `Err(message)` if it does
-/// not parse.
-pub fn header_number(record: &AttemptRecord, name: &str) -> Result<Option<f64>, String> {
+/// A recorded header whose value is not a number `>= 0`; `Display` is the message after the
+/// header's path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected a number >= 0, got {value:?}")]
+pub struct HeaderNumberError {
+    /// The header's name, as recorded.
+    pub header: String,
+    pub value: String,
+}
+
+/// A header's value as a non-negative number: `Ok(None)` if absent, `Err` if it does not
+/// parse.
+pub fn header_number(record: &AttemptRecord, name: &str) -> Result<Option<f64>, HeaderNumberError> {
     let Some(text) = record.headers.get(name) else {
         return Ok(None);
     };
     match text.trim().parse::<f64>() {
         Ok(x) if crate::validate::is_non_negative(x) => Ok(Some(x)),
-        _ => Err(format!("expected a number >= 0, got {text:?}")),
+        _ => Err(HeaderNumberError { header: name.to_string(), value: text.clone() }),
     }
 }
 
@@ -202,6 +212,8 @@ mod tests {
         r.headers.insert("retry-after".into(), "soon".into());
         assert_eq!(header_number(&r, "anthropic-ratelimit-requests-limit"), Ok(Some(4000.0)));
         assert_eq!(header_number(&r, "x-ratelimit-limit-requests"), Ok(None));
-        assert_eq!(header_number(&r, "retry-after"), Err("expected a number >= 0, got \"soon\"".into()));
+        let e = header_number(&r, "retry-after").unwrap_err();
+        assert_eq!(e, HeaderNumberError { header: "retry-after".into(), value: "soon".into() });
+        assert_eq!(e.to_string(), "expected a number >= 0, got \"soon\"");
     }
 }

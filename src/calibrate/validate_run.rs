@@ -16,6 +16,7 @@ use super::observed::{limit_headers, status_of, Outcome, RETRY_AFTER};
 use super::{read_run, CalibrateError, ObservedRun};
 use crate::attempt_log::AttemptRecord;
 use crate::engine::Replay;
+use crate::metric::{self, Unit};
 use crate::metrics::{Latency, StrategyMetrics};
 use crate::policy::AttemptReport;
 use crate::provider::{Deployment, DeploymentConfig, Prices, Usage};
@@ -268,7 +269,7 @@ pub struct Figures {
 struct RequestSeen(f64, (f64, Outcome), Option<(f64, f64)>);
 
 /// A figure read off [`Figures`].
-type Figure = fn(&Figures) -> Option<f64>;
+type Getter = fn(&Figures) -> Option<f64>;
 
 /// The figures of an attempt log in total and per deployment, arrivals taken from `arrivals_ms`
 /// (by request id; the first attempt's start if absent) and prices by deployment name
@@ -368,7 +369,8 @@ pub fn figures_of(
 /// One compared figure.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Comparison {
-    pub metric: &'static str,
+    /// The catalogue's figure: its name labels the row, its unit formats the values.
+    pub metric: metric::Figure,
     pub observed: Option<f64>,
     pub simulated: Option<f64>,
     /// |simulated − observed| / |observed| in percent: 0 when both are 0, infinite when only
@@ -388,14 +390,15 @@ pub fn error_pct(observed: f64, simulated: f64) -> f64 {
 }
 
 fn compare(observed: &Figures, simulated: &Figures) -> Vec<Comparison> {
-    let rows: [(&'static str, Figure); 7] = [
-        ("attempt_429_rate", |f| Some(f.attempt_429_rate)),
-        ("request_429_rate", |f| f.request_429_rate),
-        ("attempts_per_request", |f| Some(f.attempts_per_request)),
-        ("ttft_p50_ms", |f| f.ttft_p50_ms),
-        ("ttft_p95_ms", |f| f.ttft_p95_ms),
-        ("e2e_p95_ms", |f| f.e2e_p95_ms),
-        ("cost_usd", |f| Some(f.cost_usd)),
+    use metric::{Figure, Latency, Stat};
+    let rows: [(Figure, Getter); 7] = [
+        (Figure::Attempt429Rate, |f| Some(f.attempt_429_rate)),
+        (Figure::Request429Rate, |f| f.request_429_rate),
+        (Figure::AttemptsPerRequest, |f| Some(f.attempts_per_request)),
+        (Figure::Latency(Latency::Ttft, Stat::P50), |f| f.ttft_p50_ms),
+        (Figure::Latency(Latency::Ttft, Stat::P95), |f| f.ttft_p95_ms),
+        (Figure::Latency(Latency::E2e, Stat::P95), |f| f.e2e_p95_ms),
+        (Figure::CostUsd, |f| Some(f.cost_usd)),
     ];
     rows.iter()
         .filter(|(_, get)| get(observed).is_some() || get(simulated).is_some())
@@ -405,7 +408,7 @@ fn compare(observed: &Figures, simulated: &Figures) -> Vec<Comparison> {
                 (Some(o), Some(s)) => Some(error_pct(o, s)),
                 _ => None,
             };
-            Comparison { metric, observed: o, simulated: s, error_pct }
+            Comparison { metric: *metric, observed: o, simulated: s, error_pct }
         })
         .collect()
 }
@@ -437,7 +440,7 @@ impl Validation {
                 comparisons.iter().filter(move |c| c.error_pct.is_some_and(|e| e > max_pct)).map(move |c| {
                     format!(
                         "{subject} {}: observed {}, simulated {} ({} error, allowed {max_pct}%)",
-                        c.metric,
+                        c.metric.name(),
                         value(c.metric, c.observed),
                         value(c.metric, c.simulated),
                         error_text(c.error_pct)
@@ -459,7 +462,7 @@ impl Validation {
                 let _ = writeln!(
                     out,
                     "  {:<26}{:>14}{:>14}{:>10}",
-                    c.metric,
+                    c.metric.name(),
                     value(c.metric, c.observed),
                     value(c.metric, c.simulated),
                     error_text(c.error_pct)
@@ -473,13 +476,13 @@ impl Validation {
     }
 }
 
-fn value(metric: &str, v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(v) if metric.ends_with("_rate") => format!("{:.3}%", 100.0 * v),
-        Some(v) if metric.ends_with("_ms") => format!("{v:.0}"),
-        Some(v) if metric.ends_with("_usd") => format!("{v:.4}"),
-        Some(v) => format!("{v:.3}"),
+fn value(metric: metric::Figure, v: Option<f64>) -> String {
+    match (v, metric.unit()) {
+        (None, _) => "-".into(),
+        (Some(v), Unit::Share) => format!("{:.3}%", 100.0 * v),
+        (Some(v), Unit::Milliseconds) => format!("{v:.0}"),
+        (Some(v), Unit::Usd) => format!("{v:.4}"),
+        (Some(v), Unit::Count) => format!("{v:.3}"),
     }
 }
 

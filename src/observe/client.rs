@@ -148,7 +148,7 @@ pub fn retry_after(headers: &BTreeMap<String, String>) -> Option<Duration> {
         headers
             .get(name)
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
+            .filter(|v| crate::validate::is_non_negative(*v) && *v < 1e9)
             .map(|v| Duration::from_secs_f64(v * unit_s))
     };
     parse("retry-after-ms", 1e-3).or_else(|| parse("retry-after", 1.0))
@@ -227,8 +227,8 @@ pub async fn send(
         };
         match key.header_value(bearer) {
             Ok(value) => builder = builder.header(name, value),
-            Err(message) => {
-                sent.fatal = Some(message);
+            Err(e) => {
+                sent.fatal = Some(e.to_string());
                 sent.fail(FailureKind::ServerError, "invalid_api_key");
                 return sent;
             }
@@ -330,8 +330,8 @@ pub async fn send(
         {
             BodyRead::Done => {
                 sent.ended = Instant::now();
-                if let Err(message) = read_whole_answer(&mut sent, protocol, &body) {
-                    sent.malformed = Some(message);
+                if let Err(e) = read_whole_answer(&mut sent, protocol, &body) {
+                    sent.malformed = Some(e.to_string());
                     sent.fail(FailureKind::ServerError, "invalid_response");
                 } else {
                     sent.first_token = Some(sent.ended);
@@ -442,8 +442,8 @@ async fn read_stream(
             match read_event(sent, protocol, &event, arrived) {
                 Ok(Flow::More) => {}
                 Ok(Flow::Done) => return,
-                Err(message) => {
-                    sent.malformed = Some(message);
+                Err(e) => {
+                    sent.malformed = Some(e.to_string());
                     broken(sent, "invalid_response");
                     return;
                 }
@@ -466,6 +466,21 @@ enum Flow {
     Done,
 }
 
+/// An answer the client cannot read (recorded as the attempt's `malformed`). The quoted data
+/// is elided to its first 120 characters.
+#[derive(Debug, thiserror::Error)]
+enum MalformedAnswer {
+    #[error("an event's data is not JSON ({source}): {}", elide(.data))]
+    EventNotJson { source: serde_json::Error, data: String },
+    #[error("an event without a type: {}", elide(.data))]
+    EventWithoutType { data: String },
+    #[error("the answer is not JSON: {0}")]
+    AnswerNotJson(serde_json::Error),
+    /// `field` is the JSON path the answer lacks (`usage`, `usage.input_tokens`).
+    #[error("the answer has no {field}")]
+    Missing { field: &'static str },
+}
+
 fn u64_at(value: &serde_json::Value, path: &[&str]) -> Option<u64> {
     path.iter().try_fold(value, |v, key| v.get(key)).and_then(serde_json::Value::as_u64)
 }
@@ -476,12 +491,12 @@ fn read_event(
     protocol: Protocol,
     event: &SseEvent,
     arrived: Instant,
-) -> Result<Flow, String> {
+) -> Result<Flow, MalformedAnswer> {
     if protocol == Protocol::OpenAi && event.data.trim() == "[DONE]" {
         return Ok(Flow::Done);
     }
     let data: serde_json::Value = serde_json::from_str(&event.data)
-        .map_err(|e| format!("an event's data is not JSON ({e}): {}", elide(&event.data)))?;
+        .map_err(|source| MalformedAnswer::EventNotJson { source, data: event.data.clone() })?;
     match protocol {
         Protocol::Anthropic => match data.get("type").and_then(serde_json::Value::as_str) {
             Some("message_start") => {
@@ -517,7 +532,7 @@ fn read_event(
                 return Ok(Flow::Done);
             }
             Some(_) => {} // content_block_start/stop, ping
-            None => return Err(format!("an event without a type: {}", elide(&event.data))),
+            None => return Err(MalformedAnswer::EventWithoutType { data: event.data.clone() }),
         },
         Protocol::OpenAi => {
             if let Some(error) = data.get("error") {
@@ -550,13 +565,13 @@ fn read_event(
 }
 
 /// A whole (non-streamed) answer's usage and text.
-fn read_whole_answer(sent: &mut Sent, protocol: Protocol, body: &[u8]) -> Result<(), String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
+fn read_whole_answer(sent: &mut Sent, protocol: Protocol, body: &[u8]) -> Result<(), MalformedAnswer> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(MalformedAnswer::AnswerNotJson)?;
     match protocol {
         Protocol::Anthropic => {
             let usage = |key: &str| u64_at(&value, &["usage", key]);
-            let uncached = usage("input_tokens").ok_or("the answer has no usage.input_tokens")?;
+            let uncached =
+                usage("input_tokens").ok_or(MalformedAnswer::Missing { field: "usage.input_tokens" })?;
             let cached = usage("cache_read_input_tokens").unwrap_or(0);
             sent.usage.input_tokens =
                 Some(uncached + cached + usage("cache_creation_input_tokens").unwrap_or(0));
@@ -571,7 +586,7 @@ fn read_whole_answer(sent: &mut Sent, protocol: Protocol, body: &[u8]) -> Result
             });
         }
         Protocol::OpenAi => {
-            let usage = value.get("usage").ok_or("the answer has no usage")?;
+            let usage = value.get("usage").ok_or(MalformedAnswer::Missing { field: "usage" })?;
             sent.usage.input_tokens = u64_at(usage, &["prompt_tokens"]);
             sent.usage.cached_input_tokens = u64_at(usage, &["prompt_tokens_details", "cached_tokens"]);
             sent.usage.output_tokens = u64_at(usage, &["completion_tokens"]);

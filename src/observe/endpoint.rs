@@ -51,33 +51,59 @@ pub struct EndpointSpec {
     pub base_url: String,
 }
 
+/// An `--endpoint` spec that cannot be used; `Display` names the spec and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{spec:?}: {problem}")]
+pub struct EndpointError {
+    pub spec: String,
+    pub problem: EndpointProblem,
+}
+
+/// The example every endpoint message that is about the spec's shape ends with.
+const EXAMPLE: &str = "e.g. anthropic/sonnet=anthropic:http://127.0.0.1:8080";
+
+/// What is wrong with an endpoint spec.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointProblem {
+    #[error("expected DEPLOYMENT=PROTOCOL:URL, {EXAMPLE}")]
+    NoEquals,
+    #[error("the deployment name is empty, {EXAMPLE}")]
+    EmptyDeployment,
+    #[error("expected PROTOCOL:URL after '=', {EXAMPLE}")]
+    NoProtocol,
+    #[error("unknown protocol {protocol:?} (known: anthropic, openai)")]
+    UnknownProtocol { protocol: String },
+    /// `reason` is the URL parser's message.
+    #[error("{url:?} is not a URL ({reason}); the URL must be http:// or https://")]
+    NotAUrl { url: String, reason: String },
+    #[error("the URL must be http:// or https:// with a host, {EXAMPLE}")]
+    NotHttp,
+    #[error("the URL is a base (the client appends {}); drop its query", .protocol.path())]
+    HasQuery { protocol: Protocol },
+}
+
 impl EndpointSpec {
     /// Parses `DEPLOYMENT=PROTOCOL:URL` (the deployment is everything before the first `=`).
-    /// Errors are messages for the flag, naming what is wrong.
-    pub fn parse(spec: &str) -> Result<EndpointSpec, String> {
-        let example = "e.g. anthropic/sonnet=anthropic:http://127.0.0.1:8080";
+    pub fn parse(spec: &str) -> Result<EndpointSpec, EndpointError> {
+        let fail = |problem| EndpointError { spec: spec.to_string(), problem };
         let Some((deployment, rest)) = spec.split_once('=') else {
-            return Err(format!("{spec:?}: expected DEPLOYMENT=PROTOCOL:URL, {example}"));
+            return Err(fail(EndpointProblem::NoEquals));
         };
         if deployment.is_empty() {
-            return Err(format!("{spec:?}: the deployment name is empty, {example}"));
+            return Err(fail(EndpointProblem::EmptyDeployment));
         }
         let Some((protocol, url)) = rest.split_once(':') else {
-            return Err(format!("{spec:?}: expected PROTOCOL:URL after '=', {example}"));
+            return Err(fail(EndpointProblem::NoProtocol));
         };
         let protocol = Protocol::parse(protocol)
-            .ok_or_else(|| format!("{spec:?}: unknown protocol {protocol:?} (known: anthropic, openai)"))?;
-        let parsed = reqwest::Url::parse(url).map_err(|e| {
-            format!("{spec:?}: {url:?} is not a URL ({e}); the URL must be http:// or https://")
-        })?;
+            .ok_or_else(|| fail(EndpointProblem::UnknownProtocol { protocol: protocol.to_string() }))?;
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| fail(EndpointProblem::NotAUrl { url: url.to_string(), reason: e.to_string() }))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
-            return Err(format!("{spec:?}: the URL must be http:// or https:// with a host, {example}"));
+            return Err(fail(EndpointProblem::NotHttp));
         }
         if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(format!(
-                "{spec:?}: the URL is a base (the client appends {}); drop its query",
-                protocol.path()
-            ));
+            return Err(fail(EndpointProblem::HasQuery { protocol }));
         }
         Ok(EndpointSpec {
             deployment: deployment.to_string(),
@@ -99,22 +125,21 @@ pub struct ApiKey(String);
 
 impl ApiKey {
     /// The key in environment variable `name`; `Err` names the variable, never a value.
-    pub fn from_env(name: &str) -> Result<ApiKey, String> {
+    pub fn from_env(name: &str) -> Result<ApiKey, KeyError> {
+        let fail = |problem| KeyError::Variable { variable: name.to_string(), problem };
         match std::env::var(name) {
             Ok(key) if !key.trim().is_empty() => Ok(ApiKey(key.trim().to_string())),
-            Ok(_) => Err(format!("environment variable {name} is empty")),
-            Err(std::env::VarError::NotPresent) => Err(format!("environment variable {name} is not set")),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                Err(format!("environment variable {name} is not valid UTF-8"))
-            }
+            Ok(_) => Err(fail(VariableProblem::Empty)),
+            Err(std::env::VarError::NotPresent) => Err(fail(VariableProblem::NotSet)),
+            Err(std::env::VarError::NotUnicode(_)) => Err(fail(VariableProblem::NotUnicode)),
         }
     }
 
     /// The header value: the key itself (`x-api-key`) or `Bearer KEY` (`authorization`).
-    pub fn header_value(&self, bearer: bool) -> Result<reqwest::header::HeaderValue, String> {
+    pub fn header_value(&self, bearer: bool) -> Result<reqwest::header::HeaderValue, KeyError> {
         let text = if bearer { format!("Bearer {}", self.0) } else { self.0.clone() };
-        let mut value = reqwest::header::HeaderValue::from_str(&text)
-            .map_err(|_| "the API key holds characters an HTTP header cannot carry".to_string())?;
+        let mut value =
+            reqwest::header::HeaderValue::from_str(&text).map_err(|_| KeyError::NotAHeaderValue)?;
         value.set_sensitive(true);
         Ok(value)
     }
@@ -124,6 +149,26 @@ impl ApiKey {
     pub fn redact(&self, text: &str) -> String {
         text.replace(&self.0, "[redacted]")
     }
+}
+
+/// An API key that cannot be used. No variant holds the key: messages never show it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("environment variable {variable} {problem}")]
+    Variable { variable: String, problem: VariableProblem },
+    #[error("the API key holds characters an HTTP header cannot carry")]
+    NotAHeaderValue,
+}
+
+/// What is wrong with the environment variable that should hold a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VariableProblem {
+    #[error("is empty")]
+    Empty,
+    #[error("is not set")]
+    NotSet,
+    #[error("is not valid UTF-8")]
+    NotUnicode,
 }
 
 impl fmt::Debug for ApiKey {
@@ -159,9 +204,24 @@ mod tests {
             ("a=anthropic:ftp://h", "http:// or https://"),
             ("a=openai:http://h/?x=1", "drop its query"),
         ] {
-            let error = EndpointSpec::parse(spec).unwrap_err();
+            let error = EndpointSpec::parse(spec).unwrap_err().to_string();
             assert!(error.contains(says), "{spec}: {error}");
         }
+        assert_eq!(
+            EndpointSpec::parse("a=grpc:http://h").unwrap_err(),
+            EndpointError {
+                spec: "a=grpc:http://h".into(),
+                problem: EndpointProblem::UnknownProtocol { protocol: "grpc".into() }
+            }
+        );
+        assert_eq!(
+            EndpointSpec::parse("a=openai:http://h/?x=1").unwrap_err().to_string(),
+            "\"a=openai:http://h/?x=1\": the URL is a base (the client appends /v1/chat/completions); drop its query"
+        );
+        assert_eq!(
+            EndpointSpec::parse("=anthropic:http://h").unwrap_err().to_string(),
+            "\"=anthropic:http://h\": the deployment name is empty, e.g. anthropic/sonnet=anthropic:http://127.0.0.1:8080"
+        );
     }
 
     #[test]
@@ -170,5 +230,15 @@ mod tests {
         assert_eq!(format!("{key:?} {key}"), "ApiKey([redacted]) [redacted]");
         assert_eq!(key.redact("got sk-secret-123 back"), "got [redacted] back");
         assert!(key.header_value(true).unwrap().is_sensitive());
+        assert_eq!(
+            ApiKey("bad\nkey".into()).header_value(false).unwrap_err().to_string(),
+            "the API key holds characters an HTTP header cannot carry"
+        );
+    }
+
+    #[test]
+    fn a_missing_key_names_its_variable() {
+        let e = ApiKey::from_env("ROUTESIM_TEST_KEY_THAT_IS_NEVER_SET").unwrap_err();
+        assert_eq!(e.to_string(), "environment variable ROUTESIM_TEST_KEY_THAT_IS_NEVER_SET is not set");
     }
 }

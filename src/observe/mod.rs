@@ -158,7 +158,7 @@ pub fn resolve_targets(
 
 /// Checks `--speed`: finite, > 0, at most [`MAX_SPEED`].
 pub fn check_speed(speed: f64) -> Result<f64, ObserveError> {
-    if speed.is_finite() && speed > 0.0 && speed <= MAX_SPEED {
+    if crate::validate::is_positive(speed) && speed <= MAX_SPEED {
         Ok(speed)
     } else {
         Err(ObserveError::Input(format!("--speed: must be a number > 0 and <= {MAX_SPEED}, got {speed}")))

@@ -9,7 +9,7 @@
 use super::classes::{class_ranks, default_priority, rank_of};
 use super::config::{nested, Catalog, PolicyConfig};
 use super::queueing::{held_or_new_attempt, Pending, SlotGate};
-use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy, SharedDelta};
+use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::limiter::Axis;
 use crate::policy::config::PolicyError;
 use crate::provider::{DeploymentId, FailureKind};
@@ -146,6 +146,14 @@ impl Adaptive {
 }
 
 impl Policy for Adaptive {
+    fn inner(&mut self) -> Option<&mut dyn Policy> {
+        Some(self.inner.as_mut())
+    }
+
+    fn inner_ref(&self) -> Option<&dyn Policy> {
+        Some(self.inner.as_ref())
+    }
+
     fn route(
         &mut self,
         now: Instant,
@@ -261,17 +269,5 @@ impl Policy for Adaptive {
 
     fn wants_rate_limit_headers(&self) -> bool {
         true
-    }
-
-    fn start_sharing(&mut self) {
-        self.inner.start_sharing();
-    }
-
-    fn export_shared(&mut self) -> SharedDelta {
-        SharedDelta::wrapping(self.inner.export_shared())
-    }
-
-    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
-        self.inner.import_shared(at, delta.child(0));
     }
 }

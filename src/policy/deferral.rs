@@ -6,7 +6,7 @@
 
 use super::classes::class_id;
 use super::config::{nested, Catalog, PolicyConfig};
-use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy, SharedDelta};
+use super::{AttemptOutcome, AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::policy::config::PolicyError;
 use crate::provider::FailureKind;
 use crate::rng::SplitMix64;
@@ -83,6 +83,14 @@ impl Deferral {
 }
 
 impl Policy for Deferral {
+    fn inner(&mut self) -> Option<&mut dyn Policy> {
+        Some(self.inner.as_mut())
+    }
+
+    fn inner_ref(&self) -> Option<&dyn Policy> {
+        Some(self.inner.as_ref())
+    }
+
     fn route(
         &mut self,
         now: Instant,
@@ -123,29 +131,5 @@ impl Policy for Deferral {
             self.last_429 = Some(now);
         }
         self.inner.observe(now, report);
-    }
-
-    fn forget(&mut self, now: Instant, request_id: u64) {
-        self.inner.forget(now, request_id);
-    }
-
-    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
-        self.inner.unpark(now, woken);
-    }
-
-    fn wants_rate_limit_headers(&self) -> bool {
-        self.inner.wants_rate_limit_headers()
-    }
-
-    fn start_sharing(&mut self) {
-        self.inner.start_sharing();
-    }
-
-    fn export_shared(&mut self) -> SharedDelta {
-        SharedDelta::wrapping(self.inner.export_shared())
-    }
-
-    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
-        self.inner.import_shared(at, delta.child(0));
     }
 }

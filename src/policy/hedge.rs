@@ -7,7 +7,7 @@
 
 use super::config::{nested, Catalog, PolicyConfig};
 use super::observed::Observed;
-use super::{AttemptReport, Decision, HedgeAttempt, History, Policy, SharedDelta};
+use super::{AttemptReport, Decision, HedgeAttempt, History, Policy};
 use crate::policy::config::PolicyError;
 use crate::provider::{AttemptOptions, DeploymentId};
 use crate::rng::SplitMix64;
@@ -60,7 +60,7 @@ pub struct Hedge {
 
 impl Hedge {
     pub fn build(config: &HedgeConfig, catalog: &Catalog) -> Result<Hedge, PolicyError> {
-        if !(config.quantile.is_finite() && config.quantile > 0.0 && config.quantile < 1.0) {
+        if !(crate::validate::is_positive(config.quantile) && config.quantile < 1.0) {
             return Err(PolicyError::new("quantile", format!("must be in (0, 1), got {}", config.quantile)));
         }
         super::config::check_fraction("max_hedge_fraction", config.max_hedge_fraction)?;
@@ -87,6 +87,14 @@ impl Hedge {
 }
 
 impl Policy for Hedge {
+    fn inner(&mut self) -> Option<&mut dyn Policy> {
+        Some(self.inner.as_mut())
+    }
+
+    fn inner_ref(&self) -> Option<&dyn Policy> {
+        Some(self.inner.as_ref())
+    }
+
     fn route(
         &mut self,
         now: Instant,
@@ -135,25 +143,5 @@ impl Policy for Hedge {
     fn forget(&mut self, now: Instant, request_id: u64) {
         self.first_target.remove(&request_id);
         self.inner.forget(now, request_id);
-    }
-
-    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
-        self.inner.unpark(now, woken);
-    }
-
-    fn wants_rate_limit_headers(&self) -> bool {
-        self.inner.wants_rate_limit_headers()
-    }
-
-    fn start_sharing(&mut self) {
-        self.inner.start_sharing();
-    }
-
-    fn export_shared(&mut self) -> SharedDelta {
-        SharedDelta::wrapping(self.inner.export_shared())
-    }
-
-    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
-        self.inner.import_shared(at, delta.child(0));
     }
 }

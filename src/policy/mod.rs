@@ -276,55 +276,89 @@ pub trait Policy: Send {
         rng: &mut SplitMix64,
     ) -> Decision;
 
-    /// A hedge: the attempt `history.attempts()` (started with `hedge_after`) has no first
-    /// token yet; start a second one now, or `None` for no hedge. The hedge is numbered
-    /// [`History::next_attempt`]. Policies that never set `hedge_after` keep the default;
-    /// wrappers pass the question to their inner policy and may refuse its answer.
-    fn hedge(
-        &mut self,
-        _now: Instant,
-        _request: &Request,
-        _history: &History,
-        _rng: &mut SplitMix64,
-    ) -> Option<HedgeAttempt> {
+    /// The one policy this policy wraps, if it wraps one: every method below that a wrapper
+    /// does not write itself forwards to it (hedges, reports, sharing), so a new protocol
+    /// method is written once, here, and only wrappers that change it override it. Leaves,
+    /// and policies over several children (`rules`, `replicas`), keep `None` and write their
+    /// own.
+    fn inner(&mut self) -> Option<&mut dyn Policy> {
         None
     }
 
+    /// [`Policy::inner`], borrowed shared (for [`Policy::wants_rate_limit_headers`]).
+    fn inner_ref(&self) -> Option<&dyn Policy> {
+        None
+    }
+
+    /// A hedge: the attempt `history.attempts()` (started with `hedge_after`) has no first
+    /// token yet; start a second one now, or `None` for no hedge. The hedge is numbered
+    /// [`History::next_attempt`]. By default the inner policy's answer (none without one);
+    /// wrappers that gate hedges pass the question on and may refuse its answer.
+    fn hedge(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        history: &History,
+        rng: &mut SplitMix64,
+    ) -> Option<HedgeAttempt> {
+        self.inner()?.hedge(now, request, history, rng)
+    }
+
     /// Learn from a finished attempt (cooldowns, latency statistics, limiter settlement).
-    fn observe(&mut self, _now: Instant, _report: &AttemptReport) {}
+    fn observe(&mut self, now: Instant, report: &AttemptReport) {
+        if let Some(inner) = self.inner() {
+            inner.observe(now, report);
+        }
+    }
 
     /// A request the policy routed will not come back (finished, or gave up elsewhere):
     /// release anything held for it (queue places, client-side permits).
-    fn forget(&mut self, _now: Instant, _request_id: u64) {}
+    fn forget(&mut self, now: Instant, request_id: u64) {
+        if let Some(inner) = self.inner() {
+            inner.forget(now, request_id);
+        }
+    }
 
     /// Parked requests that may proceed now, appended to `woken` (ids). The caller asks after
-    /// every `observe` and `forget`; the default parks nothing.
-    fn unpark(&mut self, _now: Instant, _woken: &mut Vec<u64>) {}
+    /// every `observe` and `forget`; the default parks nothing of its own.
+    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
+        if let Some(inner) = self.inner() {
+            inner.unpark(now, woken);
+        }
+    }
 
     /// Whether reports should carry the provider's rate-limit headers
     /// ([`AttemptReport::remaining`]). Reading them costs time in the simulator's hot loop, so
-    /// only policies that use them ask.
+    /// only policies that use them ask (a wrapper asks if its inner policy does).
     fn wants_rate_limit_headers(&self) -> bool {
-        false
+        self.inner_ref().is_some_and(|inner| inner.wants_rate_limit_headers())
     }
 
     /// Gateway replicas synchronised through a store ([`replicas`]): from now on, record the
     /// shareable changes [`Policy::export_shared`] drains. Never called otherwise, so a policy
     /// outside synchronised replicas records nothing. Wrappers pass it to their inner policies.
-    fn start_sharing(&mut self) {}
+    fn start_sharing(&mut self) {
+        if let Some(inner) = self.inner() {
+            inner.start_sharing();
+        }
+    }
 
     /// The shareable changes made since the last export ([`SharedDelta`]: client-side limiter
     /// traffic, LiteLLM cooldowns and usage counters), drained. Policies with nothing to share
     /// keep the default; wrappers put their inner policies' deltas in [`SharedDelta::inner`].
     fn export_shared(&mut self) -> SharedDelta {
-        SharedDelta::default()
+        self.inner().map_or_else(SharedDelta::default, |inner| SharedDelta::wrapping(inner.export_shared()))
     }
 
     /// Applies another copy's delta at `at` (not before any instant this copy has seen): its
     /// limiter traffic is recorded without permits, its cooldowns and usage merged. Importing
     /// records nothing for export. Wrappers pass each [`SharedDelta::child`] to the inner
     /// policy at the same position.
-    fn import_shared(&mut self, _at: Instant, _delta: &SharedDelta) {}
+    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
+        if let Some(inner) = self.inner() {
+            inner.import_shared(at, delta.child(0));
+        }
+    }
 }
 
 /// A policy behind a pointer is the policy: `Box<dyn Policy>` (what a build returns) and
@@ -340,6 +374,12 @@ macro_rules! forward_policy {
                 rng: &mut SplitMix64,
             ) -> Decision {
                 (**self).route(now, request, history, rng)
+            }
+            fn inner(&mut self) -> Option<&mut dyn Policy> {
+                (**self).inner()
+            }
+            fn inner_ref(&self) -> Option<&dyn Policy> {
+                (**self).inner_ref()
             }
             fn hedge(
                 &mut self,
@@ -425,5 +465,162 @@ impl Backoff {
             (self.initial.as_millis_f64() * self.multiplier.powi(exponent)).min(self.max.as_millis_f64());
         let jitter = 1.0 - self.jitter * rng.next_open01();
         Duration::from_millis_f64(base_ms * jitter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records every call it gets; hedges, wakes, wants headers and shares one usage entry.
+    struct Probe(Arc<Mutex<Vec<&'static str>>>);
+
+    impl Probe {
+        fn delta() -> SharedDelta {
+            let mut delta = SharedDelta::default();
+            delta.add_usage(DeploymentId(0), 1, 2, 3);
+            delta
+        }
+        fn call(&self, name: &'static str) {
+            self.0.lock().unwrap().push(name);
+        }
+    }
+
+    impl Policy for Probe {
+        fn route(&mut self, _: Instant, _: &Request, _: &mut History, _: &mut SplitMix64) -> Decision {
+            self.call("route");
+            Decision::Reject { reason: "probe" }
+        }
+        fn hedge(
+            &mut self,
+            _: Instant,
+            _: &Request,
+            _: &History,
+            _: &mut SplitMix64,
+        ) -> Option<HedgeAttempt> {
+            self.call("hedge");
+            Some(HedgeAttempt { deployment: DeploymentId(1), options: AttemptOptions::default() })
+        }
+        fn observe(&mut self, _: Instant, _: &AttemptReport) {
+            self.call("observe");
+        }
+        fn forget(&mut self, _: Instant, _: u64) {
+            self.call("forget");
+        }
+        fn unpark(&mut self, _: Instant, woken: &mut Vec<u64>) {
+            self.call("unpark");
+            woken.push(7);
+        }
+        fn wants_rate_limit_headers(&self) -> bool {
+            true
+        }
+        fn start_sharing(&mut self) {
+            self.call("start_sharing");
+        }
+        fn export_shared(&mut self) -> SharedDelta {
+            self.call("export_shared");
+            Probe::delta()
+        }
+        fn import_shared(&mut self, _: Instant, delta: &SharedDelta) {
+            assert_eq!(*delta, Probe::delta(), "the wrapper passes its child delta");
+            self.call("import_shared");
+        }
+    }
+
+    /// A wrapper that writes only `route` and names its inner policy.
+    struct Wrapper(Box<dyn Policy>);
+
+    impl Policy for Wrapper {
+        fn inner(&mut self) -> Option<&mut dyn Policy> {
+            Some(self.0.as_mut())
+        }
+        fn inner_ref(&self) -> Option<&dyn Policy> {
+            Some(self.0.as_ref())
+        }
+        fn route(&mut self, now: Instant, r: &Request, h: &mut History, rng: &mut SplitMix64) -> Decision {
+            self.0.route(now, r, h, rng)
+        }
+    }
+
+    /// A leaf that writes only `route`.
+    struct Leaf;
+
+    impl Policy for Leaf {
+        fn route(&mut self, _: Instant, _: &Request, _: &mut History, _: &mut SplitMix64) -> Decision {
+            Decision::Reject { reason: "leaf" }
+        }
+    }
+
+    fn request() -> Request {
+        Request {
+            id: 1,
+            arrival: Instant::ZERO,
+            class: ClassId::INTERACTIVE,
+            input_tokens: 10,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+            output_tokens: 1,
+            max_tokens: 1,
+            session: None,
+            parent: None,
+            think: Duration::ZERO,
+            deadline: None,
+            line: 2,
+        }
+    }
+
+    fn report() -> AttemptReport {
+        AttemptReport {
+            request_id: 1,
+            class: ClassId::INTERACTIVE,
+            attempt: 1,
+            deployment: DeploymentId(0),
+            started_at: Instant::ZERO,
+            ended_at: Instant::ZERO,
+            first_token_at: None,
+            outcome: AttemptOutcome::Success,
+            retry_after: None,
+            output_tokens: 1,
+            remaining: None,
+        }
+    }
+
+    #[test]
+    fn a_wrapper_that_names_its_inner_policy_forwards_every_method_it_does_not_write() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut wrapper = Wrapper(Box::new(Probe(calls.clone())));
+        let (now, request, history) = (Instant::ZERO, request(), History::new(Instant::ZERO));
+        let mut rng = SplitMix64::new(1);
+        assert!(wrapper.hedge(now, &request, &history, &mut rng).is_some());
+        wrapper.observe(now, &report());
+        wrapper.forget(now, 1);
+        let mut woken = Vec::new();
+        wrapper.unpark(now, &mut woken);
+        assert_eq!(woken, [7]);
+        assert!(wrapper.wants_rate_limit_headers());
+        wrapper.start_sharing();
+        let exported = wrapper.export_shared();
+        assert_eq!(
+            exported,
+            SharedDelta::wrapping(Probe::delta()),
+            "the inner delta is the wrapper's child 0"
+        );
+        wrapper.import_shared(now, &exported);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            ["hedge", "observe", "forget", "unpark", "start_sharing", "export_shared", "import_shared"]
+        );
+    }
+
+    #[test]
+    fn a_policy_without_an_inner_one_keeps_the_neutral_defaults() {
+        let mut leaf = Leaf;
+        let (now, request, history) = (Instant::ZERO, request(), History::new(Instant::ZERO));
+        assert_eq!(leaf.hedge(now, &request, &history, &mut SplitMix64::new(1)), None);
+        let mut woken = Vec::new();
+        leaf.unpark(now, &mut woken);
+        assert!(woken.is_empty() && !leaf.wants_rate_limit_headers());
+        assert!(leaf.export_shared().is_empty());
     }
 }

@@ -8,7 +8,7 @@
 //! does, nor the engine.
 
 use super::config::{check_backoff, nested, Catalog, PolicyConfig, PolicyError};
-use super::{AttemptReport, Backoff, Decision, HedgeAttempt, History, Policy, SharedDelta};
+use super::{AttemptReport, Backoff, Decision, History, Policy};
 use crate::provider::FailureKind;
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
@@ -90,6 +90,14 @@ fn layer_retries(kind: FailureKind, retry_mid_stream: bool) -> bool {
 }
 
 impl Policy for RetryLayer {
+    fn inner(&mut self) -> Option<&mut dyn Policy> {
+        Some(self.inner.as_mut())
+    }
+
+    fn inner_ref(&self) -> Option<&dyn Policy> {
+        Some(self.inner.as_ref())
+    }
+
     fn route(
         &mut self,
         now: Instant,
@@ -120,42 +128,8 @@ impl Policy for RetryLayer {
         Decision::Wait { until: now + delay.max(Duration::from_micros(1)) }
     }
 
-    fn hedge(
-        &mut self,
-        now: Instant,
-        request: &Request,
-        history: &History,
-        rng: &mut SplitMix64,
-    ) -> Option<HedgeAttempt> {
-        self.inner.hedge(now, request, history, rng)
-    }
-
-    fn observe(&mut self, now: Instant, report: &AttemptReport) {
-        self.inner.observe(now, report);
-    }
-
     fn forget(&mut self, now: Instant, request_id: u64) {
         self.retried.remove(&request_id);
         self.inner.forget(now, request_id);
-    }
-
-    fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
-        self.inner.unpark(now, woken);
-    }
-
-    fn wants_rate_limit_headers(&self) -> bool {
-        self.inner.wants_rate_limit_headers()
-    }
-
-    fn start_sharing(&mut self) {
-        self.inner.start_sharing();
-    }
-
-    fn export_shared(&mut self) -> SharedDelta {
-        SharedDelta::wrapping(self.inner.export_shared())
-    }
-
-    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
-        self.inner.import_shared(at, delta.child(0));
     }
 }

@@ -119,7 +119,7 @@ impl Smoothing {
             limiters[id.index()] = Some(MultiLimiter::new(&client_limits(&field, l)?, Instant::ZERO));
         }
         if let Some(fraction) = config.limits_fraction {
-            if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+            if !(crate::validate::is_positive(fraction) && fraction <= 1.0) {
                 return Err(PolicyError::new(
                     "limits_fraction",
                     format!("must be in (0, 1], got {fraction}"),
@@ -180,6 +180,14 @@ impl Smoothing {
 }
 
 impl Policy for Smoothing {
+    fn inner(&mut self) -> Option<&mut dyn Policy> {
+        Some(self.inner.as_mut())
+    }
+
+    fn inner_ref(&self) -> Option<&dyn Policy> {
+        Some(self.inner.as_ref())
+    }
+
     fn route(
         &mut self,
         now: Instant,
@@ -303,10 +311,6 @@ impl Policy for Smoothing {
     fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
         woken.append(&mut self.to_wake);
         self.inner.unpark(now, woken);
-    }
-
-    fn wants_rate_limit_headers(&self) -> bool {
-        self.inner.wants_rate_limit_headers()
     }
 
     fn start_sharing(&mut self) {
@@ -443,6 +447,14 @@ impl ConcurrencyCap {
 }
 
 impl Policy for ConcurrencyCap {
+    fn inner(&mut self) -> Option<&mut dyn Policy> {
+        Some(self.inner.as_mut())
+    }
+
+    fn inner_ref(&self) -> Option<&dyn Policy> {
+        Some(self.inner.as_ref())
+    }
+
     fn route(
         &mut self,
         now: Instant,
@@ -525,21 +537,5 @@ impl Policy for ConcurrencyCap {
     fn unpark(&mut self, now: Instant, woken: &mut Vec<u64>) {
         woken.append(&mut self.to_wake);
         self.inner.unpark(now, woken);
-    }
-
-    fn wants_rate_limit_headers(&self) -> bool {
-        self.inner.wants_rate_limit_headers()
-    }
-
-    fn start_sharing(&mut self) {
-        self.inner.start_sharing();
-    }
-
-    fn export_shared(&mut self) -> SharedDelta {
-        SharedDelta::wrapping(self.inner.export_shared())
-    }
-
-    fn import_shared(&mut self, at: Instant, delta: &SharedDelta) {
-        self.inner.import_shared(at, delta.child(0));
     }
 }

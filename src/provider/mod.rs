@@ -225,7 +225,7 @@ impl Deployment {
         let incident_process = match &c.incident_process {
             None => None,
             Some(pc) => {
-                if !(pc.uptime.is_finite() && pc.uptime > 0.0 && pc.uptime < 1.0) {
+                if !(crate::validate::is_positive(pc.uptime) && pc.uptime < 1.0) {
                     return Err(ConfigError::new(
                         "incident_process.uptime",
                         format!("must be strictly between 0 and 1, got {}", pc.uptime),

@@ -13,6 +13,7 @@ mod glyphs;
 pub mod markdown;
 pub mod plots;
 
+use crate::metric::{DeploymentFigure, Figure, Latency, Metric, Stat};
 use crate::metrics::StrategySummary;
 use crate::run::RunResult;
 use serde::Serialize;
@@ -169,32 +170,49 @@ fn percent(rate: f64) -> String {
     format!("{:.2}%", rate * 100.0)
 }
 
-/// The side-by-side table printed by `sim run`.
-pub fn format_table(summary: &RunSummary) -> String {
-    let mut rows: Vec<Vec<String>> = vec![[
-        "strategy", "requests", "ok", "429 att", "429 req", "failed", "batched", "TTFT p50", "p95", "p99",
-        "e2e p95", "cost $", "$/1k req", "att/req",
+/// A column of `sim run`'s table: its header, a figure of the whole strategy from the
+/// catalogue, and how its value is shown (an undefined value is `-`).
+type Column = (&'static str, Figure, fn(f64) -> String);
+
+/// The columns after the strategy's name.
+const TABLE_COLUMNS: [Column; 13] = {
+    const fn ttft(stat: Stat) -> Figure {
+        Figure::Latency(Latency::Ttft, stat)
+    }
+    [
+        ("requests", Figure::Requests, count),
+        ("ok", Figure::Succeeded, count),
+        ("429 att", Figure::Attempt429Rate, percent),
+        ("429 req", Figure::Request429Rate, percent),
+        ("failed", Figure::Failed, count),
+        ("batched", Figure::Batched, count),
+        ("TTFT p50", ttft(Stat::P50), seconds),
+        ("p95", ttft(Stat::P95), seconds),
+        ("p99", ttft(Stat::P99), seconds),
+        ("e2e p95", Figure::Latency(Latency::E2e, Stat::P95), seconds),
+        ("cost $", Figure::CostUsd, |v| format!("{v:.2}")),
+        ("$/1k req", Figure::CostPer1kRequestsUsd, |v| format!("{v:.3}")),
+        ("att/req", Figure::AttemptsPerRequest, |v| format!("{v:.2}")),
     ]
-    .map(String::from)
-    .to_vec()];
+};
+
+fn count(n: f64) -> String {
+    format!("{n:.0}")
+}
+
+/// The side-by-side table printed by `sim run`. Every figure is read through the metric
+/// catalogue ([`crate::metric`]).
+pub fn format_table(summary: &RunSummary) -> String {
+    let dash = |v: Option<f64>, show: fn(f64) -> String| v.map_or_else(|| "-".to_string(), show);
+    let mut header = vec!["strategy".to_string()];
+    header.extend(TABLE_COLUMNS.iter().map(|(label, ..)| label.to_string()));
+    let mut rows: Vec<Vec<String>> = vec![header];
     for s in &summary.strategies {
-        let o = &s.outcome;
-        rows.push(vec![
-            s.name.clone(),
-            o.requests.to_string(),
-            o.succeeded.to_string(),
-            percent(o.attempt_429_rate),
-            percent(o.request_429_rate),
-            o.failed.to_string(),
-            o.batched.to_string(),
-            seconds(o.ttft_ms.p50),
-            seconds(o.ttft_ms.p95),
-            seconds(o.ttft_ms.p99),
-            seconds(o.e2e_ms.p95),
-            format!("{:.2}", o.cost_usd),
-            format!("{:.3}", o.cost_per_1k_requests_usd),
-            format!("{:.2}", o.attempts_per_request),
-        ]);
+        let mut row = vec![s.name.clone()];
+        row.extend(
+            TABLE_COLUMNS.iter().map(|&(_, figure, show)| dash(Metric::overall(figure).value(s), show)),
+        );
+        rows.push(row);
     }
     let mut text = align(&rows);
 
@@ -211,16 +229,23 @@ pub fn format_table(summary: &RunSummary) -> String {
     for s in &summary.strategies {
         let mut row = vec![s.name.clone()];
         for c in &classes {
-            row.push(match s.by_class.get(c) {
-                None => "-".into(),
-                Some(o) if o.ttft_ms.count == 0 && o.batch_completion_ms.count > 0 => {
-                    format!(
-                        "batch {} / {}",
-                        seconds(o.batch_completion_ms.p50),
-                        seconds(o.batch_completion_ms.p95)
-                    )
-                }
-                Some(o) => format!("{} / {}", seconds(o.ttft_ms.p50), seconds(o.ttft_ms.p95)),
+            let of =
+                |latency: Latency, stat: Stat| Metric::of_class(c, Figure::Latency(latency, stat)).value(s);
+            let pair = |latency: Latency| {
+                format!(
+                    "{} / {}",
+                    dash(of(latency, Stat::P50), seconds),
+                    dash(of(latency, Stat::P95), seconds)
+                )
+            };
+            row.push(if !s.by_class.contains_key(c) {
+                "-".into()
+            } else if of(Latency::Ttft, Stat::P50).is_none()
+                && of(Latency::BatchCompletion, Stat::P50).is_some()
+            {
+                format!("batch {}", pair(Latency::BatchCompletion))
+            } else {
+                pair(Latency::Ttft)
             });
         }
         class_rows.push(row);
@@ -232,8 +257,8 @@ pub fn format_table(summary: &RunSummary) -> String {
         let shares: Vec<String> = s
             .by_deployment
             .iter()
-            .filter(|(_, d)| d.metrics.attempts > 0)
-            .map(|(name, d)| format!("{name} {:.1}%", d.load_share * 100.0))
+            .filter(|(_, d)| DeploymentFigure::Attempts.value(d) > 0.0)
+            .map(|(name, d)| format!("{name} {:.1}%", DeploymentFigure::LoadShare.value(d) * 100.0))
             .collect();
         let _ = writeln!(text, "  {:<24} {}", s.name, shares.join(", "));
     }

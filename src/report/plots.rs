@@ -844,18 +844,20 @@ pub fn plot_sweep(sweep: &SweepResults, out: &Path) -> Result<Vec<PlotFile>, Rep
         .map(|m| m.to_string())
         .find(|m| t.column(&format!("{m}_mean")).is_some());
     let latency_metric = latency_metric.as_deref();
-    if let (Some(latency_metric), Some(_)) = (latency_metric, t.column("cost_usd_mean")) {
+    let cost_metric = Metric::overall(Figure::CostUsd).to_string();
+    let failed_metric = Metric::overall(Figure::FailedRate).to_string();
+    if let (Some(latency_metric), Some(_)) = (latency_metric, t.column(&format!("{cost_metric}_mean"))) {
         let mut points = Vec::new();
         for r in 0..t.rows.len() {
             // A point where nothing succeeded has no latency: it is not placed at zero.
-            let (Some(latency), Some(cost)) = (sweep.mean(r, latency_metric)?, sweep.mean(r, "cost_usd")?)
+            let (Some(latency), Some(cost)) = (sweep.mean(r, latency_metric)?, sweep.mean(r, &cost_metric)?)
             else {
                 continue;
             };
             // Nor are points that lose many requests: failing is cheap, and they would crowd
             // the front with configurations nobody would run.
-            if t.column("failed_rate_mean").is_some()
-                && sweep.mean(r, "failed_rate")?.is_some_and(|f| f > LOST_SHARE_SHOWN)
+            if t.column(&format!("{failed_metric}_mean")).is_some()
+                && sweep.mean(r, &failed_metric)?.is_some_and(|f| f > LOST_SHARE_SHOWN)
             {
                 continue;
             }

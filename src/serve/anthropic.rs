@@ -11,7 +11,8 @@
 
 use super::clock::ScaledClock;
 use super::protocol::{
-    json_object, json_string, optional_u64, text_chars, AnswerInfo, ApiError, Encoding, RequestBody,
+    json_object, json_string, optional_u64, text_chars, AnswerInfo, ApiError, Encoding, FieldProblem,
+    RequestBody, RequestError,
 };
 use crate::limiter::Remaining;
 use crate::ratelimit_headers::{reported_axis, Field, HEADER_AXES};
@@ -48,25 +49,25 @@ impl Encoding for Anthropic {
         "anthropic"
     }
 
-    fn parse(&self, body: &[u8]) -> Result<RequestBody, String> {
+    fn parse(&self, body: &[u8]) -> Result<RequestBody, RequestError> {
         let object = json_object(body)?;
         let model = match object.get("model") {
             Some(serde_json::Value::String(m)) if !m.is_empty() => m.clone(),
-            _ => return Err("model: a non-empty string is required".into()),
+            _ => return Err(RequestError::field("model", FieldProblem::NonEmptyString)),
         };
         let max_tokens = match optional_u64(&object, "max_tokens")? {
-            Some(0) => return Err("max_tokens: must be >= 1".into()),
+            Some(0) => return Err(RequestError::field("max_tokens", FieldProblem::AtLeastOne)),
             Some(n) => n,
-            None => return Err("max_tokens: field required".into()),
+            None => return Err(RequestError::field("max_tokens", FieldProblem::Required)),
         };
         let messages = match object.get("messages") {
             Some(m @ serde_json::Value::Array(_)) => m,
-            _ => return Err("messages: an array is required".into()),
+            _ => return Err(RequestError::field("messages", FieldProblem::Array)),
         };
         let stream = match object.get("stream") {
             None | Some(serde_json::Value::Null) => false,
             Some(serde_json::Value::Bool(b)) => *b,
-            Some(_) => return Err("stream: expected a boolean".into()),
+            Some(_) => return Err(RequestError::field("stream", FieldProblem::Boolean)),
         };
         let system = object.get("system").map_or(0, text_chars);
         Ok(RequestBody {
@@ -210,11 +211,16 @@ mod tests {
     #[test]
     fn requests_without_max_tokens_or_messages_are_refused_by_field() {
         let e = Anthropic.parse(br#"{"model":"m","messages":[]}"#).unwrap_err();
-        assert!(e.starts_with("max_tokens"), "{e}");
+        assert!(matches!(e, RequestError::Field { field: "max_tokens", problem: FieldProblem::Required }));
+        assert_eq!(e.to_string(), "max_tokens: field required");
         let e = Anthropic.parse(br#"{"model":"m","max_tokens":5}"#).unwrap_err();
-        assert!(e.starts_with("messages"), "{e}");
+        assert_eq!(e.to_string(), "messages: an array is required");
+        let e = Anthropic.parse(br#"{"model":"m","max_tokens":-1,"messages":[]}"#).unwrap_err();
+        assert_eq!(e.to_string(), "max_tokens: expected a non-negative integer");
+        let e = Anthropic.parse(b"[1]").unwrap_err();
+        assert_eq!(e.to_string(), "the request body must be a JSON object");
         let e = Anthropic.parse(b"{not json").unwrap_err();
-        assert!(e.contains("not valid JSON"), "{e}");
+        assert!(e.to_string().starts_with("the request body is not valid JSON: "), "{e}");
         let ok = Anthropic
             .parse(br#"{"model":"m","max_tokens":5,"system":"abcd","messages":[{"role":"user","content":"efgh"}],"stream":true}"#)
             .unwrap();

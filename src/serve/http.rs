@@ -12,7 +12,7 @@
 use super::anthropic::Anthropic;
 use super::deployment::{Pending, ServedDeployment};
 use super::openai::OpenAi;
-use super::protocol::{estimate_tokens, AnswerInfo, ApiError, Encoding};
+use super::protocol::{estimate_tokens, AnswerInfo, ApiError, Encoding, FieldProblem, RequestError};
 use super::reply::{token_at, tokens_text, Answer, Ask, ErrorAnswer};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -114,7 +114,7 @@ fn api_error(
 }
 
 /// A header as a non-negative integer, if present.
-fn header_u64(request: &Request<Incoming>, name: &str) -> Result<Option<u64>, String> {
+fn header_u64(request: &Request<Incoming>, name: &'static str) -> Result<Option<u64>, RequestError> {
     let Some(value) = request.headers().get(name) else {
         return Ok(None);
     };
@@ -123,7 +123,7 @@ fn header_u64(request: &Request<Incoming>, name: &str) -> Result<Option<u64>, St
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Some)
-        .ok_or_else(|| format!("{name}: expected a non-negative integer"))
+        .ok_or(RequestError::field(name, FieldProblem::NonNegativeInteger))
 }
 
 /// Seconds as a header value: whole seconds when they are whole, else up to milliseconds
@@ -166,7 +166,7 @@ pub async fn handle(
     let (input_header, cached_header, output_header) = match headers {
         (Ok(i), Ok(c), Ok(o)) => (i, c, o),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return Ok(api_error(encoding, ApiError::InvalidRequest, &e, Vec::new()))
+            return Ok(api_error(encoding, ApiError::InvalidRequest, &e.to_string(), Vec::new()))
         }
     };
     let body = match http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
@@ -186,7 +186,7 @@ pub async fn handle(
     };
     let parsed = match encoding.parse(&body) {
         Ok(parsed) => parsed,
-        Err(message) => return Ok(api_error(encoding, ApiError::InvalidRequest, &message, Vec::new())),
+        Err(e) => return Ok(api_error(encoding, ApiError::InvalidRequest, &e.to_string(), Vec::new())),
     };
     let input_tokens = input_header.unwrap_or_else(|| estimate_tokens(parsed.prompt_chars));
     let cached_input_tokens = cached_header.unwrap_or(0);

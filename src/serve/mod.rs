@@ -46,27 +46,53 @@ impl ServeError {
     }
 }
 
+/// A `--deployment NAME=ADDR` the server cannot listen with; `Display` names the spec.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{spec:?}: {problem}")]
+pub struct ListenSpecError {
+    pub spec: String,
+    pub problem: ListenSpecProblem,
+}
+
+/// What is wrong with a listener spec.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ListenSpecProblem {
+    #[error("expected NAME=ADDRESS:PORT, e.g. anthropic/sonnet=127.0.0.1:8080")]
+    NoEquals,
+    #[error("the deployment name is empty")]
+    EmptyName,
+    #[error("{addr:?} is not an IP address and port (e.g. 127.0.0.1:0)")]
+    NotASocketAddress { addr: String },
+}
+
 /// `NAME=ADDR` (e.g. `anthropic/sonnet=127.0.0.1:8080`; port 0 picks a free port). The name
-/// is everything before the last `=` (addresses hold none). Errors are messages for the flag.
-pub fn parse_listen_spec(spec: &str) -> Result<(String, SocketAddr), String> {
+/// is everything before the last `=` (addresses hold none).
+pub fn parse_listen_spec(spec: &str) -> Result<(String, SocketAddr), ListenSpecError> {
+    let fail = |problem| ListenSpecError { spec: spec.to_string(), problem };
     let Some((name, addr)) = spec.rsplit_once('=') else {
-        return Err(format!("{spec:?}: expected NAME=ADDRESS:PORT, e.g. anthropic/sonnet=127.0.0.1:8080"));
+        return Err(fail(ListenSpecProblem::NoEquals));
     };
     if name.is_empty() {
-        return Err(format!("{spec:?}: the deployment name is empty"));
+        return Err(fail(ListenSpecProblem::EmptyName));
     }
-    let addr: SocketAddr = addr
-        .parse()
-        .map_err(|_| format!("{spec:?}: {addr:?} is not an IP address and port (e.g. 127.0.0.1:0)"))?;
+    let addr: SocketAddr =
+        addr.parse().map_err(|_| fail(ListenSpecProblem::NotASocketAddress { addr: addr.to_string() }))?;
     Ok((name.to_string(), addr))
 }
 
+/// A `--time-scale` out of range; `Display` is the message after the flag's name.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+#[error("must be a number > 0 and <= {max}, got {scale}", max = MAX_TIME_SCALE)]
+pub struct TimeScaleError {
+    pub scale: f64,
+}
+
 /// Checks a time scale: finite, > 0, at most [`MAX_TIME_SCALE`].
-pub fn check_time_scale(scale: f64) -> Result<f64, String> {
-    if scale.is_finite() && scale > 0.0 && scale <= MAX_TIME_SCALE {
+pub fn check_time_scale(scale: f64) -> Result<f64, TimeScaleError> {
+    if crate::validate::is_positive(scale) && scale <= MAX_TIME_SCALE {
         Ok(scale)
     } else {
-        Err(format!("must be a number > 0 and <= {MAX_TIME_SCALE}, got {scale}"))
+        Err(TimeScaleError { scale })
     }
 }
 
@@ -237,7 +263,18 @@ mod tests {
     fn listen_specs_split_at_the_last_equals_sign() {
         let (name, addr) = parse_listen_spec("a=b/c=127.0.0.1:0").unwrap();
         assert_eq!((name.as_str(), addr.port()), ("a=b/c", 0));
-        assert!(parse_listen_spec("a=b").unwrap_err().contains("not an IP address"));
+        let e = parse_listen_spec("a=b").unwrap_err();
+        assert_eq!(e.problem, ListenSpecProblem::NotASocketAddress { addr: "b".into() });
+        assert_eq!(e.to_string(), "\"a=b\": \"b\" is not an IP address and port (e.g. 127.0.0.1:0)");
+        assert_eq!(parse_listen_spec("=127.0.0.1:0").unwrap_err().problem, ListenSpecProblem::EmptyName);
+        assert_eq!(
+            parse_listen_spec("x").unwrap_err().to_string(),
+            "\"x\": expected NAME=ADDRESS:PORT, e.g. anthropic/sonnet=127.0.0.1:8080"
+        );
+        assert_eq!(
+            check_time_scale(0.0).unwrap_err().to_string(),
+            "must be a number > 0 and <= 10000, got 0"
+        );
         assert!(check_time_scale(f64::NAN).is_err() && check_time_scale(1e9).is_err());
     }
 

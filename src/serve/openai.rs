@@ -11,7 +11,8 @@
 
 use super::clock::ScaledClock;
 use super::protocol::{
-    json_object, json_string, optional_u64, text_chars, AnswerInfo, ApiError, Encoding, RequestBody,
+    json_object, json_string, optional_u64, text_chars, AnswerInfo, ApiError, Encoding, FieldProblem,
+    RequestBody, RequestError,
 };
 use crate::limiter::Axis;
 use crate::limiter::Remaining;
@@ -55,27 +56,27 @@ impl Encoding for OpenAi {
         "openai"
     }
 
-    fn parse(&self, body: &[u8]) -> Result<RequestBody, String> {
+    fn parse(&self, body: &[u8]) -> Result<RequestBody, RequestError> {
         let object = json_object(body)?;
         let model = match object.get("model") {
             Some(serde_json::Value::String(m)) if !m.is_empty() => m.clone(),
-            _ => return Err("model: a non-empty string is required".into()),
+            _ => return Err(RequestError::field("model", FieldProblem::NonEmptyString)),
         };
         let messages = match object.get("messages") {
             Some(m @ serde_json::Value::Array(_)) => m,
-            _ => return Err("messages: an array is required".into()),
+            _ => return Err(RequestError::field("messages", FieldProblem::Array)),
         };
         let max_tokens = match optional_u64(&object, "max_completion_tokens")? {
             Some(n) => Some(n),
             None => optional_u64(&object, "max_tokens")?,
         };
         if max_tokens == Some(0) {
-            return Err("max_tokens: must be >= 1".into());
+            return Err(RequestError::field("max_tokens", FieldProblem::AtLeastOne));
         }
         let stream = match object.get("stream") {
             None | Some(serde_json::Value::Null) => false,
             Some(serde_json::Value::Bool(b)) => *b,
-            Some(_) => return Err("stream: expected a boolean".into()),
+            Some(_) => return Err(RequestError::field("stream", FieldProblem::Boolean)),
         };
         let include_usage = object
             .get("stream_options")

@@ -1,6 +1,7 @@
 //! What every protocol encoding provides ([`Encoding`]) and what they share: the request body
-//! as the server needs it ([`RequestBody`]), protocol-neutral API errors ([`ApiError`]), the
-//! facts of one answer an encoding writes out ([`AnswerInfo`]), and the prompt-size estimate.
+//! as the server needs it ([`RequestBody`]) and why one is refused ([`RequestError`], the 400's
+//! message), protocol-neutral API errors ([`ApiError`]), the facts of one answer an encoding
+//! writes out ([`AnswerInfo`]), and the prompt-size estimate.
 //!
 //! It must not know about the provider model or about sockets: the HTTP layer
 //! ([`super::http`]) decides, an [`Encoding`] only writes bytes.
@@ -62,8 +63,8 @@ pub struct AnswerInfo {
 pub trait Encoding: Send + Sync {
     /// The protocol's name in messages.
     fn name(&self) -> &'static str;
-    /// Parses a request body; the error is a message for a 400.
-    fn parse(&self, body: &[u8]) -> Result<RequestBody, String>;
+    /// Parses a request body; the error's `Display` is the message of the 400.
+    fn parse(&self, body: &[u8]) -> Result<RequestBody, RequestError>;
     /// The status and JSON body of an error.
     fn error(&self, error: ApiError, message: &str) -> (u16, String);
     /// The rate-limit headers of a response (`retry-after` is the HTTP layer's).
@@ -98,23 +99,59 @@ pub fn text_chars(value: &serde_json::Value) -> u64 {
     }
 }
 
-/// A field of a JSON object as a non-negative integer, if present; `Err` names the field.
-pub fn optional_u64(
-    object: &serde_json::Map<String, serde_json::Value>,
-    key: &str,
-) -> Result<Option<u64>, String> {
-    match object.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| format!("{key}: expected a non-negative integer")),
+/// Why a request was refused with a 400 before reaching the model: its `Display` is the
+/// message of the error body (`field: problem`, or one about the whole body).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the request body must be a JSON object")]
+    NotAnObject,
+    #[error("the request body is not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// A body field or a request header (`x-routesim-input-tokens`) the server refuses.
+    #[error("{field}: {problem}")]
+    Field { field: &'static str, problem: FieldProblem },
+}
+
+impl RequestError {
+    pub fn field(field: &'static str, problem: FieldProblem) -> RequestError {
+        RequestError::Field { field, problem }
     }
 }
 
-/// The request body as a JSON object; `Err` is a message for a 400.
-pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+/// What is wrong with one field of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FieldProblem {
+    #[error("field required")]
+    Required,
+    #[error("a non-empty string is required")]
+    NonEmptyString,
+    #[error("an array is required")]
+    Array,
+    #[error("expected a boolean")]
+    Boolean,
+    #[error("expected a non-negative integer")]
+    NonNegativeInteger,
+    #[error("must be >= 1")]
+    AtLeastOne,
+}
+
+/// A field of a JSON object as a non-negative integer, if present; `Err` names the field.
+pub fn optional_u64(
+    object: &serde_json::Map<String, serde_json::Value>,
+    key: &'static str,
+) -> Result<Option<u64>, RequestError> {
+    match object.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or(RequestError::field(key, FieldProblem::NonNegativeInteger)),
+    }
+}
+
+/// The request body as a JSON object.
+pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, RequestError> {
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err("the request body must be a JSON object".into()),
-        Err(e) => Err(format!("the request body is not valid JSON: {e}")),
+        Ok(_) => Err(RequestError::NotAnObject),
+        Err(e) => Err(RequestError::NotJson(e)),
     }
 }
 

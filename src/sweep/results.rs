@@ -135,10 +135,7 @@ impl PointRecord {
     pub fn content_checksum(&self) -> String {
         let body = serde_json::to_string(&PointRecord { checksum: String::new(), ..self.clone() })
             .expect("point record serialises");
-        let hash = body
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        format!("fnv1a64:{hash:016x}")
+        format!("fnv1a64:{:016x}", crate::rng::fnv1a64(body.as_bytes()))
     }
 
     /// Reads and checks one point file against the manifest and its checksum.
@@ -513,6 +510,24 @@ mod tests {
         assert_eq!(violated, ["request_429_rate < 0 (is 0)"]);
         assert!(Constraint::parse("p95 <= 3", &metrics).is_err());
         assert!(Constraint::parse("cost_usd == 3", &metrics).is_err());
+    }
+
+    #[test]
+    fn a_point_checksum_is_fnv1a_of_its_json_and_stays_pinned() {
+        // Point files already on disk carry this checksum: its bytes must never change.
+        let record = PointRecord {
+            fingerprint: "f".into(),
+            index: 3,
+            coordinates: vec![("rate".into(), "2".into())],
+            runs: vec![RunRecord {
+                strategy: "s".into(),
+                replication: 0,
+                seed: 7,
+                values: vec![Some(1.5), None],
+            }],
+            checksum: "ignored".into(),
+        };
+        assert_eq!(record.content_checksum(), "fnv1a64:bca776922816d32b");
     }
 
     #[test]

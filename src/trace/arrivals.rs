@@ -14,6 +14,7 @@ use super::TraceError;
 use crate::dist::{ln_gamma, Dist, DistConfig};
 use crate::rng::SplitMix64;
 use crate::time::Duration;
+use crate::validate::{is_non_negative, is_positive};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -94,9 +95,10 @@ impl ProcessConfig {
         let err =
             |name: &str, message: String| TraceError::Config { field: format!("{field}.{name}"), message };
         let rate = |name: &str, v: f64, allow_zero: bool| {
+            let in_range = if allow_zero { is_non_negative(v) } else { is_positive(v) };
             if v > MAX_RATE_PER_S && v.is_finite() {
                 Err(err(name, format!("{v} is above the maximum of {MAX_RATE_PER_S} per second")))
-            } else if v.is_finite() && (v > 0.0 || (allow_zero && v == 0.0)) {
+            } else if in_range {
                 Ok(v)
             } else {
                 Err(err(

@@ -82,7 +82,9 @@ impl MonthConfig {
         if self.hourly.len() != 24 {
             return err("hourly", format!("must hold 24 multipliers, got {}", self.hourly.len()));
         }
-        if let Some(bad) = self.hourly.iter().chain([&self.weekend]).find(|m| !m.is_finite() || **m < 0.0) {
+        if let Some(bad) =
+            self.hourly.iter().chain([&self.weekend]).find(|m| !crate::validate::is_non_negative(**m))
+        {
             return err("hourly", format!("multipliers must be finite and >= 0, got {bad}"));
         }
         let mut probe = self.agent.clone();

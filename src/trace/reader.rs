@@ -448,7 +448,7 @@ fn parse_ms(column: Column, value: &[u8]) -> Result<u64, RowError> {
         return Err(bad());
     }
     let ms: f64 = text.parse().map_err(|_| bad())?;
-    if !ms.is_finite() || ms < 0.0 {
+    if !crate::validate::is_non_negative(ms) {
         return Err(bad());
     }
     let micros = (ms * MICROS_PER_MS as f64).round();

@@ -198,7 +198,8 @@ fn observe_calibrate_validate_recovers_the_hidden_provider_and_predicts_a_held_o
         .find(|(s, ..)| s == routesim::calibrate::validate_run::ALL_REQUESTS)
         .unwrap()
         .3;
-    let error = |metric: &str| total.iter().find(|c| c.metric == metric).and_then(|c| c.error_pct).unwrap();
+    let error =
+        |metric: &str| total.iter().find(|c| c.metric.name() == metric).and_then(|c| c.error_pct).unwrap();
     let table_text = format!("{validation:?}");
     assert!(error("attempt_429_rate") <= 5.0, "{table_text}");
     assert!(error("attempts_per_request") <= 5.0, "{table_text}");

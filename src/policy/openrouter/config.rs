@@ -366,7 +366,7 @@ impl TrafficSharesConfig {
         if self.window.is_zero() {
             return Err(OpenRouterError::new(at("window"), "must be > 0"));
         }
-        if !(self.breaker_gap.is_finite() && self.breaker_gap > 0.0 && self.breaker_gap <= 1.0) {
+        if !(crate::validate::is_positive(self.breaker_gap) && self.breaker_gap <= 1.0) {
             return Err(OpenRouterError::new(
                 at("breaker_gap"),
                 format!("must be in (0, 1], got {}", self.breaker_gap),

@@ -4,14 +4,14 @@
 //! It must not know about the pipeline after the raw row (order, jitter, window, rate, classes).
 
 use super::fields::{parse_count, parse_time, FieldError};
-use super::{Mapping, RawRow, RawSource, TimeUnit};
+use super::{Mapping, RawRow, RawSource, TimeUnit, TraceFormat};
 use crate::trace::{LineIndex, TraceError};
 use std::fs::File;
 use std::path::Path;
 
 /// Which header names hold what, for a CSV source.
 pub(super) struct CsvLayout {
-    format_name: &'static str,
+    format: TraceFormat,
     time: String,
     time_unit: TimeUnit,
     input: String,
@@ -28,7 +28,7 @@ pub(super) struct CsvLayout {
 impl CsvLayout {
     pub(super) fn azure() -> Self {
         CsvLayout {
-            format_name: "azure",
+            format: TraceFormat::Azure,
             time: "TIMESTAMP".into(),
             time_unit: TimeUnit::Datetime,
             input: "ContextTokens".into(),
@@ -44,7 +44,7 @@ impl CsvLayout {
 
     pub(super) fn burstgpt() -> Self {
         CsvLayout {
-            format_name: "burstgpt",
+            format: TraceFormat::Burstgpt,
             time: "Timestamp".into(),
             time_unit: TimeUnit::S,
             input: "Request tokens".into(),
@@ -61,7 +61,7 @@ impl CsvLayout {
 
     pub(super) fn mapped(m: &Mapping) -> Self {
         CsvLayout {
-            format_name: "mapped",
+            format: TraceFormat::Mapped,
             time: m.time.clone(),
             time_unit: m.time_unit,
             input: m.input_tokens.clone(),
@@ -121,7 +121,7 @@ impl CsvSource {
                 file: name.clone(),
                 message: format!(
                     "missing column {column:?} of the {} format (found: {})",
-                    layout.format_name,
+                    layout.format.name(),
                     elide_list(&header.iter().collect::<Vec<_>>().join(", "))
                 ),
             })
@@ -134,7 +134,7 @@ impl CsvSource {
                 Some(c) => Ok(find(c)),
             }
         };
-        let strict = layout.format_name == "mapped";
+        let strict = layout.format == TraceFormat::Mapped;
         Ok(CsvSource {
             time: required(&layout.time)?,
             input: required(&layout.input)?,

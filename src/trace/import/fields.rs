@@ -6,6 +6,7 @@
 
 use super::TimeUnit;
 use crate::time::{MICROS_PER_MS, MICROS_PER_S};
+use crate::validate::is_non_negative;
 
 /// A problem in one field, before file and line are attached.
 pub(super) struct FieldError {
@@ -68,7 +69,7 @@ pub(super) fn parse_count(field: &str, text: &str) -> Result<u64, FieldError> {
     }
     // Some exports write counts as floats ("512.0"): accept whole values only.
     match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1e18 => Ok(v as u64),
+        Ok(v) if is_non_negative(v) && v.fract() == 0.0 && v < 1e18 => Ok(v as u64),
         _ => Err(field_error(field, format!("expected a non-negative integer, got {text:?}"))),
     }
 }
@@ -77,7 +78,7 @@ pub(super) fn parse_count(field: &str, text: &str) -> Result<u64, FieldError> {
 pub(super) fn parse_number_time(field: &str, text: &str, unit_us: f64) -> Result<i64, FieldError> {
     let text = text.trim();
     match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 && v * unit_us < 9.0e18 => Ok((v * unit_us).round() as i64),
+        Ok(v) if is_non_negative(v) && v * unit_us < 9.0e18 => Ok((v * unit_us).round() as i64),
         _ => Err(field_error(field, format!("expected a non-negative finite number, got {text:?}"))),
     }
 }

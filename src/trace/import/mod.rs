@@ -110,6 +110,27 @@ impl TraceFormat {
             .join(", ")
     }
 
+    /// Whether the format is read only with a [`Mapping`] (so not by flags that give none).
+    pub fn needs_mapping(self) -> bool {
+        self == TraceFormat::Mapped
+    }
+
+    /// `routesim (default), azure, burstgpt, mooncake, mapped`: `formats` for help text, the
+    /// default marked.
+    pub fn list(formats: impl IntoIterator<Item = TraceFormat>) -> String {
+        formats
+            .into_iter()
+            .map(|f| {
+                if f == TraceFormat::default() {
+                    format!("{} (default)", f.name())
+                } else {
+                    f.name().into()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Parses a format name.
     pub fn parse(name: &str) -> Result<TraceFormat, UnknownTraceFormat> {
         TraceFormat::ALL
@@ -574,8 +595,10 @@ impl Importer {
                 let Some(mapping) = &options.mapping else {
                     return Err(config(
                         "mapping",
-                        "format \"mapped\" needs a mapping (time, time_unit, input_tokens, output_tokens)"
-                            .into(),
+                        format!(
+                            "format {:?} needs a mapping (time, time_unit, input_tokens, output_tokens)",
+                            format.name()
+                        ),
                     ));
                 };
                 let jsonl = match mapping.format {
@@ -829,6 +852,28 @@ impl Iterator for Importer {
 mod tests {
     //! Round trips on small hand-written samples of each format.
     use super::*;
+
+    #[test]
+    fn the_one_list_names_every_format_as_serde_reads_it() {
+        for format in TraceFormat::ALL {
+            // Exhaustive, so a new format cannot be left out of `ALL`.
+            match format {
+                TraceFormat::Routesim
+                | TraceFormat::Azure
+                | TraceFormat::Burstgpt
+                | TraceFormat::Mooncake
+                | TraceFormat::Mapped => {}
+            }
+            let read: TraceFormat = serde_json::from_value(serde_json::json!(format.name())).unwrap();
+            assert_eq!(read, format);
+            assert_eq!(TraceFormat::parse(format.name()), Ok(format));
+        }
+        assert_eq!(
+            TraceFormat::list(TraceFormat::ALL),
+            "routesim (default), azure, burstgpt, mooncake, mapped"
+        );
+        assert_eq!(TraceFormat::imported_names(), "azure, burstgpt, mooncake, mapped");
+    }
 
     struct Sample {
         _dir: tempfile::TempDir,
