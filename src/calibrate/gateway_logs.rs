@@ -517,7 +517,9 @@ mod tests {
             "x.json",
             vec![row(2, "a", 7_500_000, 200), row(3, "b", 6_000_000, 200), row(4, "a", 5_000_000, 429)],
         );
-        let got: Vec<(u64, &str, u32, f64, Option<f64>, f64, u64)> = run
+        // (line, request, attempt, start, first token, end, cached input)
+        type Got<'a> = (u64, &'a str, u32, f64, Option<f64>, f64, u64);
+        let got: Vec<Got<'_>> = run
             .records
             .iter()
             .map(|(line, r)| {
