@@ -862,7 +862,9 @@ mod tests {
                 | TraceFormat::Azure
                 | TraceFormat::Burstgpt
                 | TraceFormat::Mooncake
-                | TraceFormat::Mapped => {}
+                | TraceFormat::Mapped
+                | TraceFormat::LitellmSpend
+                | TraceFormat::OtelGenai => {}
             }
             let read: TraceFormat = serde_json::from_value(serde_json::json!(format.name())).unwrap();
             assert_eq!(read, format);
@@ -870,9 +872,12 @@ mod tests {
         }
         assert_eq!(
             TraceFormat::list(TraceFormat::ALL),
-            "routesim (default), azure, burstgpt, mooncake, mapped"
+            "routesim (default), azure, burstgpt, mooncake, mapped, litellm_spend, otel_genai"
         );
-        assert_eq!(TraceFormat::imported_names(), "azure, burstgpt, mooncake, mapped");
+        assert_eq!(
+            TraceFormat::imported_names(),
+            "azure, burstgpt, mooncake, mapped, litellm_spend, otel_genai"
+        );
     }
 
     struct Sample {
