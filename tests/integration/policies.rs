@@ -306,6 +306,31 @@ model_list = [{ model_name = "g", deployment = "a", weight = 1.0 }, { model_name
 }
 
 #[test]
+fn litellm_least_busy_breaks_ties_to_the_first_deployment_of_the_group() {
+    // `router_strategy/least_busy.py` (LiteLLM 1.110.2): `_least_busy_index` is
+    // `min(range(len(counts)), key=lambda index: counts[index])`, so among deployments with
+    // equally few calls in flight the first of the group wins; nothing is drawn at random.
+    // Both deployments answer in 150 ms + 10 tokens at 100 tok/s = 250 ms.
+    let lat = "latency = { ttft_ms = { dist = \"constant\", value = 150 }, output_tokens_per_s = { dist = \"constant\", value = 100 } }\n";
+    let ds = [deployment("a", lat), deployment("b", lat)];
+    let text = r#"kind = "litellm"
+model_list = [{ model_name = "g", deployment = "a" }, { model_name = "g", deployment = "b" }]
+router_settings = { routing_strategy = "least-busy" }"#;
+    // Idle: a request every second finds both at 0 in flight; every one goes to a (random
+    // ties would split them, and give 10 : 0 once in 512 runs).
+    let m = simulate(&mut policy(text, &ds), &ds, every(10, 1_000.0));
+    assert_eq!((served(&m, 0), served(&m, 1)), (10, 0));
+    // A request every 100 ms, 250 ms each. By hand (in flight a/b when each arrives):
+    // r1 0 ms 0/0 → a; r2 100 ms 1/0 → b; r3 200 ms 1/1 → a; r4 300 ms (r1 ended at 250)
+    // 1/1 → a; r5 400 ms 2/0 (r2 ended at 350) → b; then every 300 ms the same b, a, a
+    // (r6 500 ms 1/1 → a, r7 600 ms 1/1 → a, r8 700 ms 2/0 → b, ...). Over 31 requests:
+    // r1..r4 give a 3, b 1; r5..r31 are 9 cycles of (b, a, a): a 18, b 9. So a 21, b 10.
+    let m = simulate(&mut policy(text, &ds), &ds, every(31, 100.0));
+    assert_eq!((served(&m, 0), served(&m, 1)), (21, 10));
+    assert_eq!(m.total.attempts, 31, "no failures, no retries");
+}
+
+#[test]
 fn litellm_routing_strategies_behave_as_documented() {
     let cheap = priced("cheap", "p", "m", 1.0, "");
     let dear = priced("dear", "p", "m", 3.0, "[latency]\nttft_ms = { dist = \"constant\", value = 100 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n");

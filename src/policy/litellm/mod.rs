@@ -9,7 +9,8 @@
 //!   `enable_tag_filtering`) those whose `tags` do not hold the request's class are removed
 //!   before the strategy picks; with `order` set, only the lowest order still available.
 //! - **Strategies**: `simple-shuffle` (random by `weight`, else `rpm`, else `tpm`, else
-//!   uniform); `least-busy` (fewest in flight); `usage-based-routing(-v2)`
+//!   uniform); `least-busy` (fewest in flight, ties to the first in the group: `least_busy.py`
+//!   takes `min` over indexes); `usage-based-routing(-v2)`
 //!   (`lowest_tpm_rpm_v2.py`: prompt + completion tokens and requests per UTC calendar minute;
 //!   a deployment is skipped when `tokens_used + input_tokens > tpm` or
 //!   `requests_used + 1 >= rpm`; the least tokens used wins, ties at random);
@@ -320,6 +321,11 @@ impl LiteLlm {
         self.states.iter().map(|s| s.cooldown_episodes).collect()
     }
 
+    /// Per deployment, when its latest cooldown ends (`Instant::ZERO` if it was never cooled).
+    pub fn cooled_until(&self) -> Vec<Instant> {
+        self.states.iter().map(|s| s.cooled_until).collect()
+    }
+
     fn class_name(&self, request: &Request) -> Option<&str> {
         self.class_names.get(usize::from(request.class.0)).map(String::as_str)
     }
@@ -406,10 +412,11 @@ impl LiteLlm {
                 weighted_choice(healthy, &weights, rng)
             }
             RoutingStrategy::LeastBusy => {
-                let least = healthy.iter().map(|i| state(*i).in_flight).min().unwrap_or(0);
-                let ties: Vec<usize> =
-                    healthy.iter().copied().filter(|i| state(*i).in_flight == least).collect();
-                random_among(&ties, rng)
+                // `least_busy.py: _least_busy_index` is `min` over the candidates' indexes: ties go
+                // to the first in the group's order, no random draw (`min_by_key` keeps the first
+                // minimum too). Picks are counted in flight from `send`, as LiteLLM counts a pick
+                // reserved and not yet started.
+                *healthy.iter().min_by_key(|i| state(**i).in_flight).expect("non-empty candidates")
             }
             RoutingStrategy::UsageBasedRouting | RoutingStrategy::UsageBasedRoutingV2 => {
                 let least = healthy.iter().map(|i| state(*i).tokens_this_minute).min().unwrap_or(0);
