@@ -306,6 +306,25 @@ model_list = [{ model_name = "g", deployment = "a", weight = 1.0 }, { model_name
 }
 
 #[test]
+fn litellm_cost_based_routing_ranks_by_litellm_params_prices_before_the_deployments() {
+    // `lowest_cost.py`: a deployment's `litellm_params.input_cost_per_token` (if truthy), else
+    // its cost-map row — here the scenario deployment's price — plus the same for output.
+    // cheap lists $1/Mtok input and dear $3 (output free); dear's config price of $0.5/Mtok
+    // makes it the cheaper: 10 of 10 requests go to dear. A price of 0 is not truthy: the
+    // scenario's prices decide again, 10 of 10 on cheap.
+    let ds = [priced("cheap", "p", "m", 1.0, ""), priced("dear", "p", "m", 3.0, "")];
+    let text = |dear_price: &str| {
+        format!(
+            "kind = \"litellm\"\nmodel_list = [{{ model_name = \"g\", deployment = \"cheap\" }}, {{ model_name = \"g\", deployment = \"dear\", input_cost_per_token = {dear_price} }}]\nrouter_settings = {{ routing_strategy = \"cost-based-routing\" }}"
+        )
+    };
+    let m = simulate(&mut policy(&text("0.5e-6"), &ds), &ds, every(10, 1_000.0));
+    assert_eq!((served(&m, 0), served(&m, 1)), (0, 10));
+    let m = simulate(&mut policy(&text("0.0"), &ds), &ds, every(10, 1_000.0));
+    assert_eq!((served(&m, 0), served(&m, 1)), (10, 0));
+}
+
+#[test]
 fn litellm_least_busy_breaks_ties_to_the_first_deployment_of_the_group() {
     // `router_strategy/least_busy.py` (LiteLLM 1.110.2): `_least_busy_index` is
     // `min(range(len(counts)), key=lambda index: counts[index])`, so among deployments with

@@ -100,6 +100,8 @@ struct Entry {
     timeout: Option<Duration>,
     order: Option<u32>,
     tags: Vec<String>,
+    /// `litellm_params` prices per token (input, output), when given and not 0.
+    cost_per_token: (Option<f64>, Option<f64>),
 }
 
 #[derive(Clone, Debug)]
@@ -207,7 +209,8 @@ pub struct LiteLlm {
     group_by_class: BTreeMap<String, usize>,
     class_names: Vec<String>,
     states: Vec<DeploymentState>,
-    prices_per_token: Vec<f64>,
+    /// Per scenario deployment: (input, output) USD per token, the cost-map row's stand-in.
+    prices_per_token: Vec<(f64, f64)>,
     requests: HashMap<u64, RequestState>,
     /// Whether latency samples are time to first token (the requests stream).
     streaming: bool,
@@ -308,7 +311,7 @@ impl LiteLlm {
             prices_per_token: catalog
                 .deployments
                 .iter()
-                .map(|d| d.prices.input_usd_per_token + d.prices.output_usd_per_token)
+                .map(|d| (d.prices.input_usd_per_token, d.prices.output_usd_per_token))
                 .collect(),
             requests: HashMap::new(),
             streaming: config.stream,
@@ -450,7 +453,14 @@ impl LiteLlm {
                 random_among(&near, rng)
             }
             RoutingStrategy::CostBasedRouting => {
-                let price = |i: usize| self.prices_per_token[entries[i].deployment.index()];
+                // `lowest_cost.py`: `litellm_params.input_cost_per_token` (if truthy) else the
+                // cost-map row's, plus the same for output; the scenario deployment's prices
+                // stand for the row.
+                let price = |i: usize| {
+                    let e = &entries[i];
+                    let (input, output) = self.prices_per_token[e.deployment.index()];
+                    e.cost_per_token.0.unwrap_or(input) + e.cost_per_token.1.unwrap_or(output)
+                };
                 // A stable sort by price: ties keep the group's order.
                 let cheapest = healthy.iter().map(|i| price(*i)).fold(f64::INFINITY, f64::min);
                 *healthy.iter().find(|i| price(**i) <= cheapest).expect("non-empty candidates")
@@ -767,6 +777,14 @@ fn entry(id: DeploymentId, e: &ModelEntry, field: &str) -> Result<Entry, PolicyE
         return Err(PolicyError::new(field, "rpm, tpm and max_parallel_requests must be > 0 when given"));
     }
     check_timeout(&format!("{field}.timeout"), &e.timeout)?;
+    for (name, cost) in
+        [("input_cost_per_token", e.input_cost_per_token), ("output_cost_per_token", e.output_cost_per_token)]
+    {
+        if cost.is_some_and(|c| !crate::validate::is_non_negative(c)) {
+            return Err(PolicyError::new(format!("{field}.{name}"), "must be a finite number >= 0"));
+        }
+    }
+    let truthy = |c: Option<f64>| c.filter(|c| *c > 0.0);
     Ok(Entry {
         deployment: id,
         rpm: e.rpm,
@@ -776,6 +794,7 @@ fn entry(id: DeploymentId, e: &ModelEntry, field: &str) -> Result<Entry, PolicyE
         timeout: e.timeout,
         order: e.order,
         tags: e.tags.clone(),
+        cost_per_token: (truthy(e.input_cost_per_token), truthy(e.output_cost_per_token)),
     })
 }
 
