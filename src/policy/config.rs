@@ -89,8 +89,8 @@ impl PolicyFiles {
             let file = resolved.display().to_string();
             // An import error is the build's to report; only a clean import leaves notes.
             let Ok(imported) = import_text(text, &file, &litellm.deployment_map, &catalog) else { continue };
-            if !imported.ignored.is_empty() {
-                let note = ignored_note(&file, &imported.ignored);
+            if !imported.ignored.is_empty() || !imported.unknown.is_empty() {
+                let note = ignored_note(&file, &imported.ignored, &imported.unknown);
                 if !files.notes.contains(&note) {
                     files.notes.push(note);
                 }

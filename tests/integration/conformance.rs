@@ -119,12 +119,25 @@ struct AttemptLog {
     outcome: String,
 }
 
+/// A deployment's first cooldown: when the router started it and how long it was set for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct FirstCooldown {
+    at_ms: f64,
+    length_ms: f64,
+    /// The failed attempts on the deployment the router had seen when it cooled it (the one
+    /// that cooled it included), when the log knows their order: routesim's does. The
+    /// driver's log has end times only (see [`Measures::of`]).
+    failures_seen: Option<u64>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 struct RunLog {
     requests: BTreeMap<u64, RequestLog>,
     attempts: Vec<AttemptLog>,
     /// Cooldown episodes per deployment.
     cooldowns: BTreeMap<String, u64>,
+    /// Per deployment ever cooled, its first cooldown.
+    first_cooldowns: BTreeMap<String, FirstCooldown>,
 }
 
 fn failure_name(kind: FailureKind) -> &'static str {
@@ -146,6 +159,8 @@ struct Recorder<'a> {
     names: Vec<String>,
     log: RunLog,
     arrivals: BTreeMap<u64, f64>,
+    /// Failed attempts observed so far, per deployment index.
+    failures_seen: BTreeMap<usize, u64>,
 }
 
 fn ms(t: Instant) -> f64 {
@@ -181,7 +196,22 @@ impl Policy for Recorder<'_> {
     }
 
     fn observe(&mut self, now: Instant, report: &AttemptReport) {
+        let index = report.deployment.index();
+        let episodes_before = self.inner.cooldown_episodes()[index];
         self.inner.observe(now, report);
+        if matches!(report.outcome, AttemptOutcome::Failed(_)) {
+            *self.failures_seen.entry(index).or_default() += 1;
+        }
+        if self.inner.cooldown_episodes()[index] > episodes_before {
+            // Cooldowns start only here, on a failure: the first one of this deployment.
+            let until = self.inner.cooled_until()[index];
+            let first = FirstCooldown {
+                at_ms: ms(now),
+                length_ms: ms(until) - ms(now),
+                failures_seen: self.failures_seen.get(&index).copied(),
+            };
+            self.log.first_cooldowns.entry(self.names[index].clone()).or_insert(first);
+        }
         let outcome = match report.outcome {
             AttemptOutcome::Success => "ok".to_string(),
             AttemptOutcome::Batched => "batched".to_string(),
@@ -325,8 +355,13 @@ fn routesim_run(case: &Case, seed: u64) -> RunLog {
         .map(|i| request(i, i as f64 * case.spacing_ms, case.input_tokens, case.output_tokens))
         .collect();
     let names = deployments.iter().map(|d| d.name.clone()).collect();
-    let mut recorder =
-        Recorder { inner: &mut router, names, log: RunLog::default(), arrivals: BTreeMap::new() };
+    let mut recorder = Recorder {
+        inner: &mut router,
+        names,
+        log: RunLog::default(),
+        arrivals: BTreeMap::new(),
+        failures_seen: BTreeMap::new(),
+    };
     let engine = EngineConfig { seed, replay: Replay::Open, ..EngineConfig::default() };
     let metrics = simulate(
         &case.name,
@@ -353,20 +388,30 @@ fn peer_python() -> Option<PathBuf> {
     python.exists().then_some(python)
 }
 
+/// The real LiteLLM's runs: the driver's output, from a fresh driver run, or — when
+/// `ROUTESIM_CONFORMANCE_REAL` names a file the driver wrote on the current cases — read from
+/// it, so that changes on routesim's side can be compared without re-running LiteLLM (the
+/// driver's output is deterministic; `.ci/run` never sets it).
 fn real_runs() -> (String, BTreeMap<String, RunLog>) {
-    let python =
-        peer_python().expect("target/conformance-venv missing: run tests/conformance/setup.sh first");
-    let out = crate_root().join("target/conformance/litellm.json");
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let status = std::process::Command::new(python)
-        .arg(crate_root().join("tests/conformance/litellm_driver.py"))
-        .arg("--cases")
-        .arg(crate_root().join("tests/conformance/litellm_cases.toml"))
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .expect("run the LiteLLM driver");
-    assert!(status.success(), "the LiteLLM driver failed: {status}");
+    let out = match std::env::var_os("ROUTESIM_CONFORMANCE_REAL") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let python =
+                peer_python().expect("target/conformance-venv missing: run tests/conformance/setup.sh first");
+            let out = crate_root().join("target/conformance/litellm.json");
+            std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+            let status = std::process::Command::new(python)
+                .arg(crate_root().join("tests/conformance/litellm_driver.py"))
+                .arg("--cases")
+                .arg(crate_root().join("tests/conformance/litellm_cases.toml"))
+                .arg("--out")
+                .arg(&out)
+                .status()
+                .expect("run the LiteLLM driver");
+            assert!(status.success(), "the LiteLLM driver failed: {status}");
+            out
+        }
+    };
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let version = json["litellm_version"].as_str().unwrap_or("?").to_string();
     let mut runs = BTreeMap::new();
@@ -395,6 +440,17 @@ fn real_runs() -> (String, BTreeMap<String, RunLog>) {
         for c in case["cooldown_episodes"].as_array().into_iter().flatten() {
             *log.cooldowns.entry(c["deployment"].as_str().unwrap_or("?").to_string()).or_default() += 1;
         }
+        // First cooldowns: each deployment's earliest write to the cooldown store, at the
+        // instant it was written (the attempts' clock), for its TTL (`until_ms - start_ms`).
+        let mut writes: Vec<&serde_json::Value> =
+            case["cooldowns"].as_array().into_iter().flatten().collect();
+        writes.sort_by(|a, b| a["written_ms"].as_f64().partial_cmp(&b["written_ms"].as_f64()).unwrap());
+        for w in writes {
+            let length_ms = w["until_ms"].as_f64().unwrap_or(0.0) - w["start_ms"].as_f64().unwrap_or(0.0);
+            let at_ms = w["written_ms"].as_f64().unwrap_or(0.0);
+            let first = FirstCooldown { at_ms, length_ms, failures_seen: None };
+            log.first_cooldowns.entry(w["deployment"].as_str().unwrap_or("?").to_string()).or_insert(first);
+        }
         runs.insert(name.clone(), log);
     }
     (version, runs)
@@ -416,6 +472,10 @@ pub struct Measures {
     /// Per request: time not spent in an attempt (router sleeps), ms.
     wait_mean_ms: f64,
     wait_var_ms2: f64,
+    /// Per deployment ever cooled: the failed attempts on it the router had seen when it
+    /// started its first cooldown (the one that cooled it included), as a range `(lo, hi)`,
+    /// and that cooldown's length, ms.
+    first_cooldown: BTreeMap<String, (u64, u64, f64)>,
 }
 
 fn mean_var(xs: &[f64]) -> (f64, f64) {
@@ -447,6 +507,26 @@ impl Measures {
         (m.attempts_per_request_mean, m.attempts_per_request_var) = mean_var(&counts);
         (m.wait_mean_ms, m.wait_var_ms2) = mean_var(&waits);
         m.cooldowns = log.cooldowns.clone();
+        for (d, first) in &log.first_cooldowns {
+            let (lo, hi) = match first.failures_seen {
+                Some(n) => (n, n),
+                None => {
+                    // From end times: every failure that ended before the cooldown was seen,
+                    // and the one that cooled it ended at its instant. Another failure ending at
+                    // that same instant may have been seen before it or not: a range.
+                    let failed = |d2: &str, keep: &dyn Fn(f64) -> bool| {
+                        log.attempts
+                            .iter()
+                            .filter(|a| a.deployment == d2 && a.outcome != "ok" && keep(a.end_ms))
+                            .count() as u64
+                    };
+                    let before = failed(d, &|end| end < first.at_ms);
+                    let by = failed(d, &|end| end <= first.at_ms);
+                    (before + 1, by.max(before + 1))
+                }
+            };
+            m.first_cooldown.insert(d.clone(), (lo, hi, first.length_ms));
+        }
         m
     }
 }
@@ -488,6 +568,19 @@ fn counts_agree(a: u64, b: u64) -> Result<(), String> {
 }
 
 /// Compares `real` and `sim` by the case's checks; returns the disagreements.
+///
+/// `shares`, `attempts`, `failures`, `cooldowns` and `waits` are statistical (the bounds
+/// above). Two are exact, for quantities neither side draws at random, so that a threshold
+/// off by one cannot hide in a bound:
+/// - `first_cooldown`: per deployment, cooled at all on both sides or on neither; if cooled,
+///   the same number of failed attempts on it seen by its first cooldown (the failure that
+///   cooled it included; from the driver's end times a range when two failures ended at that
+///   instant, and the counts must then overlap), and a first cooldown of the same length
+///   (within 1 ms). Only for
+///   cases where that number is fixed by the rules: every failure of a cooling deployment
+///   counts the same way (an always-failing deployment, or a rule that cools at the first).
+/// - `exact`: the same attempts on each deployment and the same requests by outcome, for
+///   cases with no random draw that could change them on either side.
 pub fn compare(case: &Case, real: &Measures, sim: &Measures) -> Vec<String> {
     let mut problems = Vec::new();
     let mut check = |what: String, r: Result<(), String>| {
@@ -551,6 +644,45 @@ pub fn compare(case: &Case, real: &Measures, sim: &Measures) -> Vec<String> {
                     5.0,
                 ),
             ),
+            "first_cooldown" => {
+                for d in &case.deployments {
+                    let r = real.first_cooldown.get(&d.id);
+                    let s = sim.first_cooldown.get(&d.id);
+                    let describe = |c: Option<&(u64, u64, f64)>| match c {
+                        None => "never cooled".to_string(),
+                        Some((lo, hi, len)) if lo == hi => {
+                            format!("cooled at its failure {lo} for {len:.0} ms")
+                        }
+                        Some((lo, hi, len)) => format!("cooled at its failure {lo}-{hi} for {len:.0} ms"),
+                    };
+                    let agree = match (r, s) {
+                        (None, None) => true,
+                        (Some((lo1, hi1, l1)), Some((lo2, hi2, l2))) => {
+                            lo1 <= hi2 && lo2 <= hi1 && (l1 - l2).abs() <= 1.0
+                        }
+                        _ => false,
+                    };
+                    let verdict =
+                        if agree { Ok(()) } else { Err(format!("{} vs {}", describe(r), describe(s))) };
+                    check(format!("first cooldown of {}", d.id), verdict);
+                }
+            }
+            "exact" => {
+                for d in &case.deployments {
+                    let k1 = real.attempts_by_deployment.get(&d.id).copied().unwrap_or(0);
+                    let k2 = sim.attempts_by_deployment.get(&d.id).copied().unwrap_or(0);
+                    let verdict = if k1 == k2 { Ok(()) } else { Err(format!("{k1} vs {k2} (exact)")) };
+                    check(format!("attempts on {}", d.id), verdict);
+                }
+                let names: std::collections::BTreeSet<&String> =
+                    real.outcomes.keys().chain(sim.outcomes.keys()).collect();
+                for name in names {
+                    let k1 = real.outcomes.get(name).copied().unwrap_or(0);
+                    let k2 = sim.outcomes.get(name).copied().unwrap_or(0);
+                    let verdict = if k1 == k2 { Ok(()) } else { Err(format!("{k1} vs {k2} (exact)")) };
+                    check(format!("requests ending {name}"), verdict);
+                }
+            }
             other => panic!("case {}: unknown check {other:?}", case.name),
         }
     }
@@ -567,13 +699,24 @@ fn row(case: &Case, real: &Measures, sim: &Measures) -> String {
             .collect();
         let outcomes: Vec<String> = m.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let cooldowns: u64 = m.cooldowns.values().sum();
+        let firsts: Vec<String> = m
+            .first_cooldown
+            .iter()
+            .map(|(d, (lo, hi, len))| {
+                let n = if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") };
+                format!("{d} at failure {n} for {:.0} s", len / 1000.0)
+            })
+            .collect();
+        let firsts =
+            if firsts.is_empty() { String::new() } else { format!(" (first: {})", firsts.join(", ")) };
         format!(
-            "att {} ({}) · {:.2}/req · {} · cooldowns {} · wait {:.0} ms",
+            "att {} ({}) · {:.2}/req · {} · cooldowns {}{} · wait {:.0} ms",
             m.attempts,
             shares.join(", "),
             m.attempts_per_request_mean,
             outcomes.join(", "),
             cooldowns,
+            firsts,
             m.wait_mean_ms
         )
     };
@@ -640,4 +783,39 @@ fn the_bounds_can_fail() {
     assert!(means_agree(1.0, 0.1, 100, 1.5, 0.1, 100, 0.0).is_err());
     assert!(counts_agree(0, 10).is_err());
     assert!(counts_agree(3, 4).is_ok());
+}
+
+#[test]
+fn the_exact_checks_fail_on_an_off_by_one_threshold_and_a_router_that_never_cools() {
+    // The real router cooled a at its 4th failure, for 5 s (allowed_fails = 3). A router that
+    // cooled at the 1st, one that never cooled and one that cooled for 7 s each disagree; the
+    // statistical `cooldowns` check accepts 1 vs 0 episodes (bound 1 + 4 × √0.5 ≈ 3.8).
+    let case: Case = toml::from_str(
+        "name = \"t\"\ndoc = \"\"\nmodel = \"g\"\nrequests = 10\nspacing_ms = 10\nseed = 1\n\
+         checks = [\"first_cooldown\", \"exact\", \"cooldowns\"]\n\
+         [[deployments]]\nid = \"a\"\nmodel_name = \"g\"\n",
+    )
+    .unwrap();
+    let with = |first: Option<(u64, u64, f64)>, episodes: u64| {
+        let mut m = Measures::default();
+        m.attempts_by_deployment.insert("a".into(), 7);
+        m.outcomes.insert("ok".into(), 10);
+        m.cooldowns.insert("a".into(), episodes);
+        m.first_cooldown.extend(first.map(|f| ("a".to_string(), f)));
+        m
+    };
+    let real = with(Some((4, 4, 5_000.0)), 1);
+    assert!(compare(&case, &real, &with(Some((4, 4, 5_000.4)), 1)).is_empty());
+    let at_first = compare(&case, &real, &with(Some((1, 1, 5_000.0)), 1));
+    assert_eq!(at_first, ["first cooldown of a: real cooled at its failure 4 for 5000 ms vs cooled at its failure 1 for 5000 ms sim"]);
+    let never = compare(&case, &real, &with(None, 0));
+    assert_eq!(never, ["first cooldown of a: real cooled at its failure 4 for 5000 ms vs never cooled sim"]);
+    assert_eq!(compare(&case, &real, &with(Some((4, 4, 7_000.0)), 1)).len(), 1);
+    // Two failures ended at the cooldown's instant in the driver's log: 4 or 5 agree, 3 not.
+    let tied = with(Some((4, 5, 5_000.0)), 1);
+    assert!(compare(&case, &tied, &with(Some((5, 5, 5_000.0)), 1)).is_empty());
+    assert_eq!(compare(&case, &tied, &with(Some((3, 3, 5_000.0)), 1)).len(), 1);
+    let mut off = with(Some((4, 4, 5_000.0)), 1);
+    off.attempts_by_deployment.insert("a".into(), 6);
+    assert_eq!(compare(&case, &real, &off), ["attempts on a: real 7 vs 6 (exact) sim"]);
 }

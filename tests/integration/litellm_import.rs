@@ -255,6 +255,101 @@ fn an_unmodelled_routing_key_is_refused_with_its_line() {
 }
 
 #[test]
+fn deployment_level_cooldown_and_retry_keys_are_refused_not_called_non_routing() {
+    // LiteLLM 1.110.2 routes on each of these per deployment (the reasons name the source);
+    // routesim models none, so each is refused with its line. Before, model_info.allowed_fails
+    // and allowed_fails_policy fell through to the note of keys "that do not affect routing".
+    let cases = [
+        (
+            "    model_info: {id: x, allowed_fails: 2}\n",
+            4,
+            "model_info.allowed_fails",
+            "this deployment's own cooldown rule",
+        ),
+        (
+            "    model_info:\n      allowed_fails_policy: {RateLimitErrorAllowedFails: 1}\n",
+            5,
+            "model_info.allowed_fails_policy",
+            "this deployment's own cooldown rule",
+        ),
+        (
+            "    model_info: {cooldown_time: 30}\n",
+            4,
+            "model_info.cooldown_time",
+            "this deployment's own cooldown length",
+        ),
+        (
+            "    model_info: {supported_environments: [production]}\n",
+            4,
+            "model_info.supported_environments",
+            "the deployment exists only where LITELLM_ENVIRONMENT",
+        ),
+        (
+            "    model_info: {enforce_supported_endpoints: true}\n",
+            4,
+            "model_info.enforce_supported_endpoints",
+            "a deployment whose supported_endpoints",
+        ),
+    ];
+    for (info, line, path, why) in cases {
+        let e = error(&format!("model_list:\n  - model_name: g\n    litellm_params: {{model: a}}\n{info}"));
+        let want = format!("litellm.yaml:{line}: model_list[0].{path}: changes routing in LiteLLM ({why}");
+        assert!(e.starts_with(&want), "{e}");
+    }
+    for (key, why) in [
+        ("cooldown_time: 30", "this deployment's own cooldown length"),
+        ("num_retries: 5", "this deployment's own router retries"),
+        ("client_side_timeout: true", "a 408 from the caller's own timeout"),
+        (
+            "kubernetes_pod_discovery: true",
+            "the deployment is expanded into one deployment per discovered pod",
+        ),
+    ] {
+        let name = key.split(':').next().unwrap();
+        let e = error(&format!(
+            "model_list:\n  - model_name: g\n    litellm_params:\n      model: a\n      {key}\n"
+        ));
+        assert!(
+            e.starts_with(&format!(
+                "litellm.yaml:5: model_list[0].litellm_params.{name}: changes routing in LiteLLM ({why}"
+            )),
+            "{e}"
+        );
+    }
+    // At LiteLLM's default they change nothing: listed as ignored.
+    let c = import("model_list:\n  - model_name: g\n    litellm_params: {model: a, client_side_timeout: false}\n    model_info: {enforce_supported_endpoints: false}\n").unwrap();
+    assert!(
+        c.ignored.contains(&"model_list[*].litellm_params.client_side_timeout".to_string()),
+        "{:?}",
+        c.ignored
+    );
+    assert!(c.ignored.contains(&"model_list[*].model_info.enforce_supported_endpoints".to_string()));
+}
+
+#[test]
+fn keys_not_in_the_table_are_listed_apart_from_the_known_non_routing_ones() {
+    let c = import(
+        "model_list:\n  - model_name: g\n    litellm_params: {model: a, api_key: k, frobnicate: 3}\n    model_info: {id: x, colour: blue}\nmcp_servers: {}\n",
+    )
+    .unwrap();
+    assert_eq!(c.ignored, ["model_list[*].litellm_params.api_key"]);
+    assert_eq!(
+        c.unknown,
+        ["mcp_servers", "model_list[*].model_info.colour", "model_list[*].litellm_params.frobnicate"]
+    );
+}
+
+#[test]
+fn litellm_params_prices_are_what_cost_based_routing_ranks_by() {
+    // `lowest_cost.py`: litellm_params.input_cost_per_token / output_cost_per_token first, else
+    // the cost-map row (here the scenario deployment's price, $3 + $15 per Mtok for both).
+    let c = import("model_list:\n  - model_name: g\n    litellm_params: {model: a, input_cost_per_token: 0.000002}\n  - model_name: g\n    litellm_params: {model: b}\n").unwrap();
+    assert_eq!(c.model_list[0].input_cost_per_token, Some(2e-6));
+    assert_eq!(c.model_list[1].input_cost_per_token, None);
+    assert!(c.ignored.is_empty() && c.unknown.is_empty(), "{:?} {:?}", c.ignored, c.ignored);
+}
+
+#[test]
 fn a_missing_model_list_and_a_yaml_syntax_error_are_one_line() {
     assert_eq!(error("router_settings:\n  num_retries: 1\n"), "litellm.yaml:1: model_list: missing");
     assert_eq!(error(""), "litellm.yaml:1: model_list: missing (the file is empty)");
@@ -378,10 +473,10 @@ fn expected_outcomes() -> Vec<(&'static str, Outcome)> {
     vec![
         ("proxy/dev_config.yaml", Ok(|c| {
             assert!(c.ignored.contains(&"model_list[*].litellm_params.vertex_credentials".to_string()));
-            assert!(c.ignored.contains(&"sandbox_tools".to_string()));
+            assert!(c.unknown.contains(&"sandbox_tools".to_string()));
         })),
         ("proxy/model_config.yaml", Ok(loads)),
-        ("proxy/proxy_config.yaml", Ok(|c| assert!(c.ignored.contains(&"mcp_servers".to_string())))),
+        ("proxy/proxy_config.yaml", Ok(|c| assert!(c.unknown.contains(&"mcp_servers".to_string())))),
         ("proxy/wildcard_config.yaml", Ok(loads)),
         ("proxy/example_config_yaml/_health_check_test_config.yaml", Ok(loads)),
         (
@@ -424,7 +519,7 @@ fn expected_outcomes() -> Vec<(&'static str, Outcome)> {
         ("proxy/example_config_yaml/simple_config.yaml", Ok(loads)),
         ("proxy/example_config_yaml/spend_tracking_config.yaml", Ok(loads)),
         ("proxy/example_config_yaml/store_model_db_config.yaml", Ok(loads)),
-        ("proxy/example_config_yaml/test_pipeline_config.yaml", Ok(|c| assert!(c.ignored.contains(&"guardrails".to_string())))),
+        ("proxy/example_config_yaml/test_pipeline_config.yaml", Ok(|c| assert!(c.unknown.contains(&"guardrails".to_string())))),
         ("proxy/example_config_yaml/tool_permission_example.yaml", Ok(loads)),
         ("proxy/example_config_yaml/websearch_interception_config.yaml", Ok(loads)),
         ("proxy/guardrails/guardrail_hooks/generic_guardrail_api/example_config.yaml", Ok(loads)),
@@ -469,9 +564,10 @@ fn the_configs_inside_the_litellm_package_load_or_are_refused_as_expected() {
                 assert!(!imported.model_list.is_empty(), "{path}");
                 check(&imported);
                 println!(
-                    "loads    {path} ({} deployments, {} keys ignored)",
+                    "loads    {path} ({} deployments, {} keys ignored, {} unknown)",
                     imported.model_list.len(),
-                    imported.ignored.len()
+                    imported.ignored.len(),
+                    imported.unknown.len()
                 );
             }
             (Err(start), Err(e)) => {

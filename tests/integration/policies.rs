@@ -57,6 +57,8 @@ fn cause(m: &StrategyMetrics, c: FailureCause) -> u64 {
 
 // ------------------------------------------------------------------ OpenRouter
 
+/// "For the stable providers, look at the lowest-cost candidates and select one weighted by
+/// inverse square of the price." (openrouter.ai/docs/guides/routing/provider-selection)
 #[test]
 fn openrouter_default_load_balancing_weights_by_inverse_square_price() {
     let ds =
@@ -78,6 +80,10 @@ models = ["m"]"#,
     }
 }
 
+/// "Prioritize providers that have not seen significant outages in the last 30 seconds." and
+/// "Use the remaining providers as fallbacks." (openrouter.ai/docs/guides/routing/
+/// provider-selection). *Ours*: a significant outage is ≥ 2 failures and ≥ 25% of the
+/// endpoint's attempts in the last 30 s.
 #[test]
 fn openrouter_avoids_an_endpoint_that_failed_in_the_last_30_seconds() {
     let ds = [
@@ -102,6 +108,13 @@ models = ["m"]"#,
     );
 }
 
+/// "If you have sort or order set in your provider preferences, load balancing will be
+/// disabled." (openrouter.ai/docs/guides/routing/provider-selection); the preference:
+/// "Endpoints above the threshold(s) may still be used, but are deprioritized in routing."
+/// (openrouter.ai/docs/client-sdks/typescript/models/preferredmaxlatency); `order`: "your
+/// custom providers in "order"" are tried first (openrouter.ai/docs/sdks/go/api-reference/
+/// models/providerpreferences, AllowFallbacks); `only`: "List of provider slugs to allow."
+/// (openrouter.ai/docs/client-sdks/typescript/models/batchproviderpreferences).
 #[test]
 fn openrouter_sorts_and_soft_preferences_move_slow_endpoints_last() {
     let slow_cheap = priced("slow", "ps", "m", 1.0, "[latency]\nttft_ms = { dist = \"constant\", value = 3000 }\noutput_tokens_per_s = { dist = \"constant\", value = 100 }\n");
@@ -141,6 +154,11 @@ fn openrouter_sorts_and_soft_preferences_move_slow_endpoints_last() {
     assert_eq!(served(&only, 1), 50);
 }
 
+/// `max_price.prompt`: "Maximum price in USD per million prompt tokens"
+/// (openrouter.ai/docs/client-sdks/python/components/maxprice), a hard filter (*ours*: the
+/// request fails with cause `max_price` when nothing is left); model fallbacks: "If the first
+/// model returns an error, OpenRouter will automatically try the next model in the list."
+/// (openrouter.ai/docs/guides/routing, Model Fallbacks).
 #[test]
 fn openrouter_max_price_is_hard_and_model_fallbacks_follow_in_order() {
     let ds = [
@@ -202,7 +220,73 @@ fn openrouter_traffic_shares_keep_exploring_an_endpoint_past_the_edge() {
     assert!((share - 0.025).abs() < 6.0 * 0.00156, "dear share {share:.4}");
 }
 
-/// Bad `openrouter` options are one line naming their path in the scenario.
+/// "false: use only the primary/custom provider, and return the upstream error if it's
+/// unavailable." (`allow_fallbacks`, openrouter.ai/docs/sdks/go/api-reference/models/
+/// providerpreferences). Model fallbacks are their own feature ("If the first model returns
+/// an error, OpenRouter will automatically try the next model in the list.",
+/// openrouter.ai/docs/guides/routing) and stay.
+#[test]
+fn openrouter_allow_fallbacks_false_keeps_only_the_primary_provider() {
+    // Model m: a (provider pa, $1/M input, every answer a 529) and b (pb, $2, healthy);
+    // model m2: c (pc, $1, healthy). Ten requests, one a second.
+    let ds = [
+        priced("a", "pa", "m", 1.0, "[errors]\noverloaded_rate = 1.0\n"),
+        priced("b", "pb", "m", 2.0, ""),
+        priced("c", "pc", "m2", 1.0, ""),
+    ];
+    let run = |text: &str| simulate(&mut policy(text, &ds), &ds, every(10, 1_000.0));
+    // order = ["pa"]: with fallbacks, a fails and b (the next provider) answers: 20 attempts,
+    // 10 on b. Without, only a is tried and its error is returned: 10 attempts, 10 failed.
+    let with = run("kind = \"openrouter\"\nmodels = [\"m\"]\nprovider = { order = [\"pa\"] }");
+    assert_eq!((with.total.attempts, served(&with, 1), with.total.failed), (20, 10, 0));
+    let without = run(
+        "kind = \"openrouter\"\nmodels = [\"m\"]\nprovider = { order = [\"pa\"], allow_fallbacks = false }",
+    );
+    assert_eq!(
+        (without.total.attempts, without.by_deployment[1].attempts, without.total.failed),
+        (10, 0, 10)
+    );
+    assert_eq!(cause(&without, FailureCause::Attempt(FailureKind::Overloaded)), 10);
+    // No order, sort by price, fallback model m2. With fallbacks each request tries a ($1),
+    // then b ($2), which answers: a 10, b 10, c 0. Without, m keeps only its primary a; the
+    // next *model* follows: a 10, b 0, c 10, every request served by c.
+    let sorted = "kind = \"openrouter\"\nmodels = [\"m\", \"m2\"]\nprovider = { sort = \"price\"";
+    let with = run(&format!("{sorted} }}"));
+    let attempts = |m: &StrategyMetrics| (0..3).map(|d| m.by_deployment[d].attempts).collect::<Vec<_>>();
+    assert_eq!((attempts(&with), served(&with, 1)), (vec![10, 10, 0], 10));
+    let without = run(&format!("{sorted}, allow_fallbacks = false }}"));
+    assert_eq!((attempts(&without), served(&without, 2)), (vec![10, 0, 10], 10));
+}
+
+/// `ignore`: "List of provider slugs to ignore." (openrouter.ai/docs/sdks/go/api-reference/
+/// models/providerpreferences). The rest is routed as if the ignored endpoints did not exist.
+#[test]
+fn openrouter_ignore_drops_providers_and_the_rest_balance_among_themselves() {
+    let ds =
+        [priced("a", "pa", "m", 1.0, ""), priced("b", "pb", "m", 2.0, ""), priced("c", "pc", "m", 3.0, "")];
+    let run = |provider: &str, n: u64| {
+        let text = format!("kind = \"openrouter\"\nmodels = [\"m\"]\nprovider = {{ {provider} }}");
+        simulate(&mut policy(&text, &ds), &ds, every(n, 50.0))
+    };
+    // Sorted by price without the cheapest: all 100 on b.
+    let m = run("ignore = [\"pa\"], sort = \"price\"", 100);
+    assert_eq!((served(&m, 0), served(&m, 1), served(&m, 2)), (0, 100, 0));
+    // Default load balancing over b and c: weights 1/2² and 1/3², shares 9/13 = 0.6923 and
+    // 4/13 = 0.3077; over 10,000 requests σ = √(0.6923 × 0.3077 / 10,000) = 0.0046, 5σ.
+    let n = 10_000;
+    let m = run("ignore = [\"pa\"]", n);
+    assert_eq!(m.by_deployment[0].attempts, 0);
+    let share_b = served(&m, 1) as f64 / n as f64;
+    assert!((share_b - 9.0 / 13.0).abs() < 5.0 * 0.0046, "b share {share_b:.4}");
+    assert_eq!(served(&m, 1) + served(&m, 2), n);
+    // A deployment name works as well as a provider; ignoring every endpoint leaves none:
+    // each request fails with cause no_endpoint (ours) and nothing is sent.
+    let m = run("ignore = [\"pa\", \"b\", \"pc\"]", 10);
+    assert_eq!((m.total.attempts, cause(&m, FailureCause::Policy("no_endpoint"))), (0, 10));
+}
+
+/// Bad `openrouter` options are one line naming their path in the scenario (*ours*: the pages
+/// describe the options, not routesim's errors).
 #[test]
 fn openrouter_option_errors_name_the_scenario_path() {
     let scenario = |policy: &str| {
@@ -303,6 +387,50 @@ model_list = [{ model_name = "g", deployment = "a", weight = 1.0 }, { model_name
     assert_eq!(m.by_deployment[0].attempts_429, 2);
     assert_eq!(served(&m, 0), 2);
     assert_eq!(served(&m, 1), 3);
+}
+
+#[test]
+fn litellm_cost_based_routing_ranks_by_litellm_params_prices_before_the_deployments() {
+    // `lowest_cost.py`: a deployment's `litellm_params.input_cost_per_token` (if truthy), else
+    // its cost-map row — here the scenario deployment's price — plus the same for output.
+    // cheap lists $1/Mtok input and dear $3 (output free); dear's config price of $0.5/Mtok
+    // makes it the cheaper: 10 of 10 requests go to dear. A price of 0 is not truthy: the
+    // scenario's prices decide again, 10 of 10 on cheap.
+    let ds = [priced("cheap", "p", "m", 1.0, ""), priced("dear", "p", "m", 3.0, "")];
+    let text = |dear_price: &str| {
+        format!(
+            "kind = \"litellm\"\nmodel_list = [{{ model_name = \"g\", deployment = \"cheap\" }}, {{ model_name = \"g\", deployment = \"dear\", input_cost_per_token = {dear_price} }}]\nrouter_settings = {{ routing_strategy = \"cost-based-routing\" }}"
+        )
+    };
+    let m = simulate(&mut policy(&text("0.5e-6"), &ds), &ds, every(10, 1_000.0));
+    assert_eq!((served(&m, 0), served(&m, 1)), (0, 10));
+    let m = simulate(&mut policy(&text("0.0"), &ds), &ds, every(10, 1_000.0));
+    assert_eq!((served(&m, 0), served(&m, 1)), (10, 0));
+}
+
+#[test]
+fn litellm_least_busy_breaks_ties_to_the_first_deployment_of_the_group() {
+    // `router_strategy/least_busy.py` (LiteLLM 1.110.2): `_least_busy_index` is
+    // `min(range(len(counts)), key=lambda index: counts[index])`, so among deployments with
+    // equally few calls in flight the first of the group wins; nothing is drawn at random.
+    // Both deployments answer in 150 ms + 10 tokens at 100 tok/s = 250 ms.
+    let lat = "latency = { ttft_ms = { dist = \"constant\", value = 150 }, output_tokens_per_s = { dist = \"constant\", value = 100 } }\n";
+    let ds = [deployment("a", lat), deployment("b", lat)];
+    let text = r#"kind = "litellm"
+model_list = [{ model_name = "g", deployment = "a" }, { model_name = "g", deployment = "b" }]
+router_settings = { routing_strategy = "least-busy" }"#;
+    // Idle: a request every second finds both at 0 in flight; every one goes to a (random
+    // ties would split them, and give 10 : 0 once in 512 runs).
+    let m = simulate(&mut policy(text, &ds), &ds, every(10, 1_000.0));
+    assert_eq!((served(&m, 0), served(&m, 1)), (10, 0));
+    // A request every 100 ms, 250 ms each. By hand (in flight a/b when each arrives):
+    // r1 0 ms 0/0 → a; r2 100 ms 1/0 → b; r3 200 ms 1/1 → a; r4 300 ms (r1 ended at 250)
+    // 1/1 → a; r5 400 ms 2/0 (r2 ended at 350) → b; then every 300 ms the same b, a, a
+    // (r6 500 ms 1/1 → a, r7 600 ms 1/1 → a, r8 700 ms 2/0 → b, ...). Over 31 requests:
+    // r1..r4 give a 3, b 1; r5..r31 are 9 cycles of (b, a, a): a 18, b 9. So a 21, b 10.
+    let m = simulate(&mut policy(text, &ds), &ds, every(31, 100.0));
+    assert_eq!((served(&m, 0), served(&m, 1)), (21, 10));
+    assert_eq!(m.total.attempts, 31, "no failures, no retries");
 }
 
 #[test]

@@ -37,6 +37,13 @@ pub struct ModelEntry {
     /// tags go only to deployments carrying it; `default` marks where untagged requests go.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// `litellm_params.input_cost_per_token` / `output_cost_per_token`, USD: what
+    /// cost-based routing ranks by (`lowest_cost.py`); absent or 0, the scenario deployment's
+    /// own price for that direction.
+    #[serde(default)]
+    pub input_cost_per_token: Option<f64>,
+    #[serde(default)]
+    pub output_cost_per_token: Option<f64>,
 }
 
 /// LiteLLM's exception classes, as `retry_policy` and `allowed_fails_policy` name them.
@@ -241,6 +248,8 @@ pub struct ImportedConfig {
     pub router_settings: RouterSettings,
     /// Key paths accepted but ignored (connections, secrets, logging), for one note on stderr.
     pub ignored: Vec<String>,
+    /// Key paths not in the import's table, accepted and listed apart in that note.
+    pub unknown: Vec<String>,
 }
 
 mod import;

@@ -9,7 +9,8 @@
 //!   `enable_tag_filtering`) those whose `tags` do not hold the request's class are removed
 //!   before the strategy picks; with `order` set, only the lowest order still available.
 //! - **Strategies**: `simple-shuffle` (random by `weight`, else `rpm`, else `tpm`, else
-//!   uniform); `least-busy` (fewest in flight); `usage-based-routing(-v2)`
+//!   uniform); `least-busy` (fewest in flight, ties to the first in the group: `least_busy.py`
+//!   takes `min` over indexes); `usage-based-routing(-v2)`
 //!   (`lowest_tpm_rpm_v2.py`: prompt + completion tokens and requests per UTC calendar minute;
 //!   a deployment is skipped when `tokens_used + input_tokens > tpm` or
 //!   `requests_used + 1 >= rpm`; the least tokens used wins, ties at random);
@@ -99,6 +100,8 @@ struct Entry {
     timeout: Option<Duration>,
     order: Option<u32>,
     tags: Vec<String>,
+    /// `litellm_params` prices per token (input, output), when given and not 0.
+    cost_per_token: (Option<f64>, Option<f64>),
 }
 
 #[derive(Clone, Debug)]
@@ -206,7 +209,8 @@ pub struct LiteLlm {
     group_by_class: BTreeMap<String, usize>,
     class_names: Vec<String>,
     states: Vec<DeploymentState>,
-    prices_per_token: Vec<f64>,
+    /// Per scenario deployment: (input, output) USD per token, the cost-map row's stand-in.
+    prices_per_token: Vec<(f64, f64)>,
     requests: HashMap<u64, RequestState>,
     /// Whether latency samples are time to first token (the requests stream).
     streaming: bool,
@@ -307,7 +311,7 @@ impl LiteLlm {
             prices_per_token: catalog
                 .deployments
                 .iter()
-                .map(|d| d.prices.input_usd_per_token + d.prices.output_usd_per_token)
+                .map(|d| (d.prices.input_usd_per_token, d.prices.output_usd_per_token))
                 .collect(),
             requests: HashMap::new(),
             streaming: config.stream,
@@ -318,6 +322,11 @@ impl LiteLlm {
     /// Cooldown episodes per deployment so far (a deployment going from healthy to cooled).
     pub fn cooldown_episodes(&self) -> Vec<u64> {
         self.states.iter().map(|s| s.cooldown_episodes).collect()
+    }
+
+    /// Per deployment, when its latest cooldown ends (`Instant::ZERO` if it was never cooled).
+    pub fn cooled_until(&self) -> Vec<Instant> {
+        self.states.iter().map(|s| s.cooled_until).collect()
     }
 
     fn class_name(&self, request: &Request) -> Option<&str> {
@@ -406,10 +415,11 @@ impl LiteLlm {
                 weighted_choice(healthy, &weights, rng)
             }
             RoutingStrategy::LeastBusy => {
-                let least = healthy.iter().map(|i| state(*i).in_flight).min().unwrap_or(0);
-                let ties: Vec<usize> =
-                    healthy.iter().copied().filter(|i| state(*i).in_flight == least).collect();
-                random_among(&ties, rng)
+                // `least_busy.py: _least_busy_index` is `min` over the candidates' indexes: ties go
+                // to the first in the group's order, no random draw (`min_by_key` keeps the first
+                // minimum too). Picks are counted in flight from `send`, as LiteLLM counts a pick
+                // reserved and not yet started.
+                *healthy.iter().min_by_key(|i| state(**i).in_flight).expect("non-empty candidates")
             }
             RoutingStrategy::UsageBasedRouting | RoutingStrategy::UsageBasedRoutingV2 => {
                 let least = healthy.iter().map(|i| state(*i).tokens_this_minute).min().unwrap_or(0);
@@ -443,7 +453,14 @@ impl LiteLlm {
                 random_among(&near, rng)
             }
             RoutingStrategy::CostBasedRouting => {
-                let price = |i: usize| self.prices_per_token[entries[i].deployment.index()];
+                // `lowest_cost.py`: `litellm_params.input_cost_per_token` (if truthy) else the
+                // cost-map row's, plus the same for output; the scenario deployment's prices
+                // stand for the row.
+                let price = |i: usize| {
+                    let e = &entries[i];
+                    let (input, output) = self.prices_per_token[e.deployment.index()];
+                    e.cost_per_token.0.unwrap_or(input) + e.cost_per_token.1.unwrap_or(output)
+                };
                 // A stable sort by price: ties keep the group's order.
                 let cheapest = healthy.iter().map(|i| price(*i)).fold(f64::INFINITY, f64::min);
                 *healthy.iter().find(|i| price(**i) <= cheapest).expect("non-empty candidates")
@@ -760,6 +777,14 @@ fn entry(id: DeploymentId, e: &ModelEntry, field: &str) -> Result<Entry, PolicyE
         return Err(PolicyError::new(field, "rpm, tpm and max_parallel_requests must be > 0 when given"));
     }
     check_timeout(&format!("{field}.timeout"), &e.timeout)?;
+    for (name, cost) in
+        [("input_cost_per_token", e.input_cost_per_token), ("output_cost_per_token", e.output_cost_per_token)]
+    {
+        if cost.is_some_and(|c| !crate::validate::is_non_negative(c)) {
+            return Err(PolicyError::new(format!("{field}.{name}"), "must be a finite number >= 0"));
+        }
+    }
+    let truthy = |c: Option<f64>| c.filter(|c| *c > 0.0);
     Ok(Entry {
         deployment: id,
         rpm: e.rpm,
@@ -769,6 +794,7 @@ fn entry(id: DeploymentId, e: &ModelEntry, field: &str) -> Result<Entry, PolicyE
         timeout: e.timeout,
         order: e.order,
         tags: e.tags.clone(),
+        cost_per_token: (truthy(e.input_cost_per_token), truthy(e.output_cost_per_token)),
     })
 }
 

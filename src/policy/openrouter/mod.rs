@@ -12,7 +12,8 @@
 //!   `prompt` / `completion` cap the list prices per million tokens, `request` caps the
 //!   request's effective price; if nothing is left the request fails with cause `max_price`.
 //! - `order` lists providers to try first; with `allow_fallbacks` (default true) the others
-//!   follow (by `sort` if given, else cheapest first); without it only the listed ones.
+//!   follow (by `sort` if given, else cheapest first); without it only the listed ones, and
+//!   with no `order` only each model's first endpoint (fallback models still follow).
 //! - `sort` = `price` | `throughput` | `latency`, or `{ by, partition }`: `partition = "model"`
 //!   (default) sorts within each model and keeps fallback models as fallbacks, `"none"` sorts
 //!   every endpoint of every model together. `sort` or `order` turns load balancing off.
@@ -67,6 +68,8 @@ struct Endpoint {
 struct Candidate {
     endpoint: Endpoint,
     price_usd: f64,
+    /// Index of its model in `models`.
+    model: usize,
 }
 
 /// The OpenRouter-style router.
@@ -275,12 +278,14 @@ impl OpenRouter {
         let groups: Vec<Vec<Candidate>> = self
             .models
             .iter()
-            .map(|endpoints| {
+            .enumerate()
+            .map(|(model, endpoints)| {
                 endpoints
                     .iter()
                     .map(|e| Candidate {
                         endpoint: *e,
                         price_usd: effective_price_usd(request, &self.prices[e.id.index()]),
+                        model,
                     })
                     .filter(|c| max_request_usd.is_none_or(|m| c.price_usd <= m * (1.0 + 1e-9)))
                     .collect()
@@ -323,7 +328,15 @@ impl OpenRouter {
             }
         }
         if !self.prefs.allow_fallbacks && self.prefs.order.is_empty() {
-            ordered.truncate(1);
+            // "false: use only the primary/custom provider": per model, only the endpoint that
+            // came first. Fallback *models* stay (`models` is its own feature: "If the first
+            // model returns an error, OpenRouter will automatically try the next model").
+            let mut seen = Vec::new();
+            ordered.retain(|c| {
+                let first = !seen.contains(&c.model);
+                seen.push(c.model);
+                first
+            });
         }
         // Soft preferences over the whole list: endpoints that miss a cutoff move to the end.
         if !self.resolved.max_latency.is_empty() || !self.resolved.min_throughput.is_empty() {

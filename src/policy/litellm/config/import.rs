@@ -10,7 +10,9 @@
 //!   the file, the line and the key path. A refused key whose value leaves LiteLLM's default
 //!   in place (`false`, `null`, `0`, empty) changes nothing and is ignored instead.
 //!
-//! A key the table does not list is ignored when LiteLLM itself does not route on it: unknown
+//! A key the table does not list is **unknown**: accepted and listed on stderr apart from the
+//! ignored keys, as "not in routesim's table, assumed not to affect routing" — not as a key
+//! known not to. The assumption rests on where LiteLLM sends such keys: unknown
 //! `litellm_params` go to the provider call, unknown `router_settings` are dropped by
 //! LiteLLM with a warning, unknown `litellm_settings` set a `litellm.*` global that the router
 //! does not read (its reads are `router_config.current_dynamic_config`). Unknown
@@ -87,9 +89,15 @@ enum Kind {
     Ignored,
     /// Changes routing in LiteLLM; not modelled (why, for the error).
     Refused(&'static str),
+    /// Not in the table: accepted, listed apart from the ignored keys.
+    Unknown,
 }
 
-use Kind::{Ignored, Modelled, Refused};
+use Kind::{Ignored, Modelled, Refused, Unknown};
+
+/// Why deployment-level cooldown keys are refused.
+const DEPLOYMENT_COOLDOWN: &str = "this deployment's own cooldown rule: with model_info.allowed_fails or allowed_fails_policy its failures are counted apart from the router's (a counter per error class for the policy), against its own thresholds, and a policy naming a 4xx class such as BadRequestError cools it on those too (router_utils/cooldown_handlers.py: _should_cooldown_deployment, _should_cooldown_based_on_deployment_policy, _has_explicit_allowed_fails_policy_for_exception)";
+const DEPLOYMENT_COOLDOWN_TIME: &str = "this deployment's own cooldown length, model_info first, then litellm_params, handed to the router core with each of its failures (router_rust/surface/health.py: first_cooldown, report_failure)";
 use Section::*;
 
 /// The known keys and their kind: the one place the importer's decisions live. Sources are
@@ -119,6 +127,28 @@ const KEYS: &[(Section, &str, Kind)] = &[
     (Params, "max_retries", Modelled),
     (Params, "order", Modelled),
     (Params, "tags", Modelled),
+    // `lowest_cost.py`: cost-based routing ranks by these first, else the cost-map row (the
+    // scenario deployment's prices stand for that row).
+    (Params, "input_cost_per_token", Modelled),
+    (Params, "output_cost_per_token", Modelled),
+    (Params, "cooldown_time", Refused(DEPLOYMENT_COOLDOWN_TIME)),
+    (
+        Params,
+        "num_retries",
+        Refused("this deployment's own router retries: its failures carry num_retries to the retry decision (router_rust/invoke/shaping.py: stamp_deployment_num_retries; core.py: attempt_failure)"),
+    ),
+    (
+        Params,
+        "client_side_timeout",
+        Refused("a 408 from the caller's own timeout does not count against the deployment (router_utils/cooldown_handlers.py: is_caller_timeout_408)"),
+    ),
+    (
+        Params,
+        "kubernetes_pod_discovery",
+        Refused("the deployment is expanded into one deployment per discovered pod (router_utils/kubernetes_pod_discovery.py)"),
+    ),
+    // Only a pass-through call (not simulated) picks by it (`router_rust/core.py: _uses_pass_through`).
+    (Params, "use_in_pass_through", Ignored),
     (Params, "itpm", Refused("input-token-per-minute pre-call check")),
     (Params, "otpm", Refused("output-token-per-minute pre-call check")),
     (Params, "tpd", Refused("tokens-per-day limit")),
@@ -158,8 +188,6 @@ const KEYS: &[(Section, &str, Kind)] = &[
     (Params, "vertex_credentials", Ignored),
     (Params, "extra_headers", Ignored),
     (Params, "extra_body", Ignored),
-    (Params, "input_cost_per_token", Ignored),
-    (Params, "output_cost_per_token", Ignored),
     (Params, "max_tokens", Ignored),
     (Params, "temperature", Ignored),
     (Params, "drop_params", Ignored),
@@ -173,6 +201,25 @@ const KEYS: &[(Section, &str, Kind)] = &[
     (ModelInfo, "access_windows", Refused("deployments open only in time windows, access_windows.py")),
     (ModelInfo, "enable_tag_filtering", Refused("per-deployment tag filtering")),
     (ModelInfo, "blocked", Refused("a blocked deployment is not routed to")),
+    (ModelInfo, "allowed_fails", Refused(DEPLOYMENT_COOLDOWN)),
+    (ModelInfo, "allowed_fails_policy", Refused(DEPLOYMENT_COOLDOWN)),
+    (ModelInfo, "cooldown_time", Refused(DEPLOYMENT_COOLDOWN_TIME)),
+    (
+        ModelInfo,
+        "supported_environments",
+        Refused("the deployment exists only where LITELLM_ENVIRONMENT is one of them (router_rust/surface/registry.py: model_info_is_active_for_environment)"),
+    ),
+    (
+        ModelInfo,
+        "enforce_supported_endpoints",
+        Refused("a deployment whose supported_endpoints exclude chat completions is not routed chat requests (router_utils/endpoint_eligibility.py: non_chat_endpoints)"),
+    ),
+    // Filters only with enforce_supported_endpoints (refused unless false).
+    (ModelInfo, "supported_endpoints", Ignored),
+    // Requests carry no team in a simulation; a team deployment is then included like any
+    // other (`router_rust/surface/registry.py: _core_should_include_deployment`).
+    (ModelInfo, "team_id", Ignored),
+    (ModelInfo, "team_public_model_name", Ignored),
     (ModelInfo, "mode", Ignored),
     (ModelInfo, "base_model", Ignored),
     (ModelInfo, "supports_vision", Ignored),
@@ -248,6 +295,9 @@ const KEYS: &[(Section, &str, Kind)] = &[
     (LitellmSettings, "content_policy_fallbacks", Refused("fallbacks on content-policy errors")),
     (LitellmSettings, "model_alias_map", Refused("requests for an alias go to another model")),
     (LitellmSettings, "tag_budget_config", Refused("budgets per tag, budget_limiter.py")),
+    // `litellm.*` globals the router never reads (its reads are `current_dynamic_config`).
+    (LitellmSettings, "routing_strategy", Ignored),
+    (LitellmSettings, "cooldown_time", Ignored),
     (LitellmSettings, "cache", Ignored),
     (LitellmSettings, "cache_params", Ignored),
     (LitellmSettings, "callbacks", Ignored),
@@ -260,6 +310,8 @@ const KEYS: &[(Section, &str, Kind)] = &[
     (StrategyArgs, "ttl", Modelled),
     (StrategyArgs, "max_latency_list_size", Modelled),
     // general_settings: the proxy's own; these few change what reaches the router.
+    (GeneralSettings, "master_key", Ignored),
+    (GeneralSettings, "database_url", Ignored),
     (GeneralSettings, "enable_health_check_routing", Refused("deployments skipped by health checks")),
     (GeneralSettings, "global_max_parallel_requests", Refused("a proxy-wide concurrency limit")),
 ];
@@ -268,7 +320,7 @@ fn kind(section: Section, key: &str) -> Kind {
     match KEYS.iter().find(|(s, k, _)| *s == section && *k == key) {
         Some((_, _, kind)) => *kind,
         None if section == StrategyArgs => Refused("a routing strategy argument"),
-        None => Ignored,
+        None => Unknown,
     }
 }
 
@@ -278,10 +330,11 @@ fn modelled(section: Section) -> Vec<&'static str> {
     KEYS.iter().filter(|(s, _, k)| *s == section && *k == Modelled).map(|(_, k, _)| *k).collect()
 }
 
-/// Reading state: the file name for errors and the ignored paths seen so far.
+/// Reading state: the file name for errors and the ignored and unknown paths seen so far.
 struct Reader {
     file: String,
     ignored: Vec<String>,
+    unknown: Vec<String>,
 }
 
 impl Reader {
@@ -301,6 +354,14 @@ impl Reader {
         }
     }
 
+    /// Records a key the table does not list, the same way.
+    fn unknown(&mut self, path: &str) {
+        let general = generalise(path);
+        if !self.unknown.contains(&general) {
+            self.unknown.push(general);
+        }
+    }
+
     /// The kind of `key`, with refusals turned into errors (unless the value is inert).
     fn classify(
         &mut self,
@@ -313,6 +374,10 @@ impl Reader {
             Modelled => Ok(true),
             Ignored => {
                 self.ignore(path);
+                Ok(false)
+            }
+            Unknown => {
+                self.unknown(path);
                 Ok(false)
             }
             Refused(_) if value.is_inert() => {
@@ -455,14 +520,28 @@ pub fn load_yaml(
     import_text(text, &file, map, catalog)
 }
 
-/// The one-line note listing ignored keys (the first ten, then a count).
-pub fn ignored_note(file: &str, ignored: &[String]) -> String {
+/// The one-line note listing the ignored keys and, apart, the unknown ones (the first ten
+/// of each, then a count).
+pub fn ignored_note(file: &str, ignored: &[String], unknown: &[String]) -> String {
     const SHOWN: usize = 10;
-    let mut list = ignored.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
-    if ignored.len() > SHOWN {
-        list.push_str(&format!(" and {} more", ignored.len() - SHOWN));
+    let list = |keys: &[String]| {
+        let mut list = keys.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        if keys.len() > SHOWN {
+            list.push_str(&format!(" and {} more", keys.len() - SHOWN));
+        }
+        list
+    };
+    let mut parts = Vec::new();
+    if !ignored.is_empty() {
+        parts.push(format!("ignored LiteLLM keys that do not affect routing: {}", list(ignored)));
     }
-    format!("{file}: ignored LiteLLM keys that do not affect routing: {list}")
+    if !unknown.is_empty() {
+        parts.push(format!(
+            "keys not in routesim's table, assumed not to affect routing (check them): {}",
+            list(unknown)
+        ));
+    }
+    format!("{file}: {}", parts.join("; "))
 }
 
 /// [`load_yaml`] on text already read; `file` names it in errors.
@@ -472,7 +551,7 @@ pub fn import_text(
     map: &BTreeMap<String, String>,
     catalog: &Catalog,
 ) -> Result<ImportedConfig, ImportError> {
-    let mut r = Reader { file: file.to_string(), ignored: Vec::new() };
+    let mut r = Reader { file: file.to_string(), ignored: Vec::new(), unknown: Vec::new() };
     let root = yaml::parse(text)
         .map_err(|e| r.error(e.line, "", Problem::Syntax(e.message)))?
         .ok_or_else(|| r.error(1, "model_list", Problem::Invalid("missing (the file is empty)".into())))?;
@@ -587,7 +666,7 @@ pub fn import_text(
     settings.fallbacks = if fallbacks.is_empty() { process.fallbacks } else { fallbacks };
     settings.default_fallbacks =
         if default_fallbacks.is_empty() { process.default_fallbacks } else { default_fallbacks };
-    Ok(ImportedConfig { model_list, router_settings: settings, ignored: r.ignored })
+    Ok(ImportedConfig { model_list, router_settings: settings, ignored: r.ignored, unknown: r.unknown })
 }
 
 /// A key the table calls modelled that a handler does not read: a bug in this file. It is
@@ -784,6 +863,8 @@ fn entry(
             "max_retries" => e.max_retries = opt(value, |v| r.u32(v, &p))?,
             "order" => e.order = opt(value, |v| r.u32(v, &p))?,
             "tags" => e.tags = opt(value, |v| r.strings(v, &p))?.unwrap_or_default(),
+            "input_cost_per_token" => e.input_cost_per_token = opt(value, |v| r.number(v, &p))?,
+            "output_cost_per_token" => e.output_cost_per_token = opt(value, |v| r.number(v, &p))?,
             _ => unreachable_key(&name),
         }
     }
@@ -852,8 +933,17 @@ mod tests {
     #[test]
     fn the_note_elides_after_ten() {
         let keys: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
-        let note = ignored_note("c.yaml", &keys);
+        let note = ignored_note("c.yaml", &keys, &[]);
         assert!(note.starts_with("c.yaml: ignored LiteLLM keys that do not affect routing: k0, k1"));
         assert!(note.ends_with("k9 and 2 more"), "{note}");
+        let unknown = ["x.y".to_string()];
+        assert_eq!(
+            ignored_note("c.yaml", &keys[..1], &unknown),
+            "c.yaml: ignored LiteLLM keys that do not affect routing: k0; keys not in routesim's table, assumed not to affect routing (check them): x.y"
+        );
+        assert_eq!(
+            ignored_note("c.yaml", &[], &unknown),
+            "c.yaml: keys not in routesim's table, assumed not to affect routing (check them): x.y"
+        );
     }
 }
