@@ -349,3 +349,72 @@ fn silent_losses_are_input_errors_with_the_right_line() {
     write(dir.path(), "cr.toml", "name = \"x\"\r[trace]\nfile = \"t.csv\"\n");
     refused(&limited(&["run", "cr.toml"], dir.path()), "error: cr.toml:1: bare carriage return (CR)", "");
 }
+
+#[test]
+fn import_class_rules_count_toward_the_class_limit() {
+    // 66,000 rules with distinct classes once panicked (class ids are u16) and 11,000 were
+    // accepted past the limit: the rule that brings the 10,001st class is refused with its line.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "b.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,ChatGPT,100,10,110,Conversation log\n",
+    );
+    let head =
+        scenario("b.csv", "", "").replace("replay = \"closed\"", "format = \"burstgpt\"\nreplay = \"open\"");
+    let mut text = format!("{head}[trace.import]\nclasses = [\n");
+    let first_rule_line = text.lines().count() + 1;
+    for i in 0..66_000 {
+        text += &format!("{{ class = \"k{i}\", min_input_tokens = 999999 }},\n");
+    }
+    text += "]\n";
+    write(dir.path(), "rules.toml", text);
+    // The four built-ins count: rule 9996 would be the 10,001st class.
+    let expected = format!(
+        "error: rules.toml:{}: trace.import.classes[9996].class: too many distinct classes (at most 10000)",
+        first_rule_line + 9996
+    );
+    refused(&limited(&["run", "rules.toml"], dir.path()), &expected, "");
+    // The same rules as `sim trace stats --options`: the options file and its line.
+    let mut options = "classes = [\n".to_string();
+    for i in 0..10_500 {
+        options += &format!("{{ class = \"k{i}\", min_input_tokens = 999999 }},\n");
+    }
+    options += "]\n";
+    write(dir.path(), "opts.toml", options);
+    let o =
+        limited(&["trace", "stats", "--format", "burstgpt", "--options", "opts.toml", "b.csv"], dir.path());
+    refused(&o, "error: opts.toml:9998: classes[9996].class: too many distinct classes", "");
+}
+
+#[test]
+fn a_yaml_alias_bomb_is_refused_within_its_budget() {
+    // 558 bytes that expand to 9^10 strings (> 4 GB before the budget).
+    let dir = workdir(5, "", "");
+    let bomb = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/corpus/litellm_yaml/regression-alias-bomb.yaml"
+    ))
+    .unwrap();
+    assert_eq!(bomb.len(), 558);
+    write(dir.path(), "bomb.yaml", bomb);
+    let text = scenario("t.csv", "", "").replace(
+        "policy = { kind = \"single\", deployment = \"anthropic/sonnet\" }",
+        "policy = { kind = \"litellm\", config_file = \"bomb.yaml\" }",
+    );
+    write(dir.path(), "bomb.toml", text);
+    let o = limited(&["run", "bomb.toml"], dir.path());
+    refused(
+        &o,
+        "error: bomb.toml:11: strategy[0].policy.config_file: bomb.yaml:6: alias expands beyond the budget",
+        "1000000 nodes",
+    );
+    // Lists nested a million deep on one line: refused, no stack overflow.
+    write(dir.path(), "bomb.yaml", format!("{}x\n", "- ".repeat(1_000_000)));
+    let o = limited(&["run", "bomb.toml"], dir.path());
+    refused(
+        &o,
+        "error: bomb.toml:11: strategy[0].policy.config_file: bomb.yaml:1: ",
+        "nested deeper than 256 levels",
+    );
+}
