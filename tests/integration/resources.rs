@@ -418,3 +418,47 @@ fn a_yaml_alias_bomb_is_refused_within_its_budget() {
         "nested deeper than 256 levels",
     );
 }
+
+#[test]
+fn sweeps_too_large_to_run_are_refused_before_any_work() {
+    let dir = workdir(10, "", "");
+    let values = |n: usize| format!("[{}]", (1..=n).map(|v| v.to_string()).collect::<Vec<_>>().join(", "));
+    // 16 axes of 16 values: 2^64 points, which wrapped to 0 ("0 rows", exit 0).
+    let mut wrap = "scenario = \"s.toml\"\nreplications = 1\n[axes]\n".to_string();
+    for i in 0..16 {
+        wrap += &format!("deployments.\"anthropic/sonnet\".limits.x{i} = {}\n", values(16));
+    }
+    write(dir.path(), "wrap.toml", wrap);
+    let o = limited(&["sweep", "wrap.toml", "--out", "out", "--quiet"], dir.path());
+    refused(
+        &o,
+        "error: wrap.toml:3: axes: more than 18446744073709551615 points (16 × 16 × 16 × 16 × 16 × 16 × 16 × 16 × … values), at most 100000 in one sweep",
+        "combine = \"zip\"",
+    );
+    assert!(!dir.path().join("out").exists(), "refused before any output");
+    // Three axes of a thousand values: 10^9 points, once set up one by one for days.
+    let mut huge = "scenario = \"s.toml\"\nreplications = 1\n[axes]\n".to_string();
+    for name in ["rpm", "tpm", "itpm"] {
+        huge += &format!("deployments.\"anthropic/sonnet\".limits.{name} = {}\n", values(1000));
+    }
+    write(dir.path(), "huge.toml", huge);
+    let started = std::time::Instant::now();
+    let o = limited(&["sweep", "huge.toml", "--out", "out", "--quiet"], dir.path());
+    refused(
+        &o,
+        "error: huge.toml:3: axes: 1000000000 points (1000 × 1000 × 1000 values), at most 100000",
+        "",
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "refused at once: {:?}",
+        started.elapsed()
+    );
+    // A sweep syntax error: one line, with its line.
+    write(dir.path(), "syn.toml", "scenario = \"s.toml\"\n[axes]\nx = [1, 2\ny = 3\n");
+    let o = limited(&["sweep", "syn.toml", "--out", "out", "--quiet"], dir.path());
+    refused(&o, "error: syn.toml:", "");
+    let line: usize =
+        stderr(&o)["error: syn.toml:".len()..].split(':').next().unwrap().parse().expect("a line");
+    assert!((3..=4).contains(&line), "{}", stderr(&o));
+}
