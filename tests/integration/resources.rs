@@ -462,3 +462,66 @@ fn sweeps_too_large_to_run_are_refused_before_any_work() {
         stderr(&o)["error: syn.toml:".len()..].split(':').next().unwrap().parse().expect("a line");
     assert!((3..=4).contains(&line), "{}", stderr(&o));
 }
+
+/// Size of a report file in bytes.
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).len()
+}
+
+#[test]
+fn reports_stay_small_whatever_the_series_and_classes() {
+    // 60 strategies with a heavy TTFT tail (attempts minutes to years out): the 429 plot once
+    // took 1.4 GB and wrote a 1.4 GB SVG.
+    let mut extra = String::new();
+    for i in 1..60 {
+        extra += &format!(
+            "[[strategy]]\nname = \"s{i}\"\npolicy = {{ kind = \"single\", deployment = \"anthropic/sonnet\", max_attempts = 3 }}\n"
+        );
+    }
+    let dir = workdir(400, "latency.ttft_ms = { dist = \"lognormal\", median = 1800, sigma = 7 }", &extra);
+    succeeded(&limited(&["run", "s.toml", "--out", "out"], dir.path()));
+    succeeded(&limited(&["report", "out"], dir.path()));
+    let report = dir.path().join("out/report");
+    for (file, max_bytes) in [
+        ("rate_limits_over_time.svg", 4 << 20),
+        ("rate_limits_over_time.png", 4 << 20),
+        ("ttft_cdf.svg", 4 << 20),
+        ("report.html", 16 << 20),
+    ] {
+        let bytes = size(&report.join(file));
+        assert!(bytes < max_bytes, "{file}: {bytes} bytes");
+    }
+    // A crafted timeseries.csv: a thousand deployment names and a minute 10^11 out (a 73 KB
+    // file with 200 names once aborted after 2.4 GB).
+    let out = dir.path().join("out");
+    let mut series = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    for i in 0..1_000 {
+        series += &format!("single,{i},dep-{i},1,1,0,100,10\n");
+    }
+    series += "single,99999999999,anthropic/sonnet,1,1,0,100,10\n";
+    std::fs::write(out.join("timeseries.csv"), series).unwrap();
+    succeeded(&limited(&["report", "out"], dir.path()));
+    let svg = std::fs::read_to_string(report.join("rate_limits_over_time.svg")).unwrap();
+    assert!(svg.len() < 4 << 20, "{} bytes", svg.len());
+    assert!(svg.contains("other deployments"), "the names past the legend's limit share one layer");
+    assert!(svg.contains("the first 24 of 60 strategies"), "the title says what is left out");
+    // Two thousand classes: the TTFT CDF (a panel per class) once grew to a 128 MB PNG, a
+    // 170 MB HTML and 3.7 GB of memory at 5,000 classes.
+    let dir = tempfile::tempdir().unwrap();
+    let mut trace = HEADER.to_string();
+    for i in 0..2_000 {
+        trace += &format!("r{i},{},tenant-{i},100,10,,,0\n", i * 10);
+    }
+    write(dir.path(), "c.csv", trace);
+    write(dir.path(), "c.toml", scenario("c.csv", "", ""));
+    succeeded(&limited(&["run", "c.toml", "--out", "out"], dir.path()));
+    succeeded(&limited(&["report", "out"], dir.path()));
+    let report = dir.path().join("out/report");
+    for (file, max_bytes) in [("ttft_cdf.png", 4 << 20), ("ttft_cdf.svg", 4 << 20), ("report.html", 16 << 20)]
+    {
+        let bytes = size(&report.join(file));
+        assert!(bytes < max_bytes, "{file}: {bytes} bytes");
+    }
+    let svg = std::fs::read_to_string(report.join("ttft_cdf.svg")).unwrap();
+    assert!(svg.contains("(the first 24 of 2000 classes)"), "the title says what is left out");
+}
