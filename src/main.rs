@@ -323,7 +323,9 @@ struct ImportFlags {
 }
 
 impl ImportFlags {
-    fn options(&self) -> anyhow::Result<ImportOptions> {
+    /// The import options for `format`, validated: an invalid option read from `--options`
+    /// names that file and the option's line (`opts.toml:7: classes[3].class: …`).
+    fn options(&self, format: TraceFormat) -> anyhow::Result<ImportOptions> {
         let read = |path: &PathBuf, what: &str| -> anyhow::Result<String> {
             std::fs::read_to_string(path)
                 .map_err(|e| UsageError(format!("{}: cannot read {what}: {e}", path.display())).into())
@@ -331,9 +333,15 @@ impl ImportFlags {
         let toml_err = |path: &PathBuf, e: toml::de::Error| {
             UsageError(format!("{}: {}", path.display(), e.message().replace('\n', " ").trim()))
         };
+        let mut options_text = None;
         let mut options = match &self.options {
             None => ImportOptions::default(),
-            Some(path) => toml::from_str(&read(path, "import options")?).map_err(|e| toml_err(path, e))?,
+            Some(path) => {
+                let text = read(path, "import options")?;
+                let options = toml::from_str(&text).map_err(|e| toml_err(path, e))?;
+                options_text = Some((path, text));
+                options
+            }
         };
         if let Some(path) = &self.mapping {
             let mapping: Mapping = toml::from_str(&read(path, "mapping")?).map_err(|e| toml_err(path, e))?;
@@ -358,6 +366,18 @@ impl ImportFlags {
         }
         if let Some(class) = &self.default_class {
             options.default_class = class.clone();
+        }
+        if format != TraceFormat::Routesim {
+            if let Err(error) = options.validate(format) {
+                return Err(match (error, options_text) {
+                    (TraceError::Import { field, message }, Some((path, text))) => {
+                        let at = routesim::toml_lines::line_of_path(&text, &field)
+                            .map_or(String::new(), |line| format!(":{line}"));
+                        UsageError(format!("{}{at}: {field}: {message}", path.display())).into()
+                    }
+                    (error, _) => error.into(),
+                });
+            }
         }
         Ok(options)
     }
@@ -610,7 +630,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            let options = import.options()?;
+            let options = import.options(format)?;
             let file = std::fs::File::create(&output)
                 .with_context(|| format!("cannot create {}", output.display()))?;
             let mut writer =
@@ -622,7 +642,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Trace { command: TraceCommand::Stats { file, format, json, import } } => {
             let format = parse_format("--format", &format)?;
-            let options = import.options()?;
+            let options = import.options(format)?;
             let source = TraceSource::File { path: file.clone(), format, options };
             let stream = open_source(&source)?;
             let mut report = None;

@@ -14,7 +14,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// DejaVu Sans (Bitstream Vera licence, see `assets/fonts/LICENSE-DejaVu.txt`).
@@ -118,7 +118,13 @@ where
     if legend.is_empty() {
         return Ok(body);
     }
-    let rows = legend_rows(legend, body.dim_in_pixel().0);
+    let mut legend = legend.to_vec();
+    if legend.len() > MAX_SHOWN {
+        let more = legend.len() - (MAX_SHOWN - 1);
+        legend.truncate(MAX_SHOWN - 1);
+        legend.push((format!("… and {more} more"), LegendMark::Shade(WHITE)));
+    }
+    let rows = legend_rows(&legend, body.dim_in_pixel().0);
     let (strip, rest) = body.split_vertically(rows.len() as u32 * 24 + 8);
     for (r, row) in rows.iter().enumerate() {
         let width: i32 = row.iter().map(|(label, _)| legend_item_width(label)).sum();
@@ -177,14 +183,39 @@ fn legend_rows(items: &[(String, LegendMark)], width_px: u32) -> Vec<Vec<(String
     rows
 }
 
+/// The distinct values in order of first appearance (a set keeps it linear in the rows,
+/// whatever the number of names a file holds).
 fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut out: Vec<String> = Vec::new();
     for v in values {
-        if !out.iter().any(|x| x == v) {
+        if seen.insert(v) {
             out.push(v.to_string());
         }
     }
     out
+}
+
+/// At most this many panels (classes of the TTFT CDF, strategies of the 429 plot), lines
+/// (strategies of the TTFT CDF) or stacked layers (deployments of the 429 plot; the rest are
+/// summed into one "other" layer) in one picture, and legend entries in one legend: past a few
+/// dozen they cannot be told apart, and the image (its height grows with the panels) and the
+/// time to draw it stay bounded whatever a results directory names. The CSV files keep all.
+pub const MAX_SHOWN: usize = 24;
+
+/// At most this many time-bucket values in the 429 plot in all (panels × layers × buckets):
+/// minutes are grouped into wider buckets so that memory, drawing time and the SVG stay
+/// bounded (a few MB) whatever the number of series or the latest minute. A step is drawn
+/// only where the count changes.
+pub const MAX_PLOT_CELLS: u64 = 400_000;
+
+/// "the first 24 of 60 strategies" when some are left out.
+fn shown_note(shown: usize, all: usize, what: &str) -> String {
+    if all > shown {
+        format!(" (the first {shown} of {all} {what})")
+    } else {
+        String::new()
+    }
 }
 
 /// A number for an axis tick or a label: `4M`, `1.5k`, `0.012`, without float noise.
@@ -271,16 +302,29 @@ fn draw_ttft_cdf<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, rows: &[Late
 where
     DB::ErrorType: 'static,
 {
-    let strategies = unique(rows.iter().map(|r| r.strategy.as_str()));
-    let classes: Vec<String> =
+    let all_strategies = unique(rows.iter().map(|r| r.strategy.as_str()));
+    let all_classes: Vec<String> =
         unique(rows.iter().map(|r| r.class.as_str())).into_iter().filter(|c| c != "all").collect();
+    let strategies = &all_strategies[..all_strategies.len().min(MAX_SHOWN)];
+    let classes = &all_classes[..all_classes.len().min(MAX_SHOWN)];
+    // Each (strategy, class) line, gathered in one pass.
+    let mut lines: std::collections::HashMap<(&str, &str), Vec<&LatencyRow>> =
+        std::collections::HashMap::new();
+    for r in rows {
+        lines.entry((r.strategy.as_str(), r.class.as_str())).or_default().push(r);
+    }
     let legend: Vec<(String, LegendMark)> = strategies
         .iter()
         .enumerate()
         .map(|(i, s)| (s.clone(), LegendMark::Line(colour(i))))
         .chain(std::iter::once(("p50 / p95".to_string(), LegendMark::Line(RGBColor(170, 170, 170)))))
         .collect();
-    let body = frame(root, "Time to first token by class: share of requests served within x", &legend)?;
+    let title = format!(
+        "Time to first token by class: share of requests served within x{}{}",
+        shown_note(classes.len(), all_classes.len(), "classes"),
+        shown_note(strategies.len(), all_strategies.len(), "strategies")
+    );
+    let body = frame(root, &title, &legend)?;
     // Only finite positive latencies place the axis (an all-zero, negative or non-finite file
     // gets a default axis rather than an unbounded one).
     let positive = rows.iter().map(|r| r.ttft_ms / 1000.0).filter(|s| s.is_finite() && *s > 0.0);
@@ -319,9 +363,10 @@ where
                 .draw_series(LineSeries::new([(lo, p), (hi, p)], RGBColor(170, 170, 170).stroke_width(1)))?;
         }
         for (i, strategy) in strategies.iter().enumerate() {
-            let points: Vec<(f64, f64)> = rows
+            let points: Vec<(f64, f64)> = lines
+                .get(&(strategy.as_str(), class.as_str()))
+                .map_or(&[][..], Vec::as_slice)
                 .iter()
-                .filter(|r| &r.strategy == strategy && &r.class == class)
                 .map(|r| ((r.ttft_ms / 1000.0).max(lo), r.quantile * 100.0))
                 .collect();
             chart.draw_series(LineSeries::new(points, colour(i).stroke_width(2)))?;
@@ -342,16 +387,43 @@ fn draw_rate_limits<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let strategies = unique(minutes.iter().map(|r| r.strategy.as_str()));
-    let mut deployments = unique(minutes.iter().map(|r| r.deployment.as_str()));
+    let all_strategies = unique(minutes.iter().map(|r| r.strategy.as_str()));
+    let strategies = &all_strategies[..all_strategies.len().min(MAX_SHOWN)];
+    let strategy_index: HashMap<&str, usize> =
+        strategies.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    // Deployments by name; past MAX_SHOWN, those with the fewest 429s share one last layer.
+    let mut totals: HashMap<&str, f64> = HashMap::new();
+    for r in minutes {
+        *totals.entry(r.deployment.as_str()).or_insert(0.0) += r.attempts_429;
+    }
+    let mut deployments: Vec<String> = totals.keys().map(|d| d.to_string()).collect();
+    let mut folded = 0;
+    if deployments.len() > MAX_SHOWN {
+        deployments.sort_by(|a, b| totals[b.as_str()].total_cmp(&totals[a.as_str()]).then(a.cmp(b)));
+        folded = deployments.len() - (MAX_SHOWN - 1);
+        deployments.truncate(MAX_SHOWN - 1);
+    }
     deployments.sort();
+    // Every name of the file to its layer (the shared last one when folded).
+    let named: HashMap<&str, usize> = deployments.iter().enumerate().map(|(i, d)| (d.as_str(), i)).collect();
+    let other = deployments.len();
+    let layer_index: HashMap<&str, usize> =
+        totals.keys().map(|d| (*d, named.get(d).copied().unwrap_or(other))).collect();
+    drop(named);
+    if folded > 0 {
+        deployments.push(format!("{folded} other deployments"));
+    }
     let incident_deployments = unique(incidents.iter().map(|i| i.deployment.as_str()));
     let mut legend: Vec<(String, LegendMark)> =
         deployments.iter().enumerate().map(|(i, d)| (d.clone(), LegendMark::Box(colour(i)))).collect();
     for d in &incident_deployments {
         legend.push((format!("incident: {d}"), LegendMark::Shade(INCIDENT_SHADE)));
     }
-    let body = frame(root, "Attempts answered 429 per minute, by deployment (stacked)", &legend)?;
+    let title = format!(
+        "Attempts answered 429 per minute, by deployment (stacked){}",
+        shown_note(strategies.len(), all_strategies.len(), "strategies")
+    );
+    let body = frame(root, &title, &legend)?;
     // The axis ends with the last minute in which attempts were sent: batch results that
     // arrive hours later would otherwise squeeze the traffic into a sliver on the left.
     let last_minute = minutes
@@ -363,15 +435,20 @@ where
         .saturating_add(1);
     let x_max = (last_minute as f64)
         .max(incidents.iter().map(|i| i.end_s / 60.0).fold(0.0, f64::max).min(last_minute as f64));
-    // One bar per minute, unless the run is so long (or a minute so far out) that minutes
-    // are grouped into buckets: memory stays bounded whatever minute a file names.
-    let width = last_minute.div_ceil(MAX_PLOT_BUCKETS).max(1);
-    let buckets = usize::try_from(last_minute.div_ceil(width)).expect("at most MAX_PLOT_BUCKETS");
-    // Per strategy, per deployment: 429s per bucket.
+    // One bar per minute, unless the run is so long (or a minute so far out), or the series so
+    // many, that minutes are grouped into buckets: at most MAX_PLOT_CELLS values in all.
+    let series_count = (strategies.len() * deployments.len()).max(1) as u64;
+    let max_buckets = (MAX_PLOT_CELLS / series_count).clamp(1, MAX_PLOT_BUCKETS);
+    let width = last_minute.div_ceil(max_buckets).max(1);
+    let buckets = usize::try_from(last_minute.div_ceil(width)).map_err(|_| "too many plot buckets")?;
+    // Per strategy, per deployment layer: 429s per bucket.
     let mut series: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
     for r in minutes {
-        let s = strategies.iter().position(|x| *x == r.strategy).expect("collected above");
-        let d = deployments.iter().position(|x| *x == r.deployment).expect("collected above");
+        let (Some(&s), Some(&d)) =
+            (strategy_index.get(r.strategy.as_str()), layer_index.get(r.deployment.as_str()))
+        else {
+            continue;
+        };
         let v = series.entry((s, d)).or_insert_with(|| vec![0.0; buckets]);
         if let Some(slot) = usize::try_from(r.minute / width).ok().and_then(|b| v.get_mut(b)) {
             *slot += r.attempts_429;
@@ -437,17 +514,31 @@ where
             layers.push((d, cumulative.clone()));
         }
         for (d, layer) in layers.iter().rev() {
-            // Steps: each minute's count is flat across that minute.
-            let w = width as f64;
-            let points: Vec<(f64, f64)> = layer
-                .iter()
-                .enumerate()
-                .flat_map(|(m, v)| [(m as f64 * w, *v), ((m as f64 + 1.0) * w, *v)])
-                .collect();
+            let points = steps(layer, width as f64);
             chart.draw_series(AreaSeries::new(points, 0.0, colour(*d).mix(0.85)).border_style(colour(*d)))?;
         }
     }
     Ok(())
+}
+
+/// A step outline of per-bucket values (each flat across its bucket of `width` minutes), with
+/// a point only where the value changes: a mostly-idle series costs a few points, not two per
+/// bucket.
+fn steps(values: &[f64], width: f64) -> Vec<(f64, f64)> {
+    let mut points = Vec::new();
+    let mut level: Option<f64> = None;
+    for (m, v) in values.iter().enumerate() {
+        let x = m as f64 * width;
+        if level != Some(*v) {
+            if let Some(previous) = level {
+                points.push((x, previous));
+            }
+            points.push((x, *v));
+            level = Some(*v);
+        }
+    }
+    points.push((values.len() as f64 * width, level.unwrap_or(0.0)));
+    points
 }
 
 /// Share of served attempts per deployment, one stacked bar per strategy.
@@ -730,7 +821,7 @@ pub fn plot_run(run: &RunDir, out: &Path) -> Result<Vec<PlotFile>, ReportError> 
     ensure_font()?;
     let mut files = Vec::new();
     if let Some(latency) = run.latency.as_ref().filter(|l| l.iter().any(|r| r.class != "all")) {
-        let classes = unique(latency.iter().map(|r| r.class.as_str())).len().saturating_sub(1);
+        let classes = unique(latency.iter().map(|r| r.class.as_str())).len().saturating_sub(1).min(MAX_SHOWN);
         let height = 160 + 380 * classes.div_ceil(2) as u32;
         files.push(render!(out, "ttft_cdf", "Time to first token by class (CDF)", (1200, height), |root| {
             draw_ttft_cdf(root, latency)
@@ -738,7 +829,7 @@ pub fn plot_run(run: &RunDir, out: &Path) -> Result<Vec<PlotFile>, ReportError> 
     }
     if !run.minutes.is_empty() {
         let incidents: &[Incident] = run.incidents.as_deref().unwrap_or(&[]);
-        let strategies = unique(run.minutes.iter().map(|r| r.strategy.as_str())).len() as u32;
+        let strategies = unique(run.minutes.iter().map(|r| r.strategy.as_str())).len().min(MAX_SHOWN) as u32;
         files.push(render!(
             out,
             "rate_limits_over_time",

@@ -18,6 +18,12 @@ use crate::trace::Request;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// At most this many points in one sweep (the product of the axes' lengths, or the common
+/// length of zipped axes). Every point is set up and validated before any runs, and each one
+/// runs every strategy `replications` times: a hundred thousand points is already days of
+/// simulation. More is refused naming the sweep file's `[axes]` line, before any work.
+pub const MAX_POINTS: usize = 100_000;
+
 /// The sweep file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,7 +161,26 @@ impl Plan {
             return Err(input(path, "axes: at least one axis is required"));
         }
         let point_count = match raw.combine {
-            Combine::Product => axes.iter().map(|a| a.values.len()).product(),
+            Combine::Product => {
+                let lengths: Vec<usize> = axes.iter().map(|a| a.values.len()).collect();
+                let product = lengths.iter().try_fold(1usize, |n, len| n.checked_mul(*len));
+                match product {
+                    Some(n) if n <= MAX_POINTS => n,
+                    _ => {
+                        let shown: Vec<String> = lengths.iter().take(8).map(usize::to_string).collect();
+                        let more = if lengths.len() > 8 { " × …" } else { "" };
+                        let count = product.map_or(format!("more than {}", usize::MAX), |n| n.to_string());
+                        return Err(input(
+                            path,
+                            format!(
+                                "axes: {count} points ({}{more} values), at most {MAX_POINTS} in one sweep; \
+                                 split it into smaller sweeps or zip axes (combine = \"zip\")",
+                                shown.join(" × ")
+                            ),
+                        ));
+                    }
+                }
+            }
             Combine::Zip => {
                 let n = axes[0].values.len();
                 if let Some(a) = axes.iter().find(|a| a.values.len() != n) {
@@ -168,6 +193,9 @@ impl Plan {
                             axes[0].name
                         ),
                     ));
+                }
+                if n > MAX_POINTS {
+                    return Err(input(path, format!("axes: {n} points, at most {MAX_POINTS} in one sweep")));
                 }
                 n
             }

@@ -108,25 +108,28 @@ impl ClassTable {
     /// A table holding the four built-in classes.
     pub fn new() -> Self {
         let mut table = ClassTable { names: Vec::new(), index: HashMap::new() };
-        for name in BUILTIN_CLASSES {
-            table.intern(name);
+        for (i, name) in BUILTIN_CLASSES.iter().enumerate() {
+            table.names.push(name.to_string());
+            table.index.insert(name.to_string(), ClassId(i as u16));
         }
         table
     }
 
-    /// The id of `name`, registering it if it is new.
-    ///
-    /// # Panics
-    /// If the table already holds 65,536 classes (ids are `u16`).
-    pub fn intern(&mut self, name: &str) -> ClassId {
+    /// The id of `name`, registering it if it is new. A new name beyond [`MAX_CLASSES`] (the
+    /// built-ins included) is refused; the caller turns that into an input error naming its
+    /// file, line and field.
+    pub fn intern(&mut self, name: &str) -> Result<ClassId, TooManyClasses> {
         if let Some(id) = self.get(name) {
-            return id;
+            return Ok(id);
         }
-        let id =
-            u16::try_from(self.names.len()).map(ClassId).expect("more than 65536 distinct request classes");
+        if !self.has_room() {
+            return Err(TooManyClasses);
+        }
+        // MAX_CLASSES is below 65,536, so every id fits its u16.
+        let id = u16::try_from(self.names.len()).map(ClassId).map_err(|_| TooManyClasses)?;
         self.names.push(name.to_string());
         self.index.insert(name.to_string(), id);
-        id
+        Ok(id)
     }
 
     /// The id of `name`, if registered.
@@ -166,6 +169,11 @@ impl ClassTable {
         self.names.len() < MAX_CLASSES
     }
 }
+
+/// A [`ClassTable`] is full: one more distinct class would pass [`MAX_CLASSES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("too many distinct classes (at most {MAX_CLASSES})")]
+pub struct TooManyClasses;
 
 impl Default for ClassTable {
     fn default() -> Self {
@@ -366,7 +374,8 @@ mod tests {
 
         // The second file meets the classes in the other order, and a new one.
         let second = format!("{MINIMAL}a,0,tenant-b,1,1\nb,0,tenant-c,1,1\nc,0,tenant-a,1,1\nd,0,bulk,1,1\n");
-        let reader = TraceReader::from_reader(second.as_bytes(), "two.csv").unwrap().with_classes(table);
+        let reader =
+            TraceReader::from_reader(second.as_bytes(), "two.csv").unwrap().with_classes(table).unwrap();
         let mut reader = reader;
         let ids: Vec<ClassId> = reader.by_ref().map(|r| r.unwrap().class).collect();
         assert_eq!(ids, vec![ClassId(5), ClassId(6), ClassId(4), ClassId::BULK]);
@@ -377,12 +386,31 @@ mod tests {
     #[test]
     fn class_lookup_switches_to_hashing_without_changing_ids() {
         let mut table = ClassTable::new();
-        let ids: Vec<ClassId> = (0..20).map(|i| table.intern(&format!("c{i}"))).collect();
+        let ids: Vec<ClassId> = (0..20).map(|i| table.intern(&format!("c{i}")).unwrap()).collect();
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(table.get(&format!("c{i}")), Some(*id));
-            assert_eq!(table.intern(&format!("c{i}")), *id);
+            assert_eq!(table.intern(&format!("c{i}")), Ok(*id));
         }
         assert_eq!(table.get("hard"), Some(ClassId::HARD));
         assert_eq!(table.get("nope"), None);
+    }
+
+    #[test]
+    fn interning_past_the_class_limit_is_an_error_not_a_panic() {
+        let mut table = ClassTable::new();
+        for i in BUILTIN_CLASSES.len()..MAX_CLASSES {
+            table.intern(&format!("c{i}")).unwrap();
+        }
+        assert_eq!(table.len(), MAX_CLASSES);
+        assert!(!table.has_room());
+        assert_eq!(table.intern("one-more"), Err(TooManyClasses));
+        // Known names still resolve; the table is unchanged.
+        assert_eq!(table.intern("c4"), Ok(ClassId(4)));
+        assert_eq!(table.intern("async"), Ok(ClassId::ASYNC));
+        assert_eq!(table.len(), MAX_CLASSES);
+        // Far past the u16 range as well: still an error.
+        for i in 0..70_000 {
+            assert!(table.intern(&format!("x{i}")).is_err());
+        }
     }
 }

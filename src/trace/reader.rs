@@ -7,7 +7,7 @@
 //! It must not know about the writer's formatting, the generators or the importers.
 
 use super::records;
-use super::{elide, fmt_ms, read_error, ClassTable, Request, TraceError, MAX_CLASSES};
+use super::{elide, fmt_ms, read_error, ClassTable, Request, TraceError};
 use crate::rng::hash_str;
 use crate::time::{Duration, Instant, MICROS_PER_MS};
 use std::io::Read;
@@ -163,13 +163,14 @@ impl<R: Read> TraceReader<R> {
 
     /// Pre-registers classes, so that class ids are stable across readers of different
     /// files: pass the table of a previous reader. Call it before reading rows; classes this
-    /// reader already met keep their names and are added to `classes` if missing.
-    pub fn with_classes(mut self, mut classes: ClassTable) -> Self {
+    /// reader already met keep their names and are added to `classes` if missing (refused
+    /// if that would pass [`super::MAX_CLASSES`]).
+    pub fn with_classes(mut self, mut classes: ClassTable) -> Result<Self, super::TooManyClasses> {
         for (_, name) in self.classes.iter() {
-            classes.intern(name);
+            classes.intern(name)?;
         }
         self.classes = classes;
-        self
+        Ok(self)
     }
 
     fn read_row(&mut self) -> Result<Option<Request>, TraceError> {
@@ -315,19 +316,9 @@ fn parse_record<R: Read>(
     }
 
     let class_name = text(Column::Class, required(Column::Class)?)?;
-    let class = match classes.get(class_name) {
-        Some(id) => id,
-        None if classes.has_room() => classes.intern(class_name),
-        None => {
-            return Err(RowError::field(
-                Column::Class,
-                format!(
-                    "too many distinct classes (at most {MAX_CLASSES}), at {}; map them to fewer classes",
-                    elide(class_name)
-                ),
-            ))
-        }
-    };
+    let class = classes.intern(class_name).map_err(|full| {
+        RowError::field(Column::Class, format!("{full}, at {}; map them to fewer classes", elide(class_name)))
+    })?;
 
     let input_tokens = parse_tokens(Column::InputTokens, required(Column::InputTokens)?)?;
     let output_tokens = parse_tokens(Column::OutputTokens, required(Column::OutputTokens)?)?;
@@ -492,7 +483,7 @@ fn parse_ms_exact(value: &[u8]) -> Option<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{ClassId, BUILTIN_CLASSES};
+    use crate::trace::{ClassId, BUILTIN_CLASSES, MAX_CLASSES};
 
     const NAME: &str = "traces/x.csv";
 

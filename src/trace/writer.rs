@@ -204,7 +204,7 @@ mod tests {
             .map(|(i, r)| Request {
                 id: hash_str(r.id),
                 arrival: Instant::from_millis(r.arrival_ms),
-                class: classes.intern(r.class),
+                class: classes.intern(r.class).unwrap(),
                 input_tokens: r.input_tokens,
                 cached_input_tokens: r.cached_input_tokens,
                 cache_write_tokens: r.cache_write_tokens,

@@ -349,3 +349,179 @@ fn silent_losses_are_input_errors_with_the_right_line() {
     write(dir.path(), "cr.toml", "name = \"x\"\r[trace]\nfile = \"t.csv\"\n");
     refused(&limited(&["run", "cr.toml"], dir.path()), "error: cr.toml:1: bare carriage return (CR)", "");
 }
+
+#[test]
+fn import_class_rules_count_toward_the_class_limit() {
+    // 66,000 rules with distinct classes once panicked (class ids are u16) and 11,000 were
+    // accepted past the limit: the rule that brings the 10,001st class is refused with its line.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "b.csv",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,ChatGPT,100,10,110,Conversation log\n",
+    );
+    let head =
+        scenario("b.csv", "", "").replace("replay = \"closed\"", "format = \"burstgpt\"\nreplay = \"open\"");
+    let mut text = format!("{head}[trace.import]\nclasses = [\n");
+    let first_rule_line = text.lines().count() + 1;
+    for i in 0..66_000 {
+        text += &format!("{{ class = \"k{i}\", min_input_tokens = 999999 }},\n");
+    }
+    text += "]\n";
+    write(dir.path(), "rules.toml", text);
+    // The four built-ins count: rule 9996 would be the 10,001st class.
+    let expected = format!(
+        "error: rules.toml:{}: trace.import.classes[9996].class: too many distinct classes (at most 10000)",
+        first_rule_line + 9996
+    );
+    refused(&limited(&["run", "rules.toml"], dir.path()), &expected, "");
+    // The same rules as `sim trace stats --options`: the options file and its line.
+    let mut options = "classes = [\n".to_string();
+    for i in 0..10_500 {
+        options += &format!("{{ class = \"k{i}\", min_input_tokens = 999999 }},\n");
+    }
+    options += "]\n";
+    write(dir.path(), "opts.toml", options);
+    let o =
+        limited(&["trace", "stats", "--format", "burstgpt", "--options", "opts.toml", "b.csv"], dir.path());
+    refused(&o, "error: opts.toml:9998: classes[9996].class: too many distinct classes", "");
+}
+
+#[test]
+fn a_yaml_alias_bomb_is_refused_within_its_budget() {
+    // 558 bytes that expand to 9^10 strings (> 4 GB before the budget).
+    let dir = workdir(5, "", "");
+    let bomb = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/corpus/litellm_yaml/regression-alias-bomb.yaml"
+    ))
+    .unwrap();
+    assert_eq!(bomb.len(), 558);
+    write(dir.path(), "bomb.yaml", bomb);
+    let text = scenario("t.csv", "", "").replace(
+        "policy = { kind = \"single\", deployment = \"anthropic/sonnet\" }",
+        "policy = { kind = \"litellm\", config_file = \"bomb.yaml\" }",
+    );
+    write(dir.path(), "bomb.toml", text);
+    let o = limited(&["run", "bomb.toml"], dir.path());
+    refused(
+        &o,
+        "error: bomb.toml:11: strategy[0].policy.config_file: bomb.yaml:6: alias expands beyond the budget",
+        "1000000 nodes",
+    );
+    // Lists nested a million deep on one line: refused, no stack overflow.
+    write(dir.path(), "bomb.yaml", format!("{}x\n", "- ".repeat(1_000_000)));
+    let o = limited(&["run", "bomb.toml"], dir.path());
+    refused(
+        &o,
+        "error: bomb.toml:11: strategy[0].policy.config_file: bomb.yaml:1: ",
+        "nested deeper than 256 levels",
+    );
+}
+
+#[test]
+fn sweeps_too_large_to_run_are_refused_before_any_work() {
+    let dir = workdir(10, "", "");
+    let values = |n: usize| format!("[{}]", (1..=n).map(|v| v.to_string()).collect::<Vec<_>>().join(", "));
+    // 16 axes of 16 values: 2^64 points, which wrapped to 0 ("0 rows", exit 0).
+    let mut wrap = "scenario = \"s.toml\"\nreplications = 1\n[axes]\n".to_string();
+    for i in 0..16 {
+        wrap += &format!("deployments.\"anthropic/sonnet\".limits.x{i} = {}\n", values(16));
+    }
+    write(dir.path(), "wrap.toml", wrap);
+    let o = limited(&["sweep", "wrap.toml", "--out", "out", "--quiet"], dir.path());
+    refused(
+        &o,
+        "error: wrap.toml:3: axes: more than 18446744073709551615 points (16 × 16 × 16 × 16 × 16 × 16 × 16 × 16 × … values), at most 100000 in one sweep",
+        "combine = \"zip\"",
+    );
+    assert!(!dir.path().join("out").exists(), "refused before any output");
+    // Three axes of a thousand values: 10^9 points, once set up one by one for days.
+    let mut huge = "scenario = \"s.toml\"\nreplications = 1\n[axes]\n".to_string();
+    for name in ["rpm", "tpm", "itpm"] {
+        huge += &format!("deployments.\"anthropic/sonnet\".limits.{name} = {}\n", values(1000));
+    }
+    write(dir.path(), "huge.toml", huge);
+    let started = std::time::Instant::now();
+    let o = limited(&["sweep", "huge.toml", "--out", "out", "--quiet"], dir.path());
+    refused(
+        &o,
+        "error: huge.toml:3: axes: 1000000000 points (1000 × 1000 × 1000 values), at most 100000",
+        "",
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "refused at once: {:?}",
+        started.elapsed()
+    );
+    // A sweep syntax error: one line, with its line.
+    write(dir.path(), "syn.toml", "scenario = \"s.toml\"\n[axes]\nx = [1, 2\ny = 3\n");
+    let o = limited(&["sweep", "syn.toml", "--out", "out", "--quiet"], dir.path());
+    refused(&o, "error: syn.toml:", "");
+    let line: usize =
+        stderr(&o)["error: syn.toml:".len()..].split(':').next().unwrap().parse().expect("a line");
+    assert!((3..=4).contains(&line), "{}", stderr(&o));
+}
+
+/// Size of a report file in bytes.
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).len()
+}
+
+#[test]
+fn reports_stay_small_whatever_the_series_and_classes() {
+    // 60 strategies with a heavy TTFT tail (attempts minutes to years out): the 429 plot once
+    // took 1.4 GB and wrote a 1.4 GB SVG.
+    let mut extra = String::new();
+    for i in 1..60 {
+        extra += &format!(
+            "[[strategy]]\nname = \"s{i}\"\npolicy = {{ kind = \"single\", deployment = \"anthropic/sonnet\", max_attempts = 3 }}\n"
+        );
+    }
+    let dir = workdir(400, "latency.ttft_ms = { dist = \"lognormal\", median = 1800, sigma = 7 }", &extra);
+    succeeded(&limited(&["run", "s.toml", "--out", "out"], dir.path()));
+    succeeded(&limited(&["report", "out"], dir.path()));
+    let report = dir.path().join("out/report");
+    for (file, max_bytes) in [
+        ("rate_limits_over_time.svg", 4 << 20),
+        ("rate_limits_over_time.png", 4 << 20),
+        ("ttft_cdf.svg", 4 << 20),
+        ("report.html", 16 << 20),
+    ] {
+        let bytes = size(&report.join(file));
+        assert!(bytes < max_bytes, "{file}: {bytes} bytes");
+    }
+    // A crafted timeseries.csv: a thousand deployment names and a minute 10^11 out (a 73 KB
+    // file with 200 names once aborted after 2.4 GB).
+    let out = dir.path().join("out");
+    let mut series = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    for i in 0..1_000 {
+        series += &format!("single,{i},dep-{i},1,1,0,100,10\n");
+    }
+    series += "single,99999999999,anthropic/sonnet,1,1,0,100,10\n";
+    std::fs::write(out.join("timeseries.csv"), series).unwrap();
+    succeeded(&limited(&["report", "out"], dir.path()));
+    let svg = std::fs::read_to_string(report.join("rate_limits_over_time.svg")).unwrap();
+    assert!(svg.len() < 4 << 20, "{} bytes", svg.len());
+    assert!(svg.contains("other deployments"), "the names past the legend's limit share one layer");
+    assert!(svg.contains("the first 24 of 60 strategies"), "the title says what is left out");
+    // Two thousand classes: the TTFT CDF (a panel per class) once grew to a 128 MB PNG, a
+    // 170 MB HTML and 3.7 GB of memory at 5,000 classes.
+    let dir = tempfile::tempdir().unwrap();
+    let mut trace = HEADER.to_string();
+    for i in 0..2_000 {
+        trace += &format!("r{i},{},tenant-{i},100,10,,,0\n", i * 10);
+    }
+    write(dir.path(), "c.csv", trace);
+    write(dir.path(), "c.toml", scenario("c.csv", "", ""));
+    succeeded(&limited(&["run", "c.toml", "--out", "out"], dir.path()));
+    succeeded(&limited(&["report", "out"], dir.path()));
+    let report = dir.path().join("out/report");
+    for (file, max_bytes) in [("ttft_cdf.png", 4 << 20), ("ttft_cdf.svg", 4 << 20), ("report.html", 16 << 20)]
+    {
+        let bytes = size(&report.join(file));
+        assert!(bytes < max_bytes, "{file}: {bytes} bytes");
+    }
+    let svg = std::fs::read_to_string(report.join("ttft_cdf.svg")).unwrap();
+    assert!(svg.contains("(the first 24 of 2000 classes)"), "the title says what is left out");
+}

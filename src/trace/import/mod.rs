@@ -235,7 +235,10 @@ impl ImportOptions {
             ));
         }
         let mut classes = ClassTable::new();
-        let default_class = classes.intern(&self.default_class);
+        let full = |field: &str, e: super::TooManyClasses| {
+            config(field, format!("{e}, counting the built-in classes and the rules' classes"))
+        };
+        let default_class = classes.intern(&self.default_class).map_err(|e| full("default_class", e))?;
         let mut rules = Vec::with_capacity(self.classes.len());
         for (i, rule) in self.classes.iter().enumerate() {
             if rule.class.trim().is_empty() {
@@ -247,8 +250,9 @@ impl ImportOptions {
                     .transpose()
                     .map_err(|e| config(&format!("classes[{i}].{field}"), e.to_string().replace('\n', " ")))
             };
+            let class = classes.intern(&rule.class).map_err(|e| full(&format!("classes[{i}].class"), e))?;
             rules.push(CompiledRule {
-                class: classes.intern(&rule.class),
+                class,
                 model: compile("model", &rule.model)?,
                 label: compile("label", &rule.label)?,
                 rule: rule.clone(),
@@ -719,19 +723,14 @@ impl Importer {
             }
             let arrival_us = ((relative_us - start_us) as f64 / self.options.rate_multiplier).round() as u64;
             let class = match &row.class {
-                Some(name) => match self.classes.get(name) {
-                    Some(id) => id,
-                    None if self.classes.has_room() => self.classes.intern(name),
-                    None => {
+                Some(name) => match self.classes.intern(name) {
+                    Ok(id) => id,
+                    Err(full) => {
                         self.class_overflow = Some(TraceError::Row {
                             file: self.name.clone(),
                             line: row.line,
                             field: Some("class".to_string()),
-                            message: format!(
-                                "too many distinct classes (at most {}), at {}; map them to fewer classes",
-                                super::MAX_CLASSES,
-                                super::elide(name)
-                            ),
+                            message: format!("{full}, at {}; map them to fewer classes", super::elide(name)),
                         });
                         self.finished = true;
                         break;

@@ -10,6 +10,12 @@
 //! one. Quoted and block scalars are strings; `!!str`, `!!int`, `!!float`, `!!bool` and
 //! `!!null` tags are honoured; other tags are refused, as `safe_load` refuses them.
 //!
+//! Aliases are expanded into copies, as PyYAML's constructor shares them; so that a few
+//! hundred bytes of nested aliases (a "billion laughs" document) cannot grow without bound,
+//! a document may hold at most [`MAX_NODES`] nodes and [`MAX_SCALAR_BYTES`] bytes of scalar
+//! text once its aliases are expanded (the copies kept for anchors count too). Beyond either,
+//! it is refused at the alias or value that passes the budget: `alias expands beyond …`.
+//!
 //! It owns YAML and nothing about LiteLLM's keys (that is [`super`], the importer).
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, SpannedEventReceiver};
@@ -130,15 +136,47 @@ impl fmt::Display for Node {
     }
 }
 
+/// At most this many nodes (scalars, lists and mappings) in one document, counting every
+/// alias as the copy it expands to and each anchor's kept copy. A LiteLLM config has hundreds
+/// or thousands; a million nodes are under 100 MB.
+pub const MAX_NODES: u64 = 1_000_000;
+
+/// At most this many bytes of scalar text in one document, counted like [`MAX_NODES`]: an
+/// alias of a long string costs its length again.
+pub const MAX_SCALAR_BYTES: u64 = 32 << 20;
+
+/// At most this many lists and mappings nested in one another (block lists can nest on one
+/// line, `- - - x`); deeper would only exhaust the stack when the tree is walked or dropped.
+/// Flow collections (`[[…]]`) are limited to 255 levels by the parser itself.
+pub const MAX_DEPTH: usize = 256;
+
+/// What a node costs against the budget: nodes and scalar bytes of its subtree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Cost {
+    nodes: u64,
+    bytes: u64,
+}
+
+impl Cost {
+    fn add(&mut self, other: Cost) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+}
+
 /// Parses one YAML document. `Ok(None)` for an empty stream (PyYAML's `None`).
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut builder = Builder::default();
-    let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, true)
-        .map_err(|e| SyntaxError { line: e.marker().line(), message: e.info().to_string() })?;
-    if let Some(error) = builder.error {
-        return Err(error);
+    // The parser's events one by one (its `load` recurses once per nesting level, so a deep
+    // document would overflow the stack before the builder could refuse it); the first
+    // problem, of syntax or of the builder, ends the parse.
+    for event in Parser::new_from_str(text) {
+        let (event, span) =
+            event.map_err(|e| SyntaxError { line: e.marker().line(), message: e.info().to_string() })?;
+        builder.on_event(event, span);
+        if let Some(error) = builder.error.take() {
+            return Err(error);
+        }
     }
     match builder.documents.len() {
         0 | 1 => Ok(builder.documents.pop().flatten()),
@@ -152,9 +190,15 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
 /// Builds nodes from the parser's events.
 #[derive(Default)]
 struct Builder {
-    /// Collections being filled: (node so far, anchor id, pending key of a mapping).
-    stack: Vec<(Node, usize, Option<Node>)>,
-    anchors: BTreeMap<usize, Node>,
+    /// Collections being filled: (node so far, anchor id, pending key of a mapping, cost of
+    /// the node so far).
+    stack: Vec<(Node, usize, Option<Node>, Cost)>,
+    /// Anchored nodes with their cost (an alias of one adds that cost again).
+    anchors: BTreeMap<usize, (Node, Cost)>,
+    /// Everything built so far, aliases expanded and anchor copies included.
+    spent: Cost,
+    /// Whether an alias has been expanded (what the budget error blames).
+    aliases_expanded: bool,
     documents: Vec<Option<Node>>,
     in_document: bool,
     second_document_line: usize,
@@ -168,10 +212,33 @@ impl Builder {
         }
     }
 
-    /// Places a finished node into its parent (or makes it the document).
-    fn push(&mut self, node: Node, anchor: usize) {
+    /// Charges `cost` to the document's budget; false (and the error set) past it.
+    fn spend(&mut self, line: usize, cost: Cost) -> bool {
+        self.spent.add(cost);
+        if self.spent.nodes > MAX_NODES || self.spent.bytes > MAX_SCALAR_BYTES {
+            let what = if self.aliases_expanded { "alias expands" } else { "the document grows" };
+            self.fail(
+                line,
+                format!(
+                    "{what} beyond the budget of {MAX_NODES} nodes and {} MiB of text in one document \
+                     (an alias counts as the copy it expands to, an anchor as its kept copy)",
+                    MAX_SCALAR_BYTES >> 20
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Places a finished node, whose subtree costs `cost`, into its parent (or makes it the
+    /// document).
+    fn push(&mut self, node: Node, anchor: usize, cost: Cost) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            // The kept copy costs as much again.
+            if !self.spend(node.line, cost) {
+                return;
+            }
+            self.anchors.insert(anchor, (node.clone(), cost));
         }
         match self.stack.last_mut() {
             None => {
@@ -179,12 +246,18 @@ impl Builder {
                     *doc = Some(node);
                 }
             }
-            Some((parent, _, pending)) => match &mut parent.value {
-                Value::Seq(items) => items.push(node),
-                Value::Map(entries) => match pending.take() {
-                    None => *pending = Some(node),
-                    Some(key) => insert(entries, key, node),
-                },
+            Some((parent, _, pending, parent_cost)) => match &mut parent.value {
+                Value::Seq(items) => {
+                    parent_cost.add(cost);
+                    items.push(node)
+                }
+                Value::Map(entries) => {
+                    parent_cost.add(cost);
+                    match pending.take() {
+                        None => *pending = Some(node),
+                        Some(key) => insert(entries, key, node),
+                    }
+                }
                 _ => {}
             },
         }
@@ -249,8 +322,15 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                 self.in_document = true;
             }
             Event::DocumentEnd => self.in_document = false,
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(node) => self.push(Node { line, ..node }, 0),
+            Event::Alias(id) => match self.anchors.get(&id).map(|(_, cost)| *cost) {
+                // Charged before the copy is made: a refused alias never allocates.
+                Some(cost) => {
+                    self.aliases_expanded = true;
+                    if self.spend(line, cost) {
+                        let node = self.anchors[&id].0.clone();
+                        self.push(Node { line, ..node }, 0, cost)
+                    }
+                }
                 None => self.fail(line, "an alias refers to an unknown anchor".into()),
             },
             Event::Scalar(text, style, anchor, tag) => {
@@ -261,24 +341,38 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                         format!("{}{}", t.handle, t.suffix)
                     }
                 });
+                let cost = Cost { nodes: 1, bytes: text.len() as u64 };
+                if !self.spend(line, cost) {
+                    return;
+                }
                 match scalar(&text, style, tag.as_deref()) {
-                    Ok(value) => self.push(Node { line, value }, anchor),
+                    Ok(value) => self.push(Node { line, value }, anchor, cost),
                     Err(e) => self.fail(line, e.to_string()),
                 }
             }
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push((Node { line, value: Value::Seq(Vec::new()) }, anchor, None))
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push((Node { line, value: Value::Map(Vec::new()) }, anchor, None))
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                let one = Cost { nodes: 1, bytes: 0 };
+                if !self.spend(line, one) {
+                    return;
+                }
+                if self.stack.len() >= MAX_DEPTH {
+                    self.fail(line, format!("lists and mappings nested deeper than {MAX_DEPTH} levels"));
+                    return;
+                }
+                let value = if matches!(event, Event::SequenceStart(..)) {
+                    Value::Seq(Vec::new())
+                } else {
+                    Value::Map(Vec::new())
+                };
+                self.stack.push((Node { line, value }, anchor, None, one))
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((mut node, anchor, _)) = self.stack.pop() {
+                if let Some((mut node, anchor, _, cost)) = self.stack.pop() {
                     if let Err(e) = merge_keys(&mut node) {
                         self.error = Some(e);
                         return;
                     }
-                    self.push(node, anchor);
+                    self.push(node, anchor, cost);
                 }
             }
             Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
@@ -589,6 +683,43 @@ mod tests {
         let e = parse("a: !Ref x\n").unwrap_err();
         assert_eq!(e.line, 1);
         assert!(e.message.contains("unsupported tag !Ref"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_the_alias_that_passes_the_budget() {
+        // Nine anchors of nine aliases each: 9^10 strings, 558 bytes.
+        let mut text =
+            "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n".to_string();
+        for i in 1..10 {
+            let aliases = vec![format!("*a{}", i - 1); 9].join(",");
+            text += &format!("a{i}: &a{i} [{aliases}]\n");
+        }
+        let e = parse(&text).unwrap_err();
+        // a5 is 597,871 nodes: with its anchor's copy (line 6) the document passes a million.
+        assert_eq!(e.line, 6, "{e:?}");
+        assert!(e.message.starts_with("alias expands beyond the budget of 1000000 nodes"), "{}", e.message);
+        // Long strings: the bytes count.
+        let long = "x".repeat(1 << 20);
+        let text = format!("a: &a \"{long}\"\nb: [{}]\n", vec!["*a"; 40].join(", "));
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("32 MiB of text"), "{}", e.message);
+        // Within the budget, aliases expand as before.
+        let doc = parse("a: &a [1, 2]\nb: [*a, *a]\n").unwrap().unwrap();
+        assert_eq!(doc.get("b").unwrap().as_seq().unwrap()[1].as_seq().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused() {
+        let deep = format!("{}x\n", "- ".repeat(MAX_DEPTH + 1));
+        let e = parse(&deep).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("nested deeper than 256 levels"), "{}", e.message);
+        let ok = format!("{}x\n", "- ".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        // Far deeper (a megabyte of "- "): refused as quickly, no stack overflow.
+        let e = parse(&format!("{}x\n", "- ".repeat(500_000))).unwrap_err();
+        assert!(e.message.contains("nested deeper"), "{}", e.message);
     }
 
     #[test]
