@@ -17,8 +17,10 @@
 //!   `latency-based-routing` (`lowest_latency.py`: the mean of the last
 //!   `max_latency_list_size` samples of seconds per completion token — time to first token
 //!   when streaming — within a `ttl` window; unmeasured deployments count 0; random among
-//!   those within `(1 + lowest_latency_buffer) ×` the best); `cost-based-routing` (the least
-//!   input + output price per token).
+//!   those within `(1 + lowest_latency_buffer) ×` the best); `cost-based-routing`
+//!   (`lowest_cost.py`: the least input + output price per token, each from the entry's
+//!   `input_cost_per_token` / `output_cost_per_token` when given and not 0, else the scenario
+//!   deployment's price, which stands for LiteLLM's cost-map row; ties to the first).
 //! - **Cooldowns** (`router_utils/cooldown_handlers.py`). Default mode (no `allowed_fails`,
 //!   no `allowed_fails_policy`): successes and failures per deployment are counted in windows
 //!   of 60 s opened by their first count (`track_deployment_metrics.py`, an in-memory cache
