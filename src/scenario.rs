@@ -93,6 +93,9 @@ struct SimulationSection {
     horizon: Option<Duration>,
     /// Safety cap on attempts per request.
     max_attempts_per_request: Option<u32>,
+    /// Closed loop: at most this many trace rows (default
+    /// [`crate::engine::DEFAULT_MAX_CLOSED_LOOP_ROWS`]).
+    max_closed_loop_rows: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +179,8 @@ pub struct Scenario {
     pub trace: TraceSpec,
     pub horizon: Option<Duration>,
     pub max_attempts_per_request: u32,
+    /// Closed loop: at most this many trace rows (`[simulation] max_closed_loop_rows`).
+    pub max_closed_loop_rows: u64,
     pub deployments: Arc<[Deployment]>,
     /// How `sim observe` reaches each deployment's real API, in `deployments` order.
     pub apis: Vec<DeploymentApi>,
@@ -342,6 +347,10 @@ impl Scenario {
         if lookahead.is_zero() && raw.trace.replay == Replay::Closed {
             return Err(fail("trace.lookahead: must be > 0 for closed-loop replay".into()));
         }
+        let max_span = raw.trace.max_span.unwrap_or(crate::trace::DEFAULT_MAX_SPAN);
+        if max_span.is_zero() {
+            return Err(fail("trace.max_span: must be > 0".into()));
+        }
         let source = crate::trace::source::SourceSection {
             file: raw.trace.file.clone(),
             format: raw.trace.format.clone(),
@@ -349,7 +358,7 @@ impl Scenario {
             generate: raw.trace.generate.clone(),
             generator: raw.trace.generator.clone(),
         }
-        .resolve(base_dir)
+        .resolve(base_dir, max_span)
         .map_err(|e| fail(e.to_string()))?;
         let max_attempts_per_request = raw
             .simulation
@@ -363,9 +372,10 @@ impl Scenario {
                 "simulation.max_attempts_per_request: {max_attempts_per_request} is above the maximum of {MAX_ATTEMPTS_PER_REQUEST}"
             )));
         }
-        let max_span = raw.trace.max_span.unwrap_or(crate::trace::DEFAULT_MAX_SPAN);
-        if max_span.is_zero() {
-            return Err(fail("trace.max_span: must be > 0".into()));
+        let max_closed_loop_rows =
+            raw.simulation.max_closed_loop_rows.unwrap_or(crate::engine::DEFAULT_MAX_CLOSED_LOOP_ROWS);
+        if max_closed_loop_rows == 0 {
+            return Err(fail("simulation.max_closed_loop_rows: must be > 0".into()));
         }
         Ok(Scenario {
             file: file.to_path_buf(),
@@ -385,6 +395,7 @@ impl Scenario {
             },
             horizon: raw.simulation.horizon,
             max_attempts_per_request,
+            max_closed_loop_rows,
             deployments,
             apis,
             strategies,
@@ -399,6 +410,7 @@ impl Scenario {
             lookahead: self.trace.lookahead,
             horizon: self.horizon.map(|h| Instant::ZERO + h),
             max_attempts_per_request: self.max_attempts_per_request,
+            max_closed_loop_rows: self.max_closed_loop_rows,
         }
     }
 

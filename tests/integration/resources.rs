@@ -236,23 +236,87 @@ fn many_classes_cost_bytes_and_too_many_are_refused() {
 #[test]
 fn generators_refuse_what_they_cannot_stream() {
     let dir = tempfile::tempdir().unwrap();
+    // Each error names the generator file and the line of its key.
     let cases = [
-        ("seed = 1\nduration = \"1h\"\nbackfill_size = 50000000\n", "backfill_size: 50000000 is above the maximum"),
-        ("seed = 1\nduration = \"1h\"\nburst_multiplier = 1733000000000.0\n", "burst_multiplier"),
+        ("seed = 1\nduration = \"1h\"\nbackfill_size = 50000000\n", "error: g.toml:3: backfill_size: 50000000 is above the maximum"),
+        ("seed = 1\nduration = \"1h\"\nburst_multiplier = 1733000000000.0\n", "error: g.toml:3: burst_multiplier: "),
         (
             "generator = \"open_loop\"\nduration = \"1h\"\n[[clients]]\nname = \"c\"\nprocess = { kind = \"poisson\", rate_per_s = 1e20 }\ninput_tokens = { dist = \"constant\", value = 100 }\noutput_tokens = { dist = \"constant\", value = 10 }\n",
-            "100000000000000000000 per second is above the maximum of 10000 per second",
+            "error: g.toml:3: clients[0]: the clients' total mean rate 100000000000000000000 per second is above the maximum of 10000 per second",
         ),
         (
             "generator = \"open_loop\"\nduration = \"1h\"\n[[clients]]\nname = \"c\"\ncount = 4294967295\nprocess = { kind = \"poisson\", rate_per_s = 0.5 }\ninput_tokens = { dist = \"constant\", value = 100 }\noutput_tokens = { dist = \"constant\", value = 10 }\n",
-            "clients[0].count: 4294967295 clients in all is above the maximum of 100000",
+            "error: g.toml:5: clients[0].count: 4294967295 clients in all is above the maximum of 100000",
         ),
+        // A month of a million days (streamed forever before, ~21 TB): beyond the trace span.
+        ("generator = \"month\"\ndays = 1000000\n", "error: g.toml:2: days: 1000000 days is beyond the maximum trace span of 8760h"),
+        // An agent hour spread over 10^6 hours: beyond the span before anything is generated.
+        ("seed = 1\nduration = \"1000000h\"\n", "error: g.toml:2: duration: 1000000h is beyond the maximum trace span of 8760h"),
+        // A month whose busiest hour multiplies the rates past their bounds (such a window was
+        // skipped silently before).
+        (
+            "generator = \"month\"\ndays = 1\nhourly = [1e6, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n",
+            "error: g.toml:3: hourly: the busiest hour's multiplier 1000000 takes the agent's rates out of bounds",
+        ),
+        ("generator = \"month\"\ndays = 1\n[agent]\nsession_rate = 3\n", "error: g.toml:4: agent.session_rate: unknown field"),
+        ("generator = \"month\"\ndays = [1\n", "error: g.toml:"),
     ];
-    for (config, needle) in cases {
+    for (config, expected) in cases {
         write(dir.path(), "g.toml", config);
         let o = limited(&["trace", "gen", "--config", "g.toml", "-o", "g.csv"], dir.path());
-        refused(&o, "error: trace generator: ", needle);
+        refused(&o, expected, "");
     }
+    // Through a scenario: the scenario's line of `generator`, then the generator file's.
+    write(dir.path(), "t.csv", HEADER);
+    write(dir.path(), "g.toml", "generator = \"month\"\nseed = 3\ndays = 400\n");
+    let text = scenario("t.csv", "", "").replace("file = \"t.csv\"", "generator = \"g.toml\"");
+    write(dir.path(), "s.toml", &text);
+    refused(
+        &limited(&["run", "s.toml"], dir.path()),
+        "error: s.toml:4: trace.generator: g.toml:3: days: 400 days is beyond the maximum trace span of 8760h",
+        "",
+    );
+    // Inline: the scenario's own line of the key.
+    let inline = scenario("t.csv", "", "").replace(
+        "file = \"t.csv\"",
+        "generate = { generator = \"month\", days = 1, agent = { backfill_size = 50000000 } }",
+    );
+    write(dir.path(), "i.toml", inline);
+    refused(
+        &limited(&["run", "i.toml"], dir.path()),
+        "error: i.toml:4: trace.generate.agent.backfill_size: 50000000 is above the maximum of 1000000",
+        "",
+    );
+}
+
+#[test]
+fn closed_loop_state_is_bounded_by_a_row_limit() {
+    // Closed-loop replay keeps every id it has read (+32 MB a simulated day with two
+    // strategies): a month generator may run for up to a year of days, so the rows are
+    // bounded (`[simulation] max_closed_loop_rows`, default 10 M) and refused at the first row
+    // past it. One day of the seed month (about 250,000 rows) against a limit of 1,000:
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.csv", HEADER);
+    write(
+        dir.path(),
+        "g.toml",
+        "generator = \"month\"\nseed = 3\ndays = 1\n[agent]\nsession_rate_per_min = 3.65\n",
+    );
+    let text = scenario("t.csv", "", "[simulation]\nmax_closed_loop_rows = 1000\n")
+        .replace("file = \"t.csv\"", "generator = \"g.toml\"");
+    write(dir.path(), "s.toml", &text);
+    refused(
+        &limited(&["run", "s.toml"], dir.path()),
+        "error: g.toml:1002: closed-loop replay keeps the id of every row it has read",
+        "more than 1000 rows ([simulation] max_closed_loop_rows",
+    );
+    // Under the default limit the same day runs in bounded memory.
+    write(
+        dir.path(),
+        "s.toml",
+        text.replace("max_closed_loop_rows = 1000", "max_closed_loop_rows = 10000000"),
+    );
+    succeeded(&limited(&["run", "s.toml"], dir.path()));
 }
 
 #[test]
