@@ -24,6 +24,14 @@ use std::sync::Arc;
 /// The built-in presets, compiled in so a scenario works from any directory.
 pub const PRESETS_TOML: &str = include_str!("../presets/providers.toml");
 
+/// At most this many (class, strategy) pairs in one run: each strategy keeps metrics per class
+/// (a few hundred bytes each while running, about 4 KB each in `latency.csv` and
+/// `summary.json`), so the distinct classes a trace may bring are at most this divided by the
+/// number of strategies (and [`crate::trace::MAX_CLASSES`]): 10,000 for up to 5 strategies,
+/// 8,333 for 6, 50 for 1,000. The row that brings one class too many is an input error naming
+/// its line. At the limit a run with `--out` takes about 140 MB and writes about 210 MB.
+pub const MAX_CLASS_STRATEGY_PAIRS: usize = 50_000;
+
 /// At most this many `[[strategy]]` tables in one scenario: each runs the whole trace and
 /// keeps its metrics until the table is printed. Use a sweep for more variants.
 pub const MAX_STRATEGIES: usize = 1_000;
@@ -400,6 +408,13 @@ impl Scenario {
             apis,
             strategies,
         })
+    }
+
+    /// The distinct classes (built-ins included) a trace may bring to this scenario:
+    /// [`MAX_CLASS_STRATEGY_PAIRS`] shared among its strategies, at most
+    /// [`crate::trace::MAX_CLASSES`].
+    pub fn max_classes(&self) -> usize {
+        (MAX_CLASS_STRATEGY_PAIRS / self.strategies.len().max(1)).min(crate::trace::MAX_CLASSES)
     }
 
     /// Engine settings for this scenario (seed overridable from the command line).

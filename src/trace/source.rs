@@ -335,20 +335,40 @@ pub fn open_source_within(
     source: &TraceSource,
     max_span: crate::time::Duration,
 ) -> Result<Box<dyn RequestStream>, TraceError> {
+    open_source_limited(source, max_span, super::MAX_CLASSES, 1)
+}
+
+/// [`open_source_within`] for a run of `strategies` strategies that may track at most
+/// `max_classes` distinct classes (built-ins included; see
+/// [`crate::scenario::MAX_CLASS_STRATEGY_PAIRS`]): the row that brings one more ends the
+/// stream with an input error naming its line.
+pub fn open_source_limited(
+    source: &TraceSource,
+    max_span: crate::time::Duration,
+    max_classes: usize,
+    strategies: usize,
+) -> Result<Box<dyn RequestStream>, TraceError> {
     let imported = matches!(source, TraceSource::File { format, .. } if *format != TraceFormat::Routesim);
     Ok(Box::new(SpanChecked {
         inner: open_unchecked(source)?,
         max_span,
+        max_classes,
+        strategies,
         name: source.name(),
         imported,
         done: false,
     }))
 }
 
-/// A stream whose requests are checked against the trace span limit.
+/// A stream whose requests are checked against the trace span limit and the class limit.
 struct SpanChecked {
     inner: Box<dyn RequestStream>,
     max_span: crate::time::Duration,
+    /// Class ids are issued in order of first appearance: the first id at this value is the
+    /// class one too many.
+    max_classes: usize,
+    /// For the class limit's message.
+    strategies: usize,
     name: String,
     /// An import: its times are the log's own (any unit), made relative to the first row.
     imported: bool,
@@ -363,6 +383,23 @@ impl Iterator for SpanChecked {
         }
         let item = self.inner.next();
         let item = match item {
+            Some(Ok(request)) if usize::from(request.class.0) >= self.max_classes => {
+                let classes = self.inner.classes();
+                let name = classes.iter().nth(usize::from(request.class.0)).map(|(_, n)| n.to_string());
+                Some(Err(TraceError::Row {
+                    file: self.name.clone(),
+                    line: request.line,
+                    field: Some("class".to_string()),
+                    message: format!(
+                        "too many distinct classes for {} strategies (at most {}: classes × strategies at most {}), at \
+                         {}; map them to fewer classes or run fewer strategies",
+                        self.strategies,
+                        self.max_classes,
+                        crate::scenario::MAX_CLASS_STRATEGY_PAIRS,
+                        super::elide(name.as_deref().unwrap_or("?"))
+                    ),
+                }))
+            }
             Some(Ok(request)) => match super::check_span(&request, self.max_span, &self.name) {
                 Ok(()) => Some(Ok(request)),
                 Err(_) if self.imported => Some(Err(TraceError::Row {
