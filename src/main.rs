@@ -646,7 +646,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let format = parse_format("--format", &format)?;
             let options = import.options(format)?;
             let source = TraceSource::File { path: file.clone(), format, options };
-            let stream = open_source(&source)?;
+            // Parent links are checked as closed-loop replay checks them (ids unique, parents
+            // on earlier rows): a cycle or a dangling parent is an input error, not a statistic.
+            let stream = routesim::trace::source::check_parent_links(open_source(&source)?, &source.name());
             let mut report = None;
             let stats = routesim::trace::stats::compute(stream, |s| {
                 report = s.report();

@@ -29,6 +29,10 @@ pub trait RequestStream: Iterator<Item = Result<Request, TraceError>> + Send {
     fn bytes_read(&self) -> Option<(u64, u64)> {
         None
     }
+    /// Whether rows may name a parent (a routesim CSV with a `parent` column); imports never do.
+    fn links_parents(&self) -> bool {
+        false
+    }
 }
 
 impl<R: std::io::Read + Send> RequestStream for TraceReader<R> {
@@ -37,6 +41,74 @@ impl<R: std::io::Read + Send> RequestStream for TraceReader<R> {
     }
     fn bytes_read(&self) -> Option<(u64, u64)> {
         TraceReader::bytes_read(self)
+    }
+    fn links_parents(&self) -> bool {
+        self.has_parent_column()
+    }
+}
+
+/// `stream` with the parent links checked as closed-loop replay checks them (for readers that
+/// do not replay, such as `sim trace stats`): ids unique and every `parent` naming an earlier
+/// row, so a cycle (`a → b → a`: `a` names a later row) or a dangling parent is an input error
+/// naming its line, with the engine's messages. Only a stream that [`RequestStream::links_parents`]
+/// is checked; it then keeps one id per row (bounded by the file's size).
+pub fn check_parent_links(stream: Box<dyn RequestStream>, name: &str) -> Box<dyn RequestStream> {
+    let ids = stream.links_parents().then(std::collections::HashSet::new);
+    Box::new(ParentLinked { inner: stream, name: name.to_string(), ids, done: false })
+}
+
+struct ParentLinked {
+    inner: Box<dyn RequestStream>,
+    name: String,
+    ids: Option<std::collections::HashSet<u64>>,
+    done: bool,
+}
+
+impl Iterator for ParentLinked {
+    type Item = Result<Request, TraceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.inner.next();
+        let item = match (item, &mut self.ids) {
+            (Some(Ok(request)), Some(ids)) => {
+                let problem = if !ids.insert(request.id) {
+                    Some(("id", "duplicate id (ids must be unique for closed-loop replay)"))
+                } else if request.parent.is_some_and(|p| !ids.contains(&p)) {
+                    Some(("parent", "unknown parent id (a parent must appear on an earlier row)"))
+                } else {
+                    None
+                };
+                match problem {
+                    None => Some(Ok(request)),
+                    Some((field, message)) => Some(Err(TraceError::Row {
+                        file: self.name.clone(),
+                        line: request.line,
+                        field: Some(field.to_string()),
+                        message: message.to_string(),
+                    })),
+                }
+            }
+            (item, _) => item,
+        };
+        self.done = !matches!(item, Some(Ok(_)));
+        item
+    }
+}
+
+impl RequestStream for ParentLinked {
+    fn classes(&self) -> ClassTable {
+        self.inner.classes()
+    }
+    fn report(&self) -> Option<ImportReport> {
+        self.inner.report()
+    }
+    fn bytes_read(&self) -> Option<(u64, u64)> {
+        self.inner.bytes_read()
+    }
+    fn links_parents(&self) -> bool {
+        self.inner.links_parents()
     }
 }
 
@@ -431,6 +503,9 @@ impl RequestStream for SpanChecked {
     }
     fn bytes_read(&self) -> Option<(u64, u64)> {
         self.inner.bytes_read()
+    }
+    fn links_parents(&self) -> bool {
+        self.inner.links_parents()
     }
 }
 

@@ -387,6 +387,32 @@ fn silent_losses_are_input_errors_with_the_right_line() {
         "error: self.csv:3: field \"parent\"",
         "its own parent",
     );
+    // A cycle (a -> b -> a), a dangling parent and a repeated id: `trace stats` checks the
+    // links as closed-loop replay does (it accepted all three with exit 0).
+    for (rows, expected) in [
+        (
+            "a,0,interactive,100,10,s,b,0\nb,0,interactive,100,10,s,a,0\n",
+            "error: l.csv:2: field \"parent\": unknown parent id",
+        ),
+        (
+            "a,0,interactive,100,10,s,,0\nb,1,interactive,100,10,s,zz,0\n",
+            "error: l.csv:3: field \"parent\": unknown parent id",
+        ),
+        (
+            "a,0,interactive,100,10,s,,0\na,1,interactive,100,10,s,,0\n",
+            "error: l.csv:3: field \"id\": duplicate id",
+        ),
+    ] {
+        write(dir.path(), "l.csv", format!("{HEADER}{rows}"));
+        refused(&limited(&["trace", "stats", "l.csv"], dir.path()), expected, "");
+    }
+    // Without a parent column nothing links, and repeated ids are fine (open-loop replay).
+    write(
+        dir.path(),
+        "nolink.csv",
+        "id,arrival_ms,class,input_tokens,output_tokens\na,0,interactive,1,1\na,1,interactive,1,1\n",
+    );
+    succeeded(&limited(&["trace", "stats", "nolink.csv"], dir.path()));
     // Old spreadsheet line endings (CR only): the bad row is line 4.
     write(
         dir.path(),
