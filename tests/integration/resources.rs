@@ -646,3 +646,87 @@ fn classes_times_strategies_is_bounded_and_the_limit_runs_in_bounded_memory() {
         "",
     );
 }
+
+/// The seed story (scenario and trace) in `dir`, the trace as `seed-story.csv` with `more`
+/// rows appended and the scenario edited by `edit`.
+fn seed_story(dir: &Path, more: &str, edit: impl Fn(String) -> String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let trace = std::fs::read_to_string(root.join("traces/seed-story.csv")).unwrap();
+    write(dir, "seed-story.csv", trace + more);
+    let text = std::fs::read_to_string(root.join("scenarios/seed-story.toml")).unwrap();
+    let text = text.replace("file = \"../traces/seed-story.csv\"", "file = \"seed-story.csv\"");
+    write(dir, "seed-story.toml", edit(text));
+}
+
+#[test]
+fn the_issues_own_reproductions_on_the_seed_story() {
+    // Two rows at epoch milliseconds (4.85 GB and exit 134 before issue 14): refused at the
+    // first, line 8405.
+    let dir = tempfile::tempdir().unwrap();
+    let epoch =
+        "e1,1733000000000,interactive,100,0,0,10,10,,,0,\ne2,1733000000001,interactive,100,0,0,10,10,,,0,\n";
+    seed_story(dir.path(), epoch, |t| t);
+    refused(
+        &limited(&["run", "seed-story.toml"], dir.path()),
+        "error: seed-story.csv:8405: field \"arrival_ms\": 1733000000000 ms is beyond the maximum trace span",
+        "not epoch timestamps",
+    );
+    // The same rows under a raised max_span: they run, in bounded memory (the per-minute series
+    // are sparse: minute 28,883,333 is one row), and so does the report of the run.
+    seed_story(dir.path(), epoch, |t| {
+        t.replace("lookahead = \"10m\"", "lookahead = \"10m\"\nmax_span = \"500000h\"")
+    });
+    succeeded(&limited(&["run", "seed-story.toml", "--out", "span"], dir.path()));
+    let series = std::fs::read_to_string(dir.path().join("span/timeseries.csv")).unwrap();
+    assert!(series.lines().any(|l| l.split(',').nth(1) == Some("28883333")), "the far minute is a row");
+    succeeded(&limited(&["report", "span"], dir.path()));
+    // A heavy TTFT tail on Sonnet (sigma 7: 23.9 GB before): runs, and its report stays small.
+    seed_story(dir.path(), "", |t| {
+        t.replacen(
+            "limits.burst = \"10s\"",
+            "limits.burst = \"10s\"\nlatency.ttft_ms = { dist = \"lognormal\", median = 1800, sigma = 7 }",
+            1,
+        )
+    });
+    succeeded(&limited(&["run", "seed-story.toml", "--out", "sigma"], dir.path()));
+    succeeded(&limited(&["report", "sigma"], dir.path()));
+    let svg = size(&dir.path().join("sigma/report/rate_limits_over_time.svg"));
+    assert!(svg < 1 << 20, "rate_limits_over_time.svg: {svg} bytes (124 MB before)");
+}
+
+#[test]
+fn deadlines_beyond_the_span_and_absurd_latencies_in_results() {
+    let dir = workdir(20, "", "");
+    write(
+        dir.path(),
+        "dl.csv",
+        "id,arrival_ms,class,input_tokens,output_tokens,session,parent,think_ms,deadline_ms\na,0,interactive,100,10,,,0,99999999999999\n",
+    );
+    write(dir.path(), "dl.toml", scenario("dl.csv", "", ""));
+    refused(
+        &limited(&["run", "dl.toml"], dir.path()),
+        "error: dl.csv:2: field \"deadline_ms\": 99999999999999 ms is beyond the maximum trace span",
+        "",
+    );
+    // latency.csv all negative, all 1e308: the report draws a default axis in bounded memory.
+    succeeded(&limited(&["run", "s.toml", "--out", "out"], dir.path()));
+    let out = dir.path().join("out");
+    let latency = std::fs::read_to_string(out.join("latency.csv")).unwrap();
+    for value in ["-5", "1e308"] {
+        let edited: Vec<String> =
+            latency
+                .lines()
+                .enumerate()
+                .map(|(i, l)| {
+                    if i == 0 {
+                        l.to_string()
+                    } else {
+                        format!("{},{value}", l.rsplit_once(',').unwrap().0)
+                    }
+                })
+                .collect();
+        std::fs::write(out.join("latency.csv"), edited.join("\n") + "\n").unwrap();
+        succeeded(&limited(&["report", "out"], dir.path()));
+        assert!(size(&out.join("report/ttft_cdf.png")) < 1 << 20);
+    }
+}
