@@ -380,15 +380,23 @@ fn run_target(target: &str, data: &[u8], ctx: &Ctx) -> Verdict {
         }
         "generator" => {
             let Ok(table) = toml::from_str::<toml::Table>(&text) else { return Ok(()) };
-            let config = match routesim::trace::source::GeneratorConfig::from_table(table, "gen.toml") {
+            let config = match routesim::trace::source::GeneratorConfig::from_table(table) {
                 Ok(c) => c,
                 Err(e) => return one_line(&e.to_string()),
             };
+            // As `sim trace gen` and a scenario do: every setting and the span first.
+            if let Err(e) = config.check(&ctx.dir, routesim::trace::DEFAULT_MAX_SPAN) {
+                return one_line(&e.to_string());
+            }
             match config.rows(&ctx.dir) {
                 Ok(rows) => {
                     // A bounded prefix: generators stream.
                     let mut last = 0;
                     for row in rows.take(20_000) {
+                        let row = match row {
+                            Ok(row) => row,
+                            Err(e) => return one_line(&e.to_string()),
+                        };
                         let request = row.to_request(0);
                         let t = request.arrival.as_micros();
                         if t < last {

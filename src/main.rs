@@ -553,15 +553,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(seed) = seed {
                 gen_config.set_seed(seed);
             }
-            if let Some(duration) = duration {
+            if let Some(duration) = &duration {
                 gen_config
                     .set_duration(duration.parse().map_err(|e| UsageError(format!("--duration: {e}")))?);
+            }
+            // Every setting, and the span against the default trace span limit, before writing;
+            // errors name the config file and the key's line.
+            if let Err(error) = gen_config.check(&base_dir, routesim::trace::DEFAULT_MAX_SPAN) {
+                return Err(match (&error, &duration, &config) {
+                    (TraceError::Config { field, message }, Some(_), _)
+                        if field == "days" || field == "duration" =>
+                    {
+                        UsageError(format!("--duration: {message}")).into()
+                    }
+                    (_, _, Some(path)) => routesim::trace::source::locate(path, error).into(),
+                    _ => error.into(),
+                });
             }
             let file = std::fs::File::create(&output)
                 .with_context(|| format!("cannot create {}", output.display()))?;
             let mut writer =
                 TraceWriter::new(std::io::BufWriter::new(file))?.with_name(&output.display().to_string());
-            let summary = gen_config.write(&base_dir, &mut writer)?;
+            let summary = gen_config.write(&base_dir, &mut writer).map_err(|e| match &config {
+                Some(path) => routesim::trace::source::locate(path, e),
+                None => e,
+            })?;
             writer.finish()?.into_inner().map_err(|e| e.into_error())?;
             eprintln!(
                 "wrote {}: {} requests, {} sessions over {:.0} min; {}; {:.3} G input tokens ({:.1}% cached), {:.3} G output",
@@ -644,7 +660,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let format = parse_format("--format", &format)?;
             let options = import.options(format)?;
             let source = TraceSource::File { path: file.clone(), format, options };
-            let stream = open_source(&source)?;
+            // Parent links are checked as closed-loop replay checks them (ids unique, parents
+            // on earlier rows): a cycle or a dangling parent is an input error, not a statistic.
+            let stream = routesim::trace::source::check_parent_links(open_source(&source)?, &source.name());
             let mut report = None;
             let stats = routesim::trace::stats::compute(stream, |s| {
                 report = s.report();

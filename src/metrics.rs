@@ -165,8 +165,17 @@ impl Latency {
     /// Quantiles `qs` (each in 0..=1) in milliseconds, rounded to 3 decimals (empty when no
     /// value was recorded): the points of a CDF for plotting.
     pub fn quantiles_ms(&self, qs: &[f64]) -> Vec<f64> {
-        self.with_histogram(|h| qs.iter().map(|q| round3(h.value_at_quantile(*q) as f64 / 1000.0)).collect())
-            .unwrap_or_default()
+        self.with_histogram(|h| {
+            if qs.windows(2).all(|w| w[0] <= w[1]) {
+                // One pass over the buckets for all of them (the same values as one
+                // `value_at_quantile` each, which rescans the buckets every time: 80% of the
+                // time of writing latency.csv for thousands of classes).
+                h.value_at_quantiles(qs.iter().copied()).map(|v| round3(v as f64 / 1000.0)).collect()
+            } else {
+                qs.iter().map(|q| round3(h.value_at_quantile(*q) as f64 / 1000.0)).collect()
+            }
+        })
+        .unwrap_or_default()
     }
 
     pub fn summary(&self) -> LatencySummary {

@@ -149,7 +149,12 @@ pub fn run_scenario_source(
     let mut end = None;
     let mut rows_before = 0;
     for (pass, group) in scenario.strategies.chunks(group_size).enumerate() {
-        let stream = crate::trace::source::open_source_within(source, scenario.trace.max_span)?;
+        let stream = crate::trace::source::open_source_limited(
+            source,
+            scenario.trace.max_span,
+            scenario.max_classes(),
+            scenario.strategies.len(),
+        )?;
         let (feeder, streams) = shared::split(stream, group.len());
         let mut pass_rows = 0;
         let mut report = |read: shared::PassProgress| {

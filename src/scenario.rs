@@ -24,6 +24,14 @@ use std::sync::Arc;
 /// The built-in presets, compiled in so a scenario works from any directory.
 pub const PRESETS_TOML: &str = include_str!("../presets/providers.toml");
 
+/// At most this many (class, strategy) pairs in one run: each strategy keeps metrics per class
+/// (a few hundred bytes each while running, about 4 KB each in `latency.csv` and
+/// `summary.json`), so the distinct classes a trace may bring are at most this divided by the
+/// number of strategies (and [`crate::trace::MAX_CLASSES`]): 10,000 for up to 5 strategies,
+/// 8,333 for 6, 50 for 1,000. The row that brings one class too many is an input error naming
+/// its line. At the limit a run with `--out` takes about 140 MB and writes about 210 MB.
+pub const MAX_CLASS_STRATEGY_PAIRS: usize = 50_000;
+
 /// At most this many `[[strategy]]` tables in one scenario: each runs the whole trace and
 /// keeps its metrics until the table is printed. Use a sweep for more variants.
 pub const MAX_STRATEGIES: usize = 1_000;
@@ -93,6 +101,9 @@ struct SimulationSection {
     horizon: Option<Duration>,
     /// Safety cap on attempts per request.
     max_attempts_per_request: Option<u32>,
+    /// Closed loop: at most this many trace rows (default
+    /// [`crate::engine::DEFAULT_MAX_CLOSED_LOOP_ROWS`]).
+    max_closed_loop_rows: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +187,8 @@ pub struct Scenario {
     pub trace: TraceSpec,
     pub horizon: Option<Duration>,
     pub max_attempts_per_request: u32,
+    /// Closed loop: at most this many trace rows (`[simulation] max_closed_loop_rows`).
+    pub max_closed_loop_rows: u64,
     pub deployments: Arc<[Deployment]>,
     /// How `sim observe` reaches each deployment's real API, in `deployments` order.
     pub apis: Vec<DeploymentApi>,
@@ -345,6 +358,10 @@ impl Scenario {
         if lookahead.is_zero() && raw.trace.replay == Replay::Closed {
             return Err(fail("trace.lookahead: must be > 0 for closed-loop replay".into()));
         }
+        let max_span = raw.trace.max_span.unwrap_or(crate::trace::DEFAULT_MAX_SPAN);
+        if max_span.is_zero() {
+            return Err(fail("trace.max_span: must be > 0".into()));
+        }
         let source = crate::trace::source::SourceSection {
             file: raw.trace.file.clone(),
             format: raw.trace.format.clone(),
@@ -352,7 +369,7 @@ impl Scenario {
             generate: raw.trace.generate.clone(),
             generator: raw.trace.generator.clone(),
         }
-        .resolve(base_dir)
+        .resolve(base_dir, max_span)
         .map_err(|e| fail(e.to_string()))?;
         let max_attempts_per_request = raw
             .simulation
@@ -366,9 +383,10 @@ impl Scenario {
                 "simulation.max_attempts_per_request: {max_attempts_per_request} is above the maximum of {MAX_ATTEMPTS_PER_REQUEST}"
             )));
         }
-        let max_span = raw.trace.max_span.unwrap_or(crate::trace::DEFAULT_MAX_SPAN);
-        if max_span.is_zero() {
-            return Err(fail("trace.max_span: must be > 0".into()));
+        let max_closed_loop_rows =
+            raw.simulation.max_closed_loop_rows.unwrap_or(crate::engine::DEFAULT_MAX_CLOSED_LOOP_ROWS);
+        if max_closed_loop_rows == 0 {
+            return Err(fail("simulation.max_closed_loop_rows: must be > 0".into()));
         }
         Ok(Scenario {
             file: file.to_path_buf(),
@@ -388,10 +406,18 @@ impl Scenario {
             },
             horizon: raw.simulation.horizon,
             max_attempts_per_request,
+            max_closed_loop_rows,
             deployments,
             apis,
             strategies,
         })
+    }
+
+    /// The distinct classes (built-ins included) a trace may bring to this scenario:
+    /// [`MAX_CLASS_STRATEGY_PAIRS`] shared among its strategies, at most
+    /// [`crate::trace::MAX_CLASSES`].
+    pub fn max_classes(&self) -> usize {
+        (MAX_CLASS_STRATEGY_PAIRS / self.strategies.len().max(1)).min(crate::trace::MAX_CLASSES)
     }
 
     /// Engine settings for this scenario (seed overridable from the command line).
@@ -402,6 +428,7 @@ impl Scenario {
             lookahead: self.trace.lookahead,
             horizon: self.horizon.map(|h| Instant::ZERO + h),
             max_attempts_per_request: self.max_attempts_per_request,
+            max_closed_loop_rows: self.max_closed_loop_rows,
         }
     }
 

@@ -157,7 +157,7 @@ pub struct Prepared {
 
 /// Reads the trace and names the metrics, before any simulation.
 pub fn prepare(plan: &Plan) -> Result<Prepared, SweepError> {
-    let trace = load_trace(&plan.base.trace)?;
+    let trace = load_trace(&plan.base)?;
     check_stretch(plan, &trace)?;
     let manifest = manifest(plan, &trace);
     Ok(Prepared { trace, manifest })
@@ -318,8 +318,14 @@ pub fn merge(dirs: &[PathBuf], output: &Path) -> Result<(Manifest, Vec<Row>), Sw
 
 /// Reads the base scenario's trace once, from whatever source it names (a routesim CSV, an
 /// imported public trace, a generator), for every point to share.
-fn load_trace(spec: &crate::scenario::TraceSpec) -> Result<SharedTrace, SweepError> {
-    let mut stream = crate::trace::source::open_source_within(&spec.source, spec.max_span)?;
+fn load_trace(base: &crate::scenario::Scenario) -> Result<SharedTrace, SweepError> {
+    let spec = &base.trace;
+    let mut stream = crate::trace::source::open_source_limited(
+        &spec.source,
+        spec.max_span,
+        base.max_classes(),
+        base.strategies.len(),
+    )?;
     let requests = stream.by_ref().collect::<Result<Vec<Request>, TraceError>>()?;
     Ok(SharedTrace { requests, classes: stream.classes(), name: spec.path.display().to_string() })
 }

@@ -58,7 +58,18 @@ pub struct EngineConfig {
     pub horizon: Option<Instant>,
     /// Safety cap on attempts per request, against a policy that never gives up.
     pub max_attempts_per_request: u32,
+    /// Closed loop: at most this many rows read (each keeps its id for parent links and the
+    /// duplicate check until the run ends); one more is an input error naming its line.
+    pub max_closed_loop_rows: u64,
 }
+
+/// The default of [`EngineConfig::max_closed_loop_rows`] (`[simulation] max_closed_loop_rows`):
+/// closed-loop replay keeps one entry per row read, about 20–50 bytes a row per strategy
+/// running, because any later row may name any earlier one as its parent. Ten million rows
+/// (a month of the seed story's traffic is 7.5 M) is a few hundred MB per strategy; a
+/// generator configured for a year of traffic is refused at the row that passes it instead of
+/// growing without bound.
+pub const DEFAULT_MAX_CLOSED_LOOP_ROWS: u64 = 10_000_000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -68,6 +79,7 @@ impl Default for EngineConfig {
             lookahead: Duration::from_mins(10),
             horizon: None,
             max_attempts_per_request: crate::policy::driver::DEFAULT_MAX_ATTEMPTS_PER_REQUEST,
+            max_closed_loop_rows: DEFAULT_MAX_CLOSED_LOOP_ROWS,
         }
     }
 }
@@ -87,6 +99,13 @@ pub enum EngineError {
     /// Closed loop: two rows share an id, so parent links would be ambiguous.
     #[error("{file}:{line}: field \"id\": duplicate id (ids must be unique for closed-loop replay)")]
     DuplicateId { file: String, line: u64 },
+    /// Closed loop: more rows than [`EngineConfig::max_closed_loop_rows`].
+    #[error(
+        "{file}:{line}: closed-loop replay keeps the id of every row it has read (any later row may name it as \
+         parent): more than {max} rows ([simulation] max_closed_loop_rows raises it, at about 20-50 bytes a row \
+         per strategy; open-loop replay keeps none)"
+    )]
+    ClosedLoopRows { file: String, line: u64, max: u64 },
     /// Two deployments define one pool differently (bad input; a scenario refuses it first).
     #[error(transparent)]
     Pool(#[from] crate::provider::PoolConflict),
@@ -105,6 +124,7 @@ impl EngineError {
                 | EngineError::UnknownParent { .. }
                 | EngineError::SelfParent { .. }
                 | EngineError::DuplicateId { .. }
+                | EngineError::ClosedLoopRows { .. }
         )
     }
 }
@@ -168,11 +188,15 @@ impl Hasher for IdHasher {
 }
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
+/// A [`Family::finished_at`] value: not finished yet.
+const IN_SYSTEM: u64 = u64::MAX;
+
 /// Closed-loop bookkeeping: which ids exist, which finished when, who waits for whom.
 #[derive(Default)]
 struct Family {
-    /// `None` = still in the system; `Some(t)` = finished at `t`.
-    finished_at: IdMap<Option<Instant>>,
+    /// Every id read: [`IN_SYSTEM`] while the request is in the system, then the microsecond
+    /// it finished (16 bytes an entry).
+    finished_at: IdMap<u64>,
     waiting_children: IdMap<Vec<Request>>,
 }
 
@@ -314,7 +338,16 @@ impl Engine<'_> {
             self.handle(Event { at: self.slots.occupant(slot), kind: EventKind::Start });
             return Ok(());
         }
-        if self.family.finished_at.insert(request.id, None).is_some() {
+        if self.family.finished_at.len() as u64 >= self.config.max_closed_loop_rows
+            && !self.family.finished_at.contains_key(&request.id)
+        {
+            return Err(EngineError::ClosedLoopRows {
+                file: self.trace_name.clone(),
+                line: request.line,
+                max: self.config.max_closed_loop_rows,
+            });
+        }
+        if self.family.finished_at.insert(request.id, IN_SYSTEM).is_some() {
             // A repeated id would make parent links ambiguous.
             return Err(EngineError::DuplicateId { file: self.trace_name.clone(), line: request.line });
         }
@@ -329,16 +362,16 @@ impl Engine<'_> {
                 let slot = self.allocate(request, start);
                 self.schedule(start, slot, EventKind::Start);
             }
-            Some(parent) => match self.family.finished_at.get(&parent) {
+            Some(parent) => match self.family.finished_at.get(&parent).copied() {
                 None => {
                     return Err(EngineError::UnknownParent {
                         file: self.trace_name.clone(),
                         line: request.line,
                     });
                 }
-                Some(None) => self.family.waiting_children.entry(parent).or_default().push(request),
-                Some(Some(parent_done)) => {
-                    let due = *parent_done + request.think;
+                Some(IN_SYSTEM) => self.family.waiting_children.entry(parent).or_default().push(request),
+                Some(parent_done) => {
+                    let due = Instant::from_micros(parent_done) + request.think;
                     if due < self.now {
                         self.metrics.late_child_starts += 1;
                     }
@@ -663,7 +696,7 @@ impl Engine<'_> {
         self.driver.forget(self.now, active.request.id);
         if self.config.replay == Replay::Closed {
             let id = active.request.id;
-            self.family.finished_at.insert(id, Some(self.now));
+            self.family.finished_at.insert(id, self.now.as_micros());
             if let Some(children) = self.family.waiting_children.remove(&id) {
                 for child in children {
                     let start = self.now + child.think;

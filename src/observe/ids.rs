@@ -41,7 +41,9 @@ impl IdNames {
                 Err(_) => empty(),
             },
             TraceSource::Generated { config, base_dir, .. } => match config.rows(base_dir) {
-                Ok(rows) => IdNames { names: Box::new(rows.map(|row| row.id)) },
+                Ok(rows) => {
+                    IdNames { names: Box::new(rows.map(|row| row.map(|r| r.id).unwrap_or_default())) }
+                }
                 Err(_) => empty(),
             },
         }

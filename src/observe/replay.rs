@@ -425,8 +425,13 @@ pub fn run(
     let log_path = out.join(ATTEMPTS_FILE);
     let log_file = std::fs::File::create(&log_path).map_err(io(&log_path, "cannot create"))?;
     let source = &scenario.trace.source;
-    let mut stream = crate::trace::source::open_source_within(source, scenario.trace.max_span)
-        .map_err(|e| ObserveError::Engine(EngineError::Trace(e)))?;
+    let mut stream = crate::trace::source::open_source_limited(
+        source,
+        scenario.trace.max_span,
+        scenario.max_classes(),
+        scenario.strategies.len(),
+    )
+    .map_err(|e| ObserveError::Engine(EngineError::Trace(e)))?;
     let mut ids = IdNames::open(source);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -241,6 +241,10 @@ pub enum TraceError {
     /// A generator configuration value is invalid.
     #[error("trace generator: {field}: {message}")]
     Config { field: String, message: String },
+    /// A generator configuration file is invalid: its file, the line of the key when known
+    /// (`g.toml:4: backfill_size: …`), or a syntax error (`g.toml:4: expected …`, no field).
+    #[error("{file}{}: {}{message}", line_suffix(.line), key_prefix(.field))]
+    Generator { file: String, line: Option<usize>, field: String, message: String },
     /// An import option (format, window, rate, class rules, mapping) is invalid.
     #[error("trace import: {field}: {message}")]
     Import { field: String, message: String },
@@ -271,7 +275,25 @@ impl Clone for TraceError {
             TraceError::Import { field, message } => {
                 TraceError::Import { field: field.clone(), message: message.clone() }
             }
+            TraceError::Generator { file, line, field, message } => TraceError::Generator {
+                file: file.clone(),
+                line: *line,
+                field: field.clone(),
+                message: message.clone(),
+            },
         }
+    }
+}
+
+fn line_suffix(line: &Option<usize>) -> String {
+    line.map_or(String::new(), |l| format!(":{l}"))
+}
+
+fn key_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
     }
 }
 

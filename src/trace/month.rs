@@ -89,7 +89,27 @@ impl MonthConfig {
         }
         let mut probe = self.agent.clone();
         probe.duration = self.window;
-        probe.validate()
+        probe.validate().map_err(|e| match e {
+            TraceError::Config { field, message } => {
+                TraceError::Config { field: format!("agent.{field}"), message }
+            }
+            other => other,
+        })?;
+        // The busiest window's rates must pass too (a refused window would end the stream).
+        let busiest = self.hourly.iter().fold(0.0, |m: f64, h| m.max(*h)) * self.weekend.max(1.0);
+        let mut busy = probe.clone();
+        busy.session_rate_per_min *= busiest;
+        busy.bulk_rate_per_min *= busiest;
+        busy.backfill_bursts_per_hour *= busiest;
+        busy.validate().map_err(|e| match e {
+            TraceError::Config { field, message } => TraceError::Config {
+                field: "hourly".into(),
+                message: format!(
+                    "the busiest hour's multiplier {busiest} takes the agent's rates out of bounds: agent.{field}: {message}"
+                ),
+            },
+            other => other,
+        })
     }
 
     /// Number of windows in the month.
@@ -102,13 +122,19 @@ impl MonthConfig {
         Duration::from_micros(u64::from(self.days) * 24 * MICROS_PER_HOUR)
     }
 
-    /// The agent configuration of window `index`.
-    fn window_config(&self, index: u64) -> AgentTraceConfig {
+    /// The multiplier of window `index`'s session and bulk rates: `hourly[hour]`, × `weekend`
+    /// on days 6 and 7.
+    fn multiplier(&self, index: u64) -> f64 {
         let start_us = index * self.window.as_micros();
         let hour = (start_us / MICROS_PER_HOUR) % 24;
         let day = start_us / (24 * MICROS_PER_HOUR);
         let weekend = if day % 7 >= 5 { self.weekend } else { 1.0 };
-        let multiplier = self.hourly[hour as usize] * weekend;
+        self.hourly[hour as usize] * weekend
+    }
+
+    /// The agent configuration of window `index`.
+    fn window_config(&self, index: u64) -> AgentTraceConfig {
+        let multiplier = self.multiplier(index);
         let mut c = self.agent.clone();
         c.seed = mix64(self.seed ^ mix64(index.wrapping_add(0x6d6f_6e74)));
         c.duration = self.window;
@@ -121,7 +147,13 @@ impl MonthConfig {
     /// Starts the stream.
     pub fn rows(&self) -> Result<MonthRows, TraceError> {
         self.validate()?;
-        Ok(MonthRows { config: self.clone(), next_window: 0, current: Vec::new().into_iter(), sessions: 0 })
+        Ok(MonthRows {
+            config: self.clone(),
+            next_window: 0,
+            current: Vec::new().into_iter(),
+            sessions: 0,
+            error: None,
+        })
     }
 }
 
@@ -131,12 +163,20 @@ pub struct MonthRows {
     next_window: u64,
     current: std::vec::IntoIter<Row>,
     sessions: u64,
+    /// Why the stream ended early: a window the agent generator refused.
+    error: Option<TraceError>,
 }
 
 impl MonthRows {
     /// Sessions generated so far.
     pub fn sessions(&self) -> u64 {
         self.sessions
+    }
+
+    /// Once the rows have ended: the error that ended them early, if any (a window whose
+    /// scaled rates the agent generator refused; nothing is skipped silently).
+    pub fn take_error(&mut self) -> Option<TraceError> {
+        self.error.take()
     }
 }
 
@@ -154,8 +194,25 @@ impl Iterator for MonthRows {
             let index = self.next_window;
             self.next_window += 1;
             let config = self.config.window_config(index);
-            // Validated in `rows()`; scaled rates stay finite and >= 0.
-            let Ok((mut rows, sessions)) = generate_rows(&config) else { continue };
+            // Validated in `rows()` at the largest multiplier; a window that still fails (more
+            // rows than the agent generator holds) ends the stream with its error.
+            let (mut rows, sessions) = match generate_rows(&config) {
+                Ok(generated) => generated,
+                Err(e) => {
+                    self.error = Some(match e {
+                        TraceError::Config { field, message } => TraceError::Config {
+                            field: format!("agent.{field}"),
+                            message: format!(
+                                "window {index} (×{:.3} by hourly and weekend): {message}",
+                                self.config.multiplier(index)
+                            ),
+                        },
+                        other => other,
+                    });
+                    self.next_window = self.config.windows();
+                    return None;
+                }
+            };
             self.sessions += sessions;
             let offset_us = index * self.config.window.as_micros();
             let prefix = format!("w{index}-");

@@ -151,6 +151,11 @@ impl<R: Read> TraceReader<R> {
         self.size_bytes.map(|size| (self.records.position(), size))
     }
 
+    /// Whether the header has a `parent` column (rows may link to earlier rows).
+    pub fn has_parent_column(&self) -> bool {
+        self.index[Column::Parent as usize].is_some()
+    }
+
     /// The classes met so far (plus the built-ins and any pre-registered ones).
     pub fn classes(&self) -> &ClassTable {
         &self.classes

@@ -6,7 +6,9 @@
 //! come from: it takes any stream of [`Request`]s in arrival order.
 //!
 //! Memory: counters, three HDR histograms, one counter per minute of span, and — for session
-//! depth — one entry per request that belongs to a session.
+//! depth — one entry per request that belongs to a session. (`sim trace stats` also checks
+//! parent links with [`super::source::check_parent_links`]: one id per row of a CSV with a
+//! `parent` column.)
 
 use super::{ClassTable, Request, TraceError};
 use crate::time::{MICROS_PER_MIN, MICROS_PER_S};

@@ -236,23 +236,87 @@ fn many_classes_cost_bytes_and_too_many_are_refused() {
 #[test]
 fn generators_refuse_what_they_cannot_stream() {
     let dir = tempfile::tempdir().unwrap();
+    // Each error names the generator file and the line of its key.
     let cases = [
-        ("seed = 1\nduration = \"1h\"\nbackfill_size = 50000000\n", "backfill_size: 50000000 is above the maximum"),
-        ("seed = 1\nduration = \"1h\"\nburst_multiplier = 1733000000000.0\n", "burst_multiplier"),
+        ("seed = 1\nduration = \"1h\"\nbackfill_size = 50000000\n", "error: g.toml:3: backfill_size: 50000000 is above the maximum"),
+        ("seed = 1\nduration = \"1h\"\nburst_multiplier = 1733000000000.0\n", "error: g.toml:3: burst_multiplier: "),
         (
             "generator = \"open_loop\"\nduration = \"1h\"\n[[clients]]\nname = \"c\"\nprocess = { kind = \"poisson\", rate_per_s = 1e20 }\ninput_tokens = { dist = \"constant\", value = 100 }\noutput_tokens = { dist = \"constant\", value = 10 }\n",
-            "100000000000000000000 per second is above the maximum of 10000 per second",
+            "error: g.toml:3: clients[0]: the clients' total mean rate 100000000000000000000 per second is above the maximum of 10000 per second",
         ),
         (
             "generator = \"open_loop\"\nduration = \"1h\"\n[[clients]]\nname = \"c\"\ncount = 4294967295\nprocess = { kind = \"poisson\", rate_per_s = 0.5 }\ninput_tokens = { dist = \"constant\", value = 100 }\noutput_tokens = { dist = \"constant\", value = 10 }\n",
-            "clients[0].count: 4294967295 clients in all is above the maximum of 100000",
+            "error: g.toml:5: clients[0].count: 4294967295 clients in all is above the maximum of 100000",
         ),
+        // A month of a million days (streamed forever before, ~21 TB): beyond the trace span.
+        ("generator = \"month\"\ndays = 1000000\n", "error: g.toml:2: days: 1000000 days is beyond the maximum trace span of 8760h"),
+        // An agent hour spread over 10^6 hours: beyond the span before anything is generated.
+        ("seed = 1\nduration = \"1000000h\"\n", "error: g.toml:2: duration: 1000000h is beyond the maximum trace span of 8760h"),
+        // A month whose busiest hour multiplies the rates past their bounds (such a window was
+        // skipped silently before).
+        (
+            "generator = \"month\"\ndays = 1\nhourly = [1e6, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n",
+            "error: g.toml:3: hourly: the busiest hour's multiplier 1000000 takes the agent's rates out of bounds",
+        ),
+        ("generator = \"month\"\ndays = 1\n[agent]\nsession_rate = 3\n", "error: g.toml:4: agent.session_rate: unknown field"),
+        ("generator = \"month\"\ndays = [1\n", "error: g.toml:"),
     ];
-    for (config, needle) in cases {
+    for (config, expected) in cases {
         write(dir.path(), "g.toml", config);
         let o = limited(&["trace", "gen", "--config", "g.toml", "-o", "g.csv"], dir.path());
-        refused(&o, "error: trace generator: ", needle);
+        refused(&o, expected, "");
     }
+    // Through a scenario: the scenario's line of `generator`, then the generator file's.
+    write(dir.path(), "t.csv", HEADER);
+    write(dir.path(), "g.toml", "generator = \"month\"\nseed = 3\ndays = 400\n");
+    let text = scenario("t.csv", "", "").replace("file = \"t.csv\"", "generator = \"g.toml\"");
+    write(dir.path(), "s.toml", &text);
+    refused(
+        &limited(&["run", "s.toml"], dir.path()),
+        "error: s.toml:4: trace.generator: g.toml:3: days: 400 days is beyond the maximum trace span of 8760h",
+        "",
+    );
+    // Inline: the scenario's own line of the key.
+    let inline = scenario("t.csv", "", "").replace(
+        "file = \"t.csv\"",
+        "generate = { generator = \"month\", days = 1, agent = { backfill_size = 50000000 } }",
+    );
+    write(dir.path(), "i.toml", inline);
+    refused(
+        &limited(&["run", "i.toml"], dir.path()),
+        "error: i.toml:4: trace.generate.agent.backfill_size: 50000000 is above the maximum of 1000000",
+        "",
+    );
+}
+
+#[test]
+fn closed_loop_state_is_bounded_by_a_row_limit() {
+    // Closed-loop replay keeps every id it has read (+32 MB a simulated day with two
+    // strategies): a month generator may run for up to a year of days, so the rows are
+    // bounded (`[simulation] max_closed_loop_rows`, default 10 M) and refused at the first row
+    // past it. One day of the seed month (about 250,000 rows) against a limit of 1,000:
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.csv", HEADER);
+    write(
+        dir.path(),
+        "g.toml",
+        "generator = \"month\"\nseed = 3\ndays = 1\n[agent]\nsession_rate_per_min = 3.65\n",
+    );
+    let text = scenario("t.csv", "", "[simulation]\nmax_closed_loop_rows = 1000\n")
+        .replace("file = \"t.csv\"", "generator = \"g.toml\"");
+    write(dir.path(), "s.toml", &text);
+    refused(
+        &limited(&["run", "s.toml"], dir.path()),
+        "error: g.toml:1002: closed-loop replay keeps the id of every row it has read",
+        "more than 1000 rows ([simulation] max_closed_loop_rows",
+    );
+    // Under the default limit the same day runs in bounded memory.
+    write(
+        dir.path(),
+        "s.toml",
+        text.replace("max_closed_loop_rows = 1000", "max_closed_loop_rows = 10000000"),
+    );
+    succeeded(&limited(&["run", "s.toml"], dir.path()));
 }
 
 #[test]
@@ -323,6 +387,32 @@ fn silent_losses_are_input_errors_with_the_right_line() {
         "error: self.csv:3: field \"parent\"",
         "its own parent",
     );
+    // A cycle (a -> b -> a), a dangling parent and a repeated id: `trace stats` checks the
+    // links as closed-loop replay does (it accepted all three with exit 0).
+    for (rows, expected) in [
+        (
+            "a,0,interactive,100,10,s,b,0\nb,0,interactive,100,10,s,a,0\n",
+            "error: l.csv:2: field \"parent\": unknown parent id",
+        ),
+        (
+            "a,0,interactive,100,10,s,,0\nb,1,interactive,100,10,s,zz,0\n",
+            "error: l.csv:3: field \"parent\": unknown parent id",
+        ),
+        (
+            "a,0,interactive,100,10,s,,0\na,1,interactive,100,10,s,,0\n",
+            "error: l.csv:3: field \"id\": duplicate id",
+        ),
+    ] {
+        write(dir.path(), "l.csv", format!("{HEADER}{rows}"));
+        refused(&limited(&["trace", "stats", "l.csv"], dir.path()), expected, "");
+    }
+    // Without a parent column nothing links, and repeated ids are fine (open-loop replay).
+    write(
+        dir.path(),
+        "nolink.csv",
+        "id,arrival_ms,class,input_tokens,output_tokens\na,0,interactive,1,1\na,1,interactive,1,1\n",
+    );
+    succeeded(&limited(&["trace", "stats", "nolink.csv"], dir.path()));
     // Old spreadsheet line endings (CR only): the bad row is line 4.
     write(
         dir.path(),
@@ -524,4 +614,119 @@ fn reports_stay_small_whatever_the_series_and_classes() {
     }
     let svg = std::fs::read_to_string(report.join("ttft_cdf.svg")).unwrap();
     assert!(svg.contains("(the first 24 of 2000 classes)"), "the title says what is left out");
+}
+
+#[test]
+fn classes_times_strategies_is_bounded_and_the_limit_runs_in_bounded_memory() {
+    // 9,990 classes x 100 strategies took 859 MB and 122 s (with --out, more than 1 GB of
+    // files before it was stopped). The pairs are at most 50,000: 10 strategies may track 5,000
+    // classes (the four built-ins count), and the row that brings one more is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let rows = |n: usize| {
+        let mut t = HEADER.to_string();
+        for i in 0..n {
+            t += &format!("r{i},{},tenant-{i},100,10,,,0\n", i * 10);
+        }
+        t
+    };
+    let mut extra = String::new();
+    for i in 1..10 {
+        extra += &format!("[[strategy]]\nname = \"s{i}\"\npolicy = {{ kind = \"single\", deployment = \"anthropic/sonnet\" }}\n");
+    }
+    write(dir.path(), "at.csv", rows(4_996));
+    write(dir.path(), "at.toml", scenario("at.csv", "", &extra));
+    succeeded(&limited(&["run", "at.toml", "--out", "out"], dir.path()));
+    let latency = size(&dir.path().join("out/latency.csv"));
+    assert!(latency < 200 << 20, "latency.csv: {latency} bytes");
+    write(dir.path(), "over.csv", rows(4_997));
+    write(dir.path(), "over.toml", scenario("over.csv", "", &extra));
+    refused(
+        &limited(&["run", "over.toml"], dir.path()),
+        "error: over.csv:4998: field \"class\": too many distinct classes for 10 strategies (at most 5000: classes × strategies at most 50000)",
+        "",
+    );
+}
+
+/// The seed story (scenario and trace) in `dir`, the trace as `seed-story.csv` with `more`
+/// rows appended and the scenario edited by `edit`.
+fn seed_story(dir: &Path, more: &str, edit: impl Fn(String) -> String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let trace = std::fs::read_to_string(root.join("traces/seed-story.csv")).unwrap();
+    write(dir, "seed-story.csv", trace + more);
+    let text = std::fs::read_to_string(root.join("scenarios/seed-story.toml")).unwrap();
+    let text = text.replace("file = \"../traces/seed-story.csv\"", "file = \"seed-story.csv\"");
+    write(dir, "seed-story.toml", edit(text));
+}
+
+#[test]
+fn the_issues_own_reproductions_on_the_seed_story() {
+    // Two rows at epoch milliseconds (4.85 GB and exit 134 before issue 14): refused at the
+    // first, line 8405.
+    let dir = tempfile::tempdir().unwrap();
+    let epoch =
+        "e1,1733000000000,interactive,100,0,0,10,10,,,0,\ne2,1733000000001,interactive,100,0,0,10,10,,,0,\n";
+    seed_story(dir.path(), epoch, |t| t);
+    refused(
+        &limited(&["run", "seed-story.toml"], dir.path()),
+        "error: seed-story.csv:8405: field \"arrival_ms\": 1733000000000 ms is beyond the maximum trace span",
+        "not epoch timestamps",
+    );
+    // The same rows under a raised max_span: they run, in bounded memory (the per-minute series
+    // are sparse: minute 28,883,333 is one row), and so does the report of the run.
+    seed_story(dir.path(), epoch, |t| {
+        t.replace("lookahead = \"10m\"", "lookahead = \"10m\"\nmax_span = \"500000h\"")
+    });
+    succeeded(&limited(&["run", "seed-story.toml", "--out", "span"], dir.path()));
+    let series = std::fs::read_to_string(dir.path().join("span/timeseries.csv")).unwrap();
+    assert!(series.lines().any(|l| l.split(',').nth(1) == Some("28883333")), "the far minute is a row");
+    succeeded(&limited(&["report", "span"], dir.path()));
+    // A heavy TTFT tail on Sonnet (sigma 7: 23.9 GB before): runs, and its report stays small.
+    seed_story(dir.path(), "", |t| {
+        t.replacen(
+            "limits.burst = \"10s\"",
+            "limits.burst = \"10s\"\nlatency.ttft_ms = { dist = \"lognormal\", median = 1800, sigma = 7 }",
+            1,
+        )
+    });
+    succeeded(&limited(&["run", "seed-story.toml", "--out", "sigma"], dir.path()));
+    succeeded(&limited(&["report", "sigma"], dir.path()));
+    let svg = size(&dir.path().join("sigma/report/rate_limits_over_time.svg"));
+    assert!(svg < 1 << 20, "rate_limits_over_time.svg: {svg} bytes (124 MB before)");
+}
+
+#[test]
+fn deadlines_beyond_the_span_and_absurd_latencies_in_results() {
+    let dir = workdir(20, "", "");
+    write(
+        dir.path(),
+        "dl.csv",
+        "id,arrival_ms,class,input_tokens,output_tokens,session,parent,think_ms,deadline_ms\na,0,interactive,100,10,,,0,99999999999999\n",
+    );
+    write(dir.path(), "dl.toml", scenario("dl.csv", "", ""));
+    refused(
+        &limited(&["run", "dl.toml"], dir.path()),
+        "error: dl.csv:2: field \"deadline_ms\": 99999999999999 ms is beyond the maximum trace span",
+        "",
+    );
+    // latency.csv all negative, all 1e308: the report draws a default axis in bounded memory.
+    succeeded(&limited(&["run", "s.toml", "--out", "out"], dir.path()));
+    let out = dir.path().join("out");
+    let latency = std::fs::read_to_string(out.join("latency.csv")).unwrap();
+    for value in ["-5", "1e308"] {
+        let edited: Vec<String> =
+            latency
+                .lines()
+                .enumerate()
+                .map(|(i, l)| {
+                    if i == 0 {
+                        l.to_string()
+                    } else {
+                        format!("{},{value}", l.rsplit_once(',').unwrap().0)
+                    }
+                })
+                .collect();
+        std::fs::write(out.join("latency.csv"), edited.join("\n") + "\n").unwrap();
+        succeeded(&limited(&["report", "out"], dir.path()));
+        assert!(size(&out.join("report/ttft_cdf.png")) < 1 << 20);
+    }
 }

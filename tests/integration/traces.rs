@@ -183,7 +183,12 @@ output_tokens = { dist = "constant", value = 300 }
     std::fs::write(dir.path().join("bad.toml"), bad).unwrap();
     let o = sim(&["run", "bad.toml"], dir.path());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("trace.generate: unknown field `sessions`"), "{}", stderr(&o));
+    // The scenario's line and the key path of the unknown key.
+    assert!(
+        stderr(&o).starts_with("error: bad.toml:5: trace.generate.sessions: unknown field `sessions`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -197,6 +202,7 @@ fn month_generator_reproduces_the_seed_story_totals() {
     let (mut requests, mut tokens, mut cached, mut input, mut max_arrival) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut last = 0;
     for row in config.rows(&repo_root()).unwrap() {
+        let row = row.unwrap();
         assert!(row.arrival_us / 1_000 >= last, "rows in order");
         last = row.arrival_us / 1_000;
         requests += 1;
